@@ -1,0 +1,270 @@
+//! The CLI subcommands other than `serve`: account administration against a
+//! stopped server's store, secret generation, and the health probe used by
+//! Docker's HEALTHCHECK. Each returns one clear line on failure.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{self, Signup};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::Store;
+
+/// Result of a subcommand: the error is the one line printed before exiting non-zero.
+pub type CommandResult = Result<(), String>;
+
+/// Opens the store and builds the state a command needs (refused with a
+/// clear line while a server holds the data directory).
+async fn open(cfg: &Config) -> Result<Arc<AppState>, String> {
+    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let state = AppState::new(cfg.clone(), store, CancellationToken::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(state))
+}
+
+fn close(state: Arc<AppState>) {
+    if let Ok(state) = Arc::try_unwrap(state) {
+        state.store.close();
+    }
+}
+
+fn read_password_stdin() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err("no password on stdin".into());
+    }
+    Ok(password)
+}
+
+/// Options of `confab user add`.
+pub struct UserAdd {
+    pub username: String,
+    pub admin: bool,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub password_stdin: bool,
+}
+
+/// `confab user add`: creates an account; prints a generated password.
+pub async fn user_add(cfg: &Config, opts: UserAdd) -> CommandResult {
+    let (password, generated) = if opts.password_stdin {
+        (read_password_stdin()?, false)
+    } else {
+        (accounts::generate_password(), true)
+    };
+    let state = open(cfg).await?;
+    let result = accounts::create(
+        &state,
+        Signup {
+            username: opts.username,
+            password: password.clone(),
+            display_name: opts.display_name,
+            email: opts.email,
+            admin: opts.admin,
+        },
+    )
+    .await;
+    close(state);
+    let user = result.map_err(|e| describe(&e))?;
+    println!(
+        "created user {} (id {}{})",
+        user.username,
+        user.id,
+        if user.admin { ", admin" } else { "" }
+    );
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+/// `confab user passwd`: sets a new password (revoking the user's tokens).
+pub async fn user_passwd(cfg: &Config, username: &str, password_stdin: bool) -> CommandResult {
+    let (password, generated) = if password_stdin {
+        (read_password_stdin()?, false)
+    } else {
+        (accounts::generate_password(), true)
+    };
+    let state = open(cfg).await?;
+    let result = async {
+        let user = state
+            .store
+            .user_by_username(username)
+            .await
+            .map_err(|e| describe(&e))?
+            .ok_or_else(|| format!("no user named {username:?}"))?;
+        accounts::set_password(&state, user.id, &password)
+            .await
+            .map_err(|e| describe(&e))
+    }
+    .await;
+    close(state);
+    let user = result?;
+    println!(
+        "password changed for {}; their older tokens are revoked",
+        user.username
+    );
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+/// `confab user list`.
+pub async fn user_list(cfg: &Config) -> CommandResult {
+    let state = open(cfg).await?;
+    let result = state.store.users().await;
+    close(state);
+    let users = result.map_err(|e| describe(&e))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<32}  {:<8}  display name",
+        "id", "username", "flags"
+    );
+    for user in users {
+        let flags = match (user.admin, user.disabled) {
+            (true, true) => "admin,off",
+            (true, false) => "admin",
+            (false, true) => "disabled",
+            (false, false) => "",
+        };
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<32}  {:<8}  {}",
+            user.id, user.username, flags, user.display_name
+        );
+    }
+    Ok(())
+}
+
+/// `confab user disable|enable`.
+pub async fn user_set_disabled(cfg: &Config, username: &str, disabled: bool) -> CommandResult {
+    let state = open(cfg).await?;
+    let result = async {
+        let user = state
+            .store
+            .user_by_username(username)
+            .await
+            .map_err(|e| describe(&e))?
+            .ok_or_else(|| format!("no user named {username:?}"))?;
+        accounts::set_disabled(&state, user.id, disabled)
+            .await
+            .map_err(|e| describe(&e))
+    }
+    .await;
+    close(state);
+    let user = result?;
+    println!(
+        "user {} is now {}",
+        user.username,
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+/// `confab gen-secret`: a fresh 256-bit secret, URL-safe base64.
+pub fn gen_secret() -> CommandResult {
+    println!("{}", crate::auth::random_token(32));
+    Ok(())
+}
+
+/// `confab healthcheck`: exit 0 if `/healthz` answers 200 within 3 s.
+pub async fn healthcheck(cfg: &Config, url: Option<&str>) -> CommandResult {
+    let (addr, host) = match url {
+        Some(url) => parse_http_url(url)?,
+        None => {
+            let mut addr = cfg.listen_addr();
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            (addr, addr.to_string())
+        }
+    };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| format!("cannot read from {addr}: {e}"))?;
+        let status_line = String::from_utf8_lossy(&response);
+        let status = status_line.split_whitespace().nth(1).unwrap_or("");
+        if status == "200" {
+            Ok(())
+        } else {
+            Err(format!("{addr}/healthz answered {status:?}"))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| format!("{addr}/healthz did not answer within 3 s"))?
+}
+
+/// `http://host:port[/...]` → (resolved address, host header).
+fn parse_http_url(url: &str) -> Result<(SocketAddr, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--url {url:?}: only http:// URLs are supported"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority
+        .rsplit(':')
+        .next()
+        .is_some_and(|p| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    use std::net::ToSocketAddrs;
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("--url {url:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--url {url:?}: no address"))?;
+    Ok((addr, authority.to_string()))
+}
+
+/// One line for a command's failure, with field errors spelled out.
+fn describe(error: &crate::error::Error) -> String {
+    match error {
+        crate::error::Error::Validation(fields) => fields
+            .iter()
+            .map(|(field, reasons)| format!("{field} {}", reasons.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_urls() {
+        let (addr, host) = parse_http_url("http://127.0.0.1:4000/healthz").unwrap();
+        assert_eq!(addr.port(), 4000);
+        assert_eq!(host, "127.0.0.1:4000");
+        assert!(parse_http_url("https://x").is_err());
+    }
+}

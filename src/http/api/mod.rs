@@ -1,0 +1,6 @@
+//! REST handlers by resource, and the JSON views of records (api.md shapes).
+
+pub mod auth;
+pub mod me;
+pub mod users;
+pub mod views;

@@ -1,0 +1,52 @@
+//! `GET /api/users` (any user) and `POST /api/users` (admin: create an
+//! account with a generated password, shown once).
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::views;
+use crate::accounts::{self, Signup};
+use crate::error::Result;
+use crate::http::call::Call;
+use crate::http::reply::{self, HttpResponse};
+
+/// Every account.
+pub async fn list(call: &mut Call) -> Result<HttpResponse> {
+    call.identity().await?;
+    let users = call.state.store.users().await?;
+    let users: Vec<_> = users.iter().map(views::user).collect();
+    Ok(reply::json(200, &json!({ "users": users })))
+}
+
+#[derive(Deserialize)]
+struct CreateInput {
+    #[serde(default)]
+    username: String,
+    display_name: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// Creates an account as an admin; 201 `{user, password}`.
+pub async fn create(call: &mut Call) -> Result<HttpResponse> {
+    let admin = call.admin().await?;
+    let input: CreateInput = call.json().await?;
+    let password = accounts::generate_password();
+    let user = accounts::create(
+        &call.state,
+        Signup {
+            username: input.username,
+            password: password.clone(),
+            display_name: input.display_name,
+            email: input.email,
+            admin: input.admin,
+        },
+    )
+    .await?;
+    tracing::info!(user = %user.username, by = %admin.user.username, "account created by admin");
+    Ok(reply::json(
+        201,
+        &json!({"user": views::user(&user), "password": password}),
+    ))
+}

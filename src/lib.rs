@@ -1,0 +1,97 @@
+//! confab: a self-hosted team chat server in one executable.
+//!
+//! # Layout
+//! - [`config`]: settings (defaults < `config.toml` < `CONFAB_*` env < flags).
+//! - [`store`]: the embedded redb store; one writer thread with group commit.
+//! - [`auth`]: password hashing, JWT tokens, login throttling, `authenticate`.
+//! - [`accounts`]: account rules and flows shared by the API and the CLI.
+//! - [`http`]: the routing table, REST handlers, static UI, probes.
+//! - [`server`]: the accept loop and graceful drain.
+//! - [`commands`]: the CLI subcommands other than `serve`.
+//! - [`state`], [`error`], [`clock`], [`logging`], [`shutdown`]: shared plumbing.
+
+pub mod accounts;
+pub mod auth;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod server;
+pub mod shutdown;
+pub mod socket;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use state::AppState;
+use store::Store;
+
+/// How often expired token revocations and stale throttle entries are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs the server until SIGINT/SIGTERM: opens the store, binds, serves,
+/// drains, closes the store. Errors are one line for the operator.
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(cfg.listen_addr())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let shutdown = CancellationToken::new();
+    shutdown::cancel_on_signal(shutdown.clone());
+    let files = server::raise_open_files_limit();
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let state = Arc::new(
+        AppState::new(cfg, store.clone(), shutdown.clone())
+            .await
+            .map_err(|e| format!("cannot start: {e}"))?,
+    );
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data = %state.cfg.data_dir.display(),
+        store = %store.path().display(),
+        open_files = files,
+        "confab started; sockets are limited by the open-files limit"
+    );
+    // A stable line on stdout for people and scripts: where to connect.
+    println!("confab listening on http://{addr}");
+    spawn_purger(state.clone());
+    server::serve(state.clone(), listener).await;
+    drop(state);
+    // Every request handler holding the state has finished or been dropped
+    // by the drain; give stragglers a moment, then close the file.
+    store.close();
+    tracing::info!("confab stopped");
+    Ok(())
+}
+
+fn spawn_purger(state: state::State) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state.shutdown.cancelled() => return,
+            }
+            state.login_throttle.sweep();
+            match state
+                .store
+                .purge_expired_revocations(clock::now_secs())
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired token revocations"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging token revocations failed"),
+            }
+        }
+    });
+}

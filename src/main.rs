@@ -1,0 +1,175 @@
+//! The `confab` command line: parses arguments, loads the configuration and
+//! dispatches to the library. No logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use confab::commands;
+use confab::config::{Config, ConfigSource, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "Self-hosted team chat server in one executable"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone)]
+struct GlobalArgs {
+    /// Configuration file (default: ./config.toml if present)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./data)
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address to listen on (default: 127.0.0.1:4000)
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log format: text or json
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info or confab=debug
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default)
+    Serve,
+    /// Manage accounts (the server must be stopped)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print a fresh random secret for jwt_secret
+    GenSecret,
+    /// Exit 0 if the server's /healthz answers 200
+    Healthcheck {
+        /// URL of the server (default: from listen)
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; prints a generated password unless --password-stdin
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        #[arg(long, value_name = "D")]
+        display_name: Option<String>,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (revokes the user's tokens)
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List,
+    /// Disable a user (their tokens stop working)
+    Disable { name: String },
+    /// Enable a user
+    Enable { name: String },
+}
+
+fn parse_log_format(value: &str) -> Result<LogFormat, String> {
+    match value {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format (text or json)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let source = match &cli.global.config {
+        Some(path) => ConfigSource::Explicit(path.clone()),
+        None => ConfigSource::DefaultIfPresent,
+    };
+    let overrides = Overrides {
+        listen: cli.global.listen.clone(),
+        data_dir: cli.global.data.clone(),
+        log_format: cli.global.log_format,
+        log_level: cli.global.log_level.clone(),
+    };
+    let cfg = match Config::load(&source, std::env::vars(), &overrides) {
+        Ok(cfg) => cfg,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Serve) {
+        confab::logging::init(&cfg.log_level, cfg.log_format);
+        for key in confab::config::unknown_env_keys(std::env::vars()) {
+            tracing::warn!(variable = %key, "unknown CONFAB_ environment variable ignored");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Serve => confab::run(cfg).await,
+            Command::GenSecret => commands::gen_secret(),
+            Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
+            Command::User(user) => match user {
+                UserCommand::Add {
+                    name,
+                    admin,
+                    email,
+                    display_name,
+                    password_stdin,
+                } => {
+                    commands::user_add(
+                        &cfg,
+                        commands::UserAdd {
+                            username: name,
+                            admin,
+                            email,
+                            display_name,
+                            password_stdin,
+                        },
+                    )
+                    .await
+                }
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => commands::user_passwd(&cfg, &name, password_stdin).await,
+                UserCommand::List => commands::user_list(&cfg).await,
+                UserCommand::Disable { name } => {
+                    commands::user_set_disabled(&cfg, &name, true).await
+                }
+                UserCommand::Enable { name } => {
+                    commands::user_set_disabled(&cfg, &name, false).await
+                }
+            },
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => fail(&line),
+    }
+}
+
+fn fail(line: &str) -> ExitCode {
+    eprintln!("confab: {line}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,3 @@
+//! The Phoenix Channels socket: frame codec, upgrade, and per-socket sessions.
+
+pub mod frame;

@@ -1,0 +1,82 @@
+//! The `meta` table: schema version, the generated JWT secret, and counters
+//! that hand out ids (`next_user_id`, ...).
+
+use redb::{Database, ReadableTable};
+
+use super::tables::{self, META};
+use super::WriteCtx;
+use crate::error::Result;
+
+const SCHEMA_VERSION_KEY: &str = "schema_version";
+const JWT_SECRET_KEY: &str = "jwt_secret";
+
+/// Creates every table, stamps a new store with the current schema version,
+/// and returns the version the store carries.
+pub fn init(db: &Database) -> Result<u32> {
+    let tx = db.begin_write()?;
+    let version = {
+        tables::create_all(&tx)?;
+        let mut meta = tx.open_table(META)?;
+        let existing = meta
+            .get(SCHEMA_VERSION_KEY)?
+            .map(|v| decode_u64(v.value()) as u32);
+        match existing {
+            Some(version) => version,
+            None => {
+                let version = super::SCHEMA_VERSION;
+                meta.insert(SCHEMA_VERSION_KEY, &u64::from(version).to_be_bytes()[..])?;
+                version
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(version)
+}
+
+fn decode_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    u64::from_be_bytes(buf)
+}
+
+/// Hands out the next value of a monotonic counter (starting at 1).
+pub fn next_id(ctx: &mut WriteCtx<'_>, counter: &'static str) -> Result<u64> {
+    let next = match ctx.cache.counters.get(counter) {
+        Some(&next) => next,
+        None => {
+            let meta = ctx.tx.open_table(META)?;
+            let stored = meta.get(counter)?.map(|v| decode_u64(v.value()));
+            stored.unwrap_or(1)
+        }
+    };
+    let mut meta = ctx.tx.open_table(META)?;
+    meta.insert(counter, &(next + 1).to_be_bytes()[..])?;
+    ctx.cache.counters.insert(counter, next + 1);
+    Ok(next)
+}
+
+impl super::Store {
+    /// The JWT secret kept in the store, generated and persisted on first use.
+    pub async fn jwt_secret(&self) -> Result<Vec<u8>> {
+        let stored = self
+            .read(|tx| {
+                let meta = tx.open_table(META)?;
+                Ok(meta.get(JWT_SECRET_KEY)?.map(|v| v.value().to_vec()))
+            })
+            .await?;
+        if let Some(secret) = stored {
+            return Ok(secret);
+        }
+        self.write(|ctx| {
+            let mut meta = ctx.tx.open_table(META)?;
+            if let Some(existing) = meta.get(JWT_SECRET_KEY)? {
+                return Ok(existing.value().to_vec());
+            }
+            let secret = crate::auth::random_bytes::<32>().to_vec();
+            meta.insert(JWT_SECRET_KEY, secret.as_slice())?;
+            Ok(secret)
+        })
+        .await
+    }
+}

@@ -1,0 +1,127 @@
+//! Accounts: `users` (id → record) and `username_user` (lowercase name → id).
+//! The first account ever created is an admin.
+
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
+
+use super::codec;
+use super::meta::next_id;
+use super::records::UserRecord;
+use super::tables::{USERNAME_USER, USERS};
+use super::{Store, WriteCtx};
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// What is needed to create an account (the password is already hashed).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub admin: bool,
+}
+
+/// Reads one user by id inside a read transaction.
+pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<UserRecord>> {
+    let users = tx.open_table(USERS)?;
+    let found = users.get(id)?;
+    found.map(|v| codec::decode(v.value())).transpose()
+}
+
+/// Reads one user by id inside a write batch.
+pub fn get_in(ctx: &WriteCtx<'_>, id: u64) -> Result<Option<UserRecord>> {
+    let users = ctx.tx.open_table(USERS)?;
+    let found = users.get(id)?;
+    found.map(|v| codec::decode(v.value())).transpose()
+}
+
+/// Writes a user record inside a write batch.
+pub fn put(ctx: &WriteCtx<'_>, user: &UserRecord) -> Result<()> {
+    let mut users = ctx.tx.open_table(USERS)?;
+    users.insert(user.id, codec::encode(user).as_slice())?;
+    Ok(())
+}
+
+/// Reads a user by (case-insensitive) username inside a read transaction.
+pub fn get_by_username(tx: &ReadTransaction, username: &str) -> Result<Option<UserRecord>> {
+    let index = tx.open_table(USERNAME_USER)?;
+    let id = index
+        .get(username.to_lowercase().as_str())?
+        .map(|v| v.value());
+    match id {
+        Some(id) => get(tx, id),
+        None => Ok(None),
+    }
+}
+
+impl Store {
+    /// Creates an account; 422 on a taken username. The very first account is admin.
+    pub async fn create_user(&self, new: NewUser) -> Result<UserRecord> {
+        self.write(move |ctx| {
+            let key = new.username.to_lowercase();
+            let first = {
+                let index = ctx.tx.open_table(USERNAME_USER)?;
+                if index.get(key.as_str())?.is_some() {
+                    return Err(Error::field("username", "is already taken"));
+                }
+                index.len()? == 0
+            };
+            let id = next_id(ctx, "next_user_id")?;
+            let user = UserRecord {
+                id,
+                username: new.username,
+                display_name: new.display_name,
+                email: new.email,
+                password_hash: new.password_hash,
+                admin: new.admin || first,
+                disabled: false,
+                token_version: 0,
+                created_at: clock::now_ms(),
+            };
+            put(ctx, &user)?;
+            ctx.tx.open_table(USERNAME_USER)?.insert(key.as_str(), id)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    /// One user by id.
+    pub async fn user(&self, id: u64) -> Result<Option<UserRecord>> {
+        self.read(move |tx| get(tx, id)).await
+    }
+
+    /// One user by username (case-insensitive).
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_string();
+        self.read(move |tx| get_by_username(tx, &username)).await
+    }
+
+    /// Every user, by id.
+    pub async fn users(&self) -> Result<Vec<UserRecord>> {
+        self.read(|tx| {
+            let users = tx.open_table(USERS)?;
+            let mut out = Vec::new();
+            for entry in users.iter()? {
+                let (_, value) = entry?;
+                out.push(codec::decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Changes a user in one durable step. `change` may refuse with an error,
+    /// in which case nothing is written.
+    pub async fn update_user<F>(&self, id: u64, change: F) -> Result<UserRecord>
+    where
+        F: FnOnce(&mut UserRecord) -> Result<()> + Send + 'static,
+    {
+        self.write(move |ctx| {
+            let mut user = get_in(ctx, id)?.ok_or(Error::NotFound("user"))?;
+            change(&mut user)?;
+            put(ctx, &user)?;
+            Ok(user)
+        })
+        .await
+    }
+}
