@@ -1,4 +1,4 @@
-# confab container image: one static-ish binary on a slim Debian base.
+# confab container image: the confab binary on a slim Debian base.
 #
 #   docker build -t confab .
 #   docker run -d --name confab -p 4000:4000 -v confab-data:/data confab
@@ -23,13 +23,14 @@ RUN mkdir src \
 
 # Real sources. The web UI in assets/ is embedded into the binary at compile
 # time. COPY may keep older mtimes than the dummy build's outputs, so touch the
-# crate roots to make cargo rebuild confab itself.
+# crate roots to make cargo rebuild confab itself. The last check fails the
+# build if the dummy binary (which prints nothing) were left in place.
 COPY assets ./assets
 COPY config.toml ./
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
-    && ./target/release/confab --version
+    && test -n "$(./target/release/confab --version)"
 
 # ---- Stage 2: runtime -----------------------------------------------------
 # Only the binary: no shell wrapper, no curl (the healthcheck is a subcommand),

@@ -84,6 +84,20 @@ impl Error {
         }
     }
 
+    /// The `reason` of a Phoenix error reply for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Unauthorized | Error::InvalidCredentials | Error::Forbidden(_) => "unauthorized",
+            Error::NotFound(_) => "not_found",
+            Error::BadRequest(_) | Error::Validation(_) | Error::PayloadTooLarge(_) => {
+                "invalid_payload"
+            }
+            Error::RateLimited(_) => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Store(_) | Error::Internal(_) => "internal",
+        }
+    }
+
     /// The human text sent to clients: internal details stay in the log.
     pub fn public_message(&self) -> String {
         match self {

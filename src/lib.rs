@@ -12,11 +12,13 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod chat;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod logging;
 pub mod server;
 pub mod shutdown;

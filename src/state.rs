@@ -1,16 +1,19 @@
 //! The shared application state, built once in `serve` and handed to every
 //! connection behind an `Arc`.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::password::PasswordHashing;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::error::Result;
+use crate::hub::{Hub, Out};
 use crate::store::Store;
 
 /// Everything a request or socket needs.
@@ -20,8 +23,14 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub passwords: PasswordHashing,
     pub login_throttle: LoginThrottle,
+    pub hub: Arc<Hub>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
+    /// Socket sessions, awaited on shutdown.
+    pub sessions: TaskTracker,
+    /// Most sockets the process may hold (open-files limit less a reserve).
+    pub socket_capacity: AtomicUsize,
+    next_conn_id: AtomicU64,
     pub started: Instant,
 }
 
@@ -53,12 +62,25 @@ impl AppState {
             keys,
             passwords,
             login_throttle,
+            hub: Arc::new(Hub::default()),
             shutdown,
+            sessions: TaskTracker::new(),
+            socket_capacity: AtomicUsize::new(usize::MAX),
+            next_conn_id: AtomicU64::new(1),
             started: Instant::now(),
         })
     }
 
-    /// A user's credentials changed (password, disabled, logout): live
-    /// sessions opened with now-refused tokens are re-checked.
-    pub fn sessions_changed(&self, _user_id: u64) {}
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A user's credentials changed (password, disabled, logout): their live
+    /// sockets re-check their tokens and close if now refused.
+    pub fn sessions_changed(&self, user_id: u64) {
+        for conn in self.hub.connections_of(user_id) {
+            conn.send(Out::Recheck);
+        }
+    }
 }

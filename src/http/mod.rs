@@ -6,6 +6,7 @@ pub mod api;
 pub mod assets;
 pub mod call;
 pub mod health;
+pub mod query;
 pub mod reply;
 
 use std::convert::Infallible;
@@ -61,6 +62,7 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         (&Method::PATCH, ["api", "me"]) => me::update(call).await,
         (&Method::GET, ["api", "users"]) => users::list(call).await,
         (&Method::POST, ["api", "users"]) => users::create(call).await,
+        (_, ["socket", "websocket"]) => crate::socket::upgrade::upgrade(call).await,
         (_, ["api", ..]) => Err(Error::NotFound("route")),
         (&Method::GET | &Method::HEAD, _) => Ok(assets::serve(call, path)),
         _ => Err(Error::NotFound("route")),

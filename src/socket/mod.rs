@@ -1,3 +1,9 @@
-//! The Phoenix Channels socket: frame codec, upgrade, and per-socket sessions.
+//! The Phoenix Channels socket: frame codec, handshake, per-socket session,
+//! frame routing, channel events and the push rate limit.
 
+pub mod events;
 pub mod frame;
+pub mod limits;
+pub mod router;
+pub mod session;
+pub mod upgrade;

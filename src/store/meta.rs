@@ -1,10 +1,9 @@
 //! The `meta` table: schema version, the generated JWT secret, and counters
 //! that hand out ids (`next_user_id`, ...).
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::tables::{self, META};
-use super::WriteCtx;
 use crate::error::Result;
 
 const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -16,6 +15,7 @@ pub fn init(db: &Database) -> Result<u32> {
     let tx = db.begin_write()?;
     let version = {
         tables::create_all(&tx)?;
+        super::rooms::ensure_lobby(&tx)?;
         let mut meta = tx.open_table(META)?;
         let existing = meta
             .get(SCHEMA_VERSION_KEY)?
@@ -41,18 +41,13 @@ fn decode_u64(bytes: &[u8]) -> u64 {
 }
 
 /// Hands out the next value of a monotonic counter (starting at 1).
-pub fn next_id(ctx: &mut WriteCtx<'_>, counter: &'static str) -> Result<u64> {
-    let next = match ctx.cache.counters.get(counter) {
-        Some(&next) => next,
-        None => {
-            let meta = ctx.tx.open_table(META)?;
-            let stored = meta.get(counter)?.map(|v| decode_u64(v.value()));
-            stored.unwrap_or(1)
-        }
-    };
-    let mut meta = ctx.tx.open_table(META)?;
+pub fn next_id(tx: &WriteTransaction, counter: &str) -> Result<u64> {
+    let mut meta = tx.open_table(META)?;
+    let next = meta
+        .get(counter)?
+        .map(|v| decode_u64(v.value()))
+        .unwrap_or(1);
     meta.insert(counter, &(next + 1).to_be_bytes()[..])?;
-    ctx.cache.counters.insert(counter, next + 1);
     Ok(next)
 }
 

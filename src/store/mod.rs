@@ -6,10 +6,14 @@
 //! key layout next to the code that uses it; [`tables`] is the catalog.
 
 pub mod codec;
+pub mod messages;
 pub mod meta;
+pub mod reads;
 pub mod records;
+pub mod rooms;
 pub mod tables;
 pub mod tokens;
+pub mod topics;
 pub mod users;
 pub mod writer;
 

@@ -19,3 +19,39 @@ pub struct UserRecord {
     /// Milliseconds since the epoch.
     pub created_at: i64,
 }
+
+/// A room: a named topic `room:<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub name: String,
+    pub topic_id: u64,
+    pub private: bool,
+    pub description: String,
+    /// User id of the creator (0 for rooms made by the server or the CLI).
+    pub owner: u64,
+    pub created_at: i64,
+}
+
+/// A topic with a message history (a room or a conversation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    /// The Phoenix topic, e.g. `room:lobby` or `dm:3`.
+    pub name: String,
+    /// Random string fixed when the history is created (api.md §3).
+    pub epoch: String,
+    pub created_at: i64,
+}
+
+/// One stored message; its topic and seq are the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Unique across topics.
+    pub id: u64,
+    pub user_id: u64,
+    /// Erased (empty) once deleted.
+    pub body: String,
+    pub client_id: Option<String>,
+    pub inserted_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}

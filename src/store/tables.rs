@@ -1,7 +1,7 @@
 //! The catalog of every redb table: its name states key → value. Used by
 //! store initialisation (every table is created once at open) and export.
 
-use redb::TableDefinition;
+use redb::{MultimapTableDefinition, TableDefinition};
 
 /// Settings and counters: `schema_version`, `jwt_secret`, `next_user_id`, ...
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -12,6 +12,25 @@ pub const USERNAME_USER: TableDefinition<&str, u64> = TableDefinition::new("user
 /// revoked token id (`jti`) → its expiry in seconds since the epoch.
 pub const REVOKED_JTI_EXPIRY: TableDefinition<&str, u64> =
     TableDefinition::new("revoked_jti_expiry");
+/// room name → [`super::records::RoomRecord`].
+pub const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
+/// topic name (`room:lobby`) → topic id.
+pub const TOPIC_IDS: TableDefinition<&str, u64> = TableDefinition::new("topic_ids");
+/// topic id → [`super::records::TopicRecord`].
+pub const TOPICS: TableDefinition<u64, &[u8]> = TableDefinition::new("topics");
+/// topic id → member user ids (private rooms, conversations).
+pub const TOPIC_MEMBERS: MultimapTableDefinition<u64, u64> =
+    MultimapTableDefinition::new("topic_members");
+/// user id → topic ids the user is a member of.
+pub const USER_TOPICS: MultimapTableDefinition<u64, u64> =
+    MultimapTableDefinition::new("user_topics");
+/// (topic id, seq) → [`super::records::MessageRecord`]; one topic is one contiguous range.
+pub const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+/// (topic id, user id, client_id) → seq of the message that client_id produced.
+pub const CLIENT_ID_SEQ: TableDefinition<(u64, u64, &str), u64> =
+    TableDefinition::new("client_id_seq");
+/// (user id, topic id) → the last seq the user has read.
+pub const READ_POSITIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("read_positions");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -19,5 +38,13 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(USERS)?;
     tx.open_table(USERNAME_USER)?;
     tx.open_table(REVOKED_JTI_EXPIRY)?;
+    tx.open_table(ROOMS)?;
+    tx.open_table(TOPIC_IDS)?;
+    tx.open_table(TOPICS)?;
+    tx.open_multimap_table(TOPIC_MEMBERS)?;
+    tx.open_multimap_table(USER_TOPICS)?;
+    tx.open_table(MESSAGES)?;
+    tx.open_table(CLIENT_ID_SEQ)?;
+    tx.open_table(READ_POSITIONS)?;
     Ok(())
 }

@@ -66,7 +66,7 @@ impl Store {
                 }
                 index.len()? == 0
             };
-            let id = next_id(ctx, "next_user_id")?;
+            let id = next_id(ctx.tx, "next_user_id")?;
             let user = UserRecord {
                 id,
                 username: new.username,

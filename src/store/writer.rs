@@ -18,12 +18,10 @@ const MAX_BATCH: usize = 1024;
 /// Operations waiting for the writer before submitters wait for room.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-/// State the writer caches between batches (counters and per-topic sequence
-/// heads). Thrown away whenever a batch fails, and reloaded from the store.
+/// State the writer caches between batches (per-topic sequence heads).
+/// Thrown away whenever a batch fails, and reloaded from the store.
 #[derive(Default)]
 pub struct WriterCache {
-    /// meta counter name → next value to hand out.
-    pub counters: HashMap<&'static str, u64>,
     /// topic id → last assigned seq.
     pub topic_heads: HashMap<u64, u64>,
 }

@@ -1,0 +1,330 @@
+//! Message operations shared by socket events and REST: post (durable,
+//! idempotent on `client_id`, broadcast after commit), edit, delete, read
+//! positions, history pages and the recovery snapshot of a join.
+//!
+//! Completions run on the writer thread right after the commit, in commit
+//! order, so broadcasts of one topic leave in `seq` order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::ReadTransaction;
+use serde_json::{json, Value};
+
+use super::topic::Access;
+use super::views::{MessageView, UserBrief};
+use crate::error::{Error, Result};
+use crate::hub::{Broadcast, Hub};
+use crate::state::AppState;
+use crate::store::messages::{self, Appended, Stored};
+use crate::store::records::UserRecord;
+use crate::store::{reads, topics, users};
+
+/// Most messages a join reply recovers before it says `truncated`.
+pub const MAX_RECOVERY: usize = 1000;
+/// Largest history page.
+pub const MAX_PAGE: usize = 200;
+/// History page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// Why a message body was refused: `(reason code, human text)`.
+pub fn body_problem(body: &str, max_chars: usize) -> Option<(&'static str, String)> {
+    if body.trim().is_empty() {
+        return Some(("empty_body", "the message is empty".into()));
+    }
+    if body.chars().count() > max_chars {
+        return Some((
+            "body_too_long",
+            format!("the message is longer than {max_chars} characters"),
+        ));
+    }
+    None
+}
+
+/// The outcome of a post.
+#[derive(Clone, Debug)]
+pub struct Posted {
+    pub stored: Stored,
+    /// True when the `client_id` had been used: nothing new was stored.
+    pub duplicate: bool,
+    /// The `message` object as JSON.
+    pub message: Value,
+}
+
+impl Posted {
+    /// The ok reply of a `new_msg` push: `{id, seq, inserted_at}`.
+    pub fn ack(&self) -> Value {
+        json!({
+            "id": self.stored.record.id,
+            "seq": self.stored.seq,
+            "inserted_at": self.message["inserted_at"],
+        })
+    }
+}
+
+/// Stores a message and, once durable, broadcasts `new_msg` to the topic;
+/// `done` runs after that, on the writer thread. The body must already be
+/// validated with [`body_problem`].
+pub async fn post<D>(
+    state: &AppState,
+    author: &UserRecord,
+    access: &Access,
+    body: String,
+    client_id: Option<String>,
+    done: D,
+) where
+    D: FnOnce(Result<Posted>) + Send + 'static,
+{
+    let hub: Arc<Hub> = state.hub.clone();
+    let brief = UserBrief::from(author);
+    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let user_id = author.id;
+    state
+        .store
+        .writer()
+        .submit(
+            move |ctx| messages::append(ctx, topic_id, user_id, body, client_id),
+            move |result| {
+                let posted = result.map(|appended| {
+                    let (stored, duplicate) = match appended {
+                        Appended::New(stored) => (stored, false),
+                        Appended::Duplicate(stored) => (stored, true),
+                    };
+                    let view = MessageView::new(&topic, &stored, &brief);
+                    if !duplicate {
+                        let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
+                        broadcast.seq = Some(stored.seq);
+                        broadcast.author = Some(brief.id);
+                        hub.publish(Arc::new(broadcast));
+                    }
+                    let message = view.to_value();
+                    Posted {
+                        stored,
+                        duplicate,
+                        message,
+                    }
+                });
+                done(posted);
+            },
+        )
+        .await;
+}
+
+/// [`post`], waiting for the outcome.
+pub async fn post_and_wait(
+    state: &AppState,
+    author: &UserRecord,
+    access: &Access,
+    body: String,
+    client_id: Option<String>,
+) -> Result<Posted> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    post(state, author, access, body, client_id, move |r| {
+        let _ = tx.send(r);
+    })
+    .await;
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))
+}
+
+/// What an edit or delete does to a message.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Edit(String),
+    Delete,
+}
+
+/// Edits or deletes a message (author or admin only); broadcasts
+/// `msg_updated` (the message) or `msg_deleted` (`{seq}`) once durable.
+pub async fn change(
+    state: &AppState,
+    editor: &UserRecord,
+    access: &Access,
+    seq: u64,
+    change: Change,
+) -> Result<Value> {
+    let hub = state.hub.clone();
+    let (editor_id, editor_admin) = (editor.id, editor.admin);
+    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let kind = change.clone();
+    state
+        .store
+        .writer()
+        .submit(
+            move |ctx| {
+                let stored = messages::update(ctx, topic_id, seq, |m| {
+                    if m.user_id != editor_id && !editor_admin {
+                        return Err(Error::Forbidden(
+                            "only the author or an admin may do this".into(),
+                        ));
+                    }
+                    if m.deleted {
+                        return Err(Error::NotFound("message"));
+                    }
+                    match change {
+                        Change::Edit(body) => {
+                            m.body = body;
+                            m.edited_at = Some(crate::clock::now_ms());
+                        }
+                        Change::Delete => {
+                            m.body.clear();
+                            m.deleted = true;
+                        }
+                    }
+                    Ok(())
+                })?;
+                let author = users::get_in(ctx, stored.record.user_id)?
+                    .map(|u| UserBrief::from(&u))
+                    .unwrap_or_else(|| UserBrief::unknown(stored.record.user_id));
+                Ok((stored, author))
+            },
+            move |result: Result<(Stored, UserBrief)>| {
+                let out = result.map(|(stored, author)| {
+                    let view = MessageView::new(&topic, &stored, &author);
+                    let broadcast = match kind {
+                        Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
+                        Change::Delete => Broadcast::new(
+                            topic.clone(),
+                            "msg_deleted",
+                            &json!({"seq": stored.seq}),
+                        ),
+                    };
+                    hub.publish(Arc::new(broadcast));
+                    view.to_value()
+                });
+                let _ = tx.send(out);
+            },
+        )
+        .await;
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))
+}
+
+/// Moves the user's read position in a topic forward; returns it.
+pub async fn mark_read(state: &AppState, user_id: u64, access: &Access, seq: u64) -> Result<u64> {
+    let topic_id = access.topic_id;
+    state
+        .store
+        .write(move |ctx| reads::advance(ctx, user_id, topic_id, seq))
+        .await
+}
+
+/// Resolves authors while building message views in one read transaction.
+struct Authors<'t> {
+    tx: &'t ReadTransaction,
+    known: HashMap<u64, UserBrief>,
+}
+
+impl<'t> Authors<'t> {
+    fn new(tx: &'t ReadTransaction) -> Self {
+        Authors {
+            tx,
+            known: HashMap::new(),
+        }
+    }
+
+    fn views(&mut self, topic: &str, stored: &[Stored]) -> Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(stored.len());
+        for message in stored {
+            let id = message.record.user_id;
+            if !self.known.contains_key(&id) {
+                let brief = users::get(self.tx, id)?
+                    .map(|u| UserBrief::from(&u))
+                    .unwrap_or_else(|| UserBrief::unknown(id));
+                self.known.insert(id, brief);
+            }
+            let author = &self.known[&id];
+            out.push(MessageView::new(topic, message, author).to_value());
+        }
+        Ok(out)
+    }
+}
+
+/// Which page of history to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Page {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// A history page, ascending by seq: `(messages, has_more)`.
+pub async fn history(state: &AppState, access: &Access, page: Page) -> Result<(Vec<Value>, bool)> {
+    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    state
+        .store
+        .read(move |tx| {
+            let (stored, has_more) = match page.after {
+                Some(after) => messages::oldest_after(tx, topic_id, after, limit)?,
+                None => messages::newest_before(tx, topic_id, page.before, limit)?,
+            };
+            Ok((Authors::new(tx).views(&topic, &stored)?, has_more))
+        })
+        .await
+}
+
+/// The join reply of a topic with history (api.md §3).
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub epoch: String,
+    /// The topic's last seq when the snapshot was read.
+    pub last_seq: u64,
+    pub messages: Vec<Value>,
+    pub recovered: bool,
+    pub truncated: bool,
+}
+
+impl Snapshot {
+    /// The join reply's response object.
+    pub fn to_value(&self) -> Value {
+        json!({
+            "epoch": self.epoch,
+            "last_seq": self.last_seq,
+            "messages": self.messages,
+            "recovered": self.recovered,
+            "truncated": self.truncated,
+        })
+    }
+}
+
+/// Reads what a joining client gets: with `since` (and a matching or
+/// absent epoch) every message after it, up to [`MAX_RECOVERY`]; otherwise
+/// the newest `default_limit`.
+pub async fn snapshot(
+    state: &AppState,
+    access: &Access,
+    since: Option<u64>,
+    epoch: Option<String>,
+) -> Result<Snapshot> {
+    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let default_limit = state.cfg.join_history_limit;
+    state
+        .store
+        .read(move |tx| {
+            let record = topics::get(tx, topic_id)?
+                .ok_or_else(|| Error::Store(format!("topic {topic_id} has no record")))?;
+            let last_seq = messages::last_seq(tx, topic_id)?;
+            let epoch_matches = epoch.as_deref().is_none_or(|e| e == record.epoch);
+            let (stored, recovered, truncated) = match since {
+                Some(since) if epoch_matches => {
+                    let (stored, more) = messages::oldest_after(tx, topic_id, since, MAX_RECOVERY)?;
+                    (stored, true, more)
+                }
+                _ => {
+                    let (stored, _) = messages::newest_before(tx, topic_id, None, default_limit)?;
+                    (stored, false, false)
+                }
+            };
+            let messages = Authors::new(tx).views(&topic, &stored)?;
+            Ok(Snapshot {
+                epoch: record.epoch,
+                last_seq,
+                messages,
+                recovered,
+                truncated,
+            })
+        })
+        .await
+}

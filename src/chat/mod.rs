@@ -1,0 +1,6 @@
+//! Chat semantics independent of transport: who may use which topic, and
+//! what posting, editing, reading and paging messages do.
+
+pub mod messages;
+pub mod topic;
+pub mod views;

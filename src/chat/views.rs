@@ -1,0 +1,99 @@
+//! JSON shapes of chat objects (api.md §2): messages and their authors,
+//! rooms. Serialized straight from records, without an intermediate tree.
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::store::messages::Stored;
+use crate::store::records::{RoomRecord, UserRecord};
+
+/// `{id, username, display_name}` of a message author.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UserBrief {
+    pub id: u64,
+    pub username: String,
+    pub display_name: String,
+}
+
+impl From<&UserRecord> for UserBrief {
+    fn from(user: &UserRecord) -> Self {
+        UserBrief {
+            id: user.id,
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+        }
+    }
+}
+
+impl UserBrief {
+    /// Stand-in for an author whose account no longer exists.
+    pub fn unknown(id: u64) -> Self {
+        UserBrief {
+            id,
+            username: format!("user{id}"),
+            display_name: "unknown user".into(),
+        }
+    }
+}
+
+/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?}`.
+#[derive(Serialize)]
+pub struct MessageView<'a> {
+    pub id: u64,
+    pub topic: &'a str,
+    pub seq: u64,
+    pub user: &'a UserBrief,
+    pub body: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<&'a str>,
+    pub inserted_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl<'a> MessageView<'a> {
+    /// The view of a stored message on `topic` by `user`.
+    pub fn new(topic: &'a str, stored: &'a Stored, user: &'a UserBrief) -> Self {
+        let record = &stored.record;
+        MessageView {
+            id: record.id,
+            topic,
+            seq: stored.seq,
+            user,
+            body: &record.body,
+            client_id: record.client_id.as_deref(),
+            inserted_at: clock::rfc3339_ms(record.inserted_at),
+            edited_at: record.edited_at.map(clock::rfc3339_ms),
+            deleted: record.deleted,
+        }
+    }
+
+    /// As a JSON value (for replies that hold several messages).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// `room`: `{name, topic, private, description, owner, last_seq, unread?, created_at}`.
+pub fn room(
+    room: &RoomRecord,
+    owner: Option<&str>,
+    last_seq: u64,
+    unread: Option<u64>,
+) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "name": room.name,
+        "topic": format!("room:{}", room.name),
+        "private": room.private,
+        "description": room.description,
+        "owner": owner,
+        "last_seq": last_seq,
+        "created_at": clock::rfc3339_ms(room.created_at),
+    });
+    if let Some(unread) = unread {
+        value["unread"] = serde_json::json!(unread);
+    }
+    value
+}

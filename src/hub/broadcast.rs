@@ -1,0 +1,111 @@
+//! A broadcast frame serialized once and shared by every subscriber. The V2
+//! array frame is built eagerly; the V1 object frame only if a V1 client
+//! asks for it. Metadata (seq, author, excluded connection) lets each
+//! session filter without parsing the frame.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::socket::frame::Vsn;
+
+/// One event sent to a topic (`[null, null, topic, event, payload]`).
+pub struct Broadcast {
+    topic: Arc<str>,
+    event: &'static str,
+    /// The payload object, serialized.
+    payload: String,
+    v2: Utf8Bytes,
+    v1: OnceLock<Utf8Bytes>,
+    /// The message seq, for `new_msg`: lets a joining session drop what its join reply already held.
+    pub seq: Option<u64>,
+    /// Who caused it, for per-recipient ignore filtering.
+    pub author: Option<u64>,
+    /// A connection that must not receive it (broadcast-from).
+    pub exclude_conn: Option<u64>,
+}
+
+impl Broadcast {
+    /// Serializes `payload` once for `topic`/`event`.
+    pub fn new(topic: Arc<str>, event: &'static str, payload: &impl serde::Serialize) -> Broadcast {
+        let payload = serde_json::to_string(payload).unwrap_or_else(|_| "{}".into());
+        let v2 = Utf8Bytes::from(format!(
+            "[null,null,{},{},{}]",
+            json_string(&topic),
+            json_string(event),
+            payload
+        ));
+        Broadcast {
+            topic,
+            event,
+            payload,
+            v2,
+            v1: OnceLock::new(),
+            seq: None,
+            author: None,
+            exclude_conn: None,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The event name.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// Whether `conn_id` is the excluded sender.
+    pub fn excludes(&self, conn_id: u64) -> bool {
+        self.exclude_conn == Some(conn_id)
+    }
+
+    /// The frame text for a client speaking `vsn` (shared bytes, not a copy).
+    pub fn frame(&self, vsn: Vsn) -> Utf8Bytes {
+        match vsn {
+            Vsn::V2 => self.v2.clone(),
+            Vsn::V1 => self
+                .v1
+                .get_or_init(|| {
+                    Utf8Bytes::from(format!(
+                        "{{\"topic\":{},\"event\":{},\"payload\":{},\"ref\":null}}",
+                        json_string(&self.topic),
+                        json_string(self.event),
+                        self.payload
+                    ))
+                })
+                .clone(),
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn frames_match_the_codec() {
+        let b = Broadcast::new(
+            Arc::from("room:lobby"),
+            "new_msg",
+            &json!({"body": "hi \"x\""}),
+        );
+        let v2: serde_json::Value = serde_json::from_str(b.frame(Vsn::V2).as_str()).unwrap();
+        assert_eq!(
+            v2,
+            json!([null, null, "room:lobby", "new_msg", {"body": "hi \"x\""}])
+        );
+        let v1: serde_json::Value = serde_json::from_str(b.frame(Vsn::V1).as_str()).unwrap();
+        assert_eq!(
+            v1,
+            json!({"topic": "room:lobby", "event": "new_msg", "payload": {"body": "hi \"x\""}, "ref": null})
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Channel events a client may push on a joined topic (api.md §3):
+//! `new_msg`, `history`, `typing`, `edit_msg`, `delete_msg`, `read`.
+//! Unknown events get an error reply; nothing a client sends can crash the socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::frame::{self, Inbound, Payload, Ref};
+use super::session::Session;
+use crate::chat::messages::{self, Change, Page};
+use crate::chat::views::UserBrief;
+use crate::hub::{Broadcast, Out};
+use crate::store::messages::MAX_CLIENT_ID_LEN;
+
+/// At most one `typing` broadcast per channel in this interval.
+const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A reply's status and response.
+type Answer = Result<Value, String>;
+
+fn reason(reason: &str) -> Answer {
+    Err(reason.to_string())
+}
+
+impl Session {
+    /// Handles an event on a joined channel (join_ref already checked).
+    pub(super) async fn channel_event(&mut self, msg: Inbound, out: &mut Vec<Message>) {
+        let Some(channel) = self.channels.get(&msg.topic) else {
+            return;
+        };
+        let join_ref = channel.join_ref.clone();
+        let access = channel.access.clone();
+        if !self.bucket.take() {
+            out.push(self.answer(&join_ref, &msg, reason("rate_limited")));
+            return;
+        }
+        let payload = match &msg.payload {
+            Payload::Json(Value::Object(map)) => map.clone(),
+            Payload::Json(_) => {
+                out.push(self.answer(&join_ref, &msg, reason("invalid_payload")));
+                return;
+            }
+            Payload::Binary(_) => {
+                out.push(self.answer(
+                    &join_ref,
+                    &msg,
+                    reason("binary payloads are not accepted for this event"),
+                ));
+                return;
+            }
+        };
+        let answer = match msg.event.as_str() {
+            "new_msg" => {
+                // The reply is sent by the writer once the message is durable.
+                self.new_msg(&join_ref, &msg, &access, &payload).await;
+                return;
+            }
+            "typing" => {
+                self.typing(&msg.topic);
+                return;
+            }
+            "history" => self.history(&access, &payload).await,
+            "edit_msg" => self.edit(&access, &payload).await,
+            "delete_msg" => self.delete(&access, &payload).await,
+            "read" => self.read(&access, &payload).await,
+            _ => reason("unknown_event"),
+        };
+        out.push(self.answer(&join_ref, &msg, answer));
+    }
+
+    fn answer(&self, join_ref: &Ref, msg: &Inbound, answer: Answer) -> Message {
+        match answer {
+            Ok(response) => self.reply(join_ref, &msg.msg_ref, &msg.topic, "ok", &response),
+            Err(why) => self.reply(
+                join_ref,
+                &msg.msg_ref,
+                &msg.topic,
+                "error",
+                &json!({"reason": why}),
+            ),
+        }
+    }
+
+    async fn new_msg(
+        &mut self,
+        join_ref: &Ref,
+        msg: &Inbound,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) {
+        let refuse = |session: &Session, why: &str| {
+            session.conn.send(Out::Frame(frame::encode_reply(
+                session.vsn,
+                join_ref,
+                &msg.msg_ref,
+                &msg.topic,
+                "error",
+                &json!({"reason": why}),
+            )));
+        };
+        let Some(body) = payload.get("body").and_then(Value::as_str) else {
+            refuse(self, "empty_body");
+            return;
+        };
+        if let Some((why, _)) = messages::body_problem(body, self.state.cfg.max_body_chars) {
+            refuse(self, why);
+            return;
+        }
+        let client_id = match payload.get("client_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_CLIENT_ID_LEN => {
+                Some(id.clone())
+            }
+            Some(_) => {
+                refuse(self, "invalid_client_id");
+                return;
+            }
+        };
+        let conn = self.conn.clone();
+        let vsn = self.vsn;
+        let (join_ref, msg_ref, topic) = (join_ref.clone(), msg.msg_ref.clone(), msg.topic.clone());
+        messages::post(
+            &self.state,
+            &self.identity.user,
+            access,
+            body.to_string(),
+            client_id,
+            move |result| {
+                let frame = match result {
+                    Ok(posted) => {
+                        frame::encode_reply(vsn, &join_ref, &msg_ref, &topic, "ok", &posted.ack())
+                    }
+                    Err(e) => frame::encode_reply(
+                        vsn,
+                        &join_ref,
+                        &msg_ref,
+                        &topic,
+                        "error",
+                        &json!({"reason": e.reason()}),
+                    ),
+                };
+                conn.send(Out::Frame(frame));
+            },
+        )
+        .await;
+    }
+
+    fn typing(&mut self, topic: &str) {
+        let Some(channel) = self.channels.get_mut(topic) else {
+            return;
+        };
+        let now = Instant::now();
+        if channel
+            .last_typing
+            .is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL)
+        {
+            return;
+        }
+        channel.last_typing = Some(now);
+        let user = UserBrief::from(&self.identity.user);
+        let mut broadcast = Broadcast::new(
+            channel.access.name.clone(),
+            "typing",
+            &json!({"user": user}),
+        );
+        broadcast.author = Some(user.id);
+        broadcast.exclude_conn = Some(self.conn.id());
+        self.state.hub.publish(Arc::new(broadcast));
+    }
+
+    async fn history(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Answer {
+        let page = Page {
+            before: optional_seq(payload, "before_seq")?,
+            after: optional_seq(payload, "after_seq")?,
+            limit: optional_seq(payload, "limit")?.map(|n| n as usize),
+        };
+        match messages::history(&self.state, access, page).await {
+            Ok((messages, has_more)) => Ok(json!({"messages": messages, "has_more": has_more})),
+            Err(e) => reason(e.reason()),
+        }
+    }
+
+    async fn edit(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Answer {
+        let seq = required_seq(payload)?;
+        let body = payload.get("body").and_then(Value::as_str).unwrap_or("");
+        if let Some((why, _)) = messages::body_problem(body, self.state.cfg.max_body_chars) {
+            return reason(why);
+        }
+        match messages::change(
+            &self.state,
+            &self.identity.user,
+            access,
+            seq,
+            Change::Edit(body.to_string()),
+        )
+        .await
+        {
+            Ok(message) => Ok(json!({"message": message})),
+            Err(e) => reason(e.reason()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Answer {
+        let seq = required_seq(payload)?;
+        match messages::change(
+            &self.state,
+            &self.identity.user,
+            access,
+            seq,
+            Change::Delete,
+        )
+        .await
+        {
+            Ok(_) => Ok(json!({"seq": seq})),
+            Err(e) => reason(e.reason()),
+        }
+    }
+
+    async fn read(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Answer {
+        let seq = required_seq(payload)?;
+        match messages::mark_read(&self.state, self.identity.user.id, access, seq).await {
+            Ok(position) => Ok(json!({"seq": position})),
+            Err(e) => reason(e.reason()),
+        }
+    }
+}
+
+fn optional_seq(
+    payload: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<u64>, String> {
+    match payload.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| "invalid_payload".to_string()),
+    }
+}
+
+fn required_seq(payload: &serde_json::Map<String, Value>) -> Result<u64, String> {
+    optional_seq(payload, "seq")?.ok_or_else(|| "invalid_payload".to_string())
+}

@@ -1,0 +1,285 @@
+//! One socket's task: reads client frames, routes them (see [`super::router`]),
+//! writes replies and queued broadcasts in batches (feed, then one flush),
+//! and closes the socket for idleness, slowness, bad input, revoked
+//! credentials or shutdown — never with code 1000, so clients come back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::frame::{Ref, Vsn};
+use super::limits::TokenBucket;
+use crate::auth::Identity;
+use crate::chat::topic::Access;
+use crate::hub::{ConnTx, Out};
+use crate::state::State;
+
+/// The WebSocket over an upgraded hyper connection.
+pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Most queued frames written per flush.
+const WRITE_BATCH: usize = 64;
+/// How long one batch may take to reach the kernel before the peer counts as stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One joined channel instance on this socket.
+pub struct Channel {
+    pub join_ref: Ref,
+    pub access: Access,
+    /// Broadcast `new_msg` with a seq at or below this were in the join reply.
+    pub floor: u64,
+    /// When this channel last broadcast `typing`.
+    pub last_typing: Option<std::time::Instant>,
+}
+
+/// Why the session ends, and the close frame it sends.
+#[derive(Debug)]
+pub struct Closing {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Closing {
+    pub const SHUTDOWN: Closing = Closing {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    pub const IDLE: Closing = Closing {
+        code: 1001,
+        reason: "no frames within the heartbeat timeout",
+    };
+    pub const REVOKED: Closing = Closing {
+        code: 1008,
+        reason: "credentials revoked",
+    };
+    pub const SLOW: Closing = Closing {
+        code: 1013,
+        reason: "slow consumer",
+    };
+    pub const MALFORMED: Closing = Closing {
+        code: 1007,
+        reason: "malformed frame",
+    };
+    pub const TOO_BIG: Closing = Closing {
+        code: 1009,
+        reason: "frame too large",
+    };
+    pub const UNSUPPORTED: Closing = Closing {
+        code: 1003,
+        reason: "binary frames need vsn 2.0.0",
+    };
+}
+
+/// State of one socket.
+pub struct Session {
+    pub state: State,
+    pub conn: ConnTx,
+    pub vsn: Vsn,
+    pub identity: Identity,
+    pub channels: HashMap<String, Channel>,
+    pub bucket: TokenBucket,
+}
+
+impl Session {
+    /// A session for an authenticated socket.
+    pub fn new(state: State, conn: ConnTx, vsn: Vsn, identity: Identity) -> Session {
+        let bucket = TokenBucket::new(state.cfg.push_burst, state.cfg.push_refill_per_sec);
+        Session {
+            state,
+            conn,
+            vsn,
+            identity,
+            channels: HashMap::new(),
+            bucket,
+        }
+    }
+
+    /// Runs until the socket ends; then leaves every channel.
+    pub async fn run(mut self, mut ws: Ws, mut outbound: mpsc::Receiver<Out>) {
+        let idle_timeout = Duration::from_secs(self.state.cfg.heartbeat_timeout_secs);
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
+        let shutdown = self.state.shutdown.clone();
+        let conn = self.conn.clone();
+        let mut batch: Vec<Out> = Vec::with_capacity(WRITE_BATCH);
+        let mut immediate: Vec<Message> = Vec::new();
+        let closing = loop {
+            tokio::select! {
+                biased;
+                () = conn.closed() => break Some(Closing::SLOW),
+                () = shutdown.cancelled() => break Some(Closing::SHUTDOWN),
+                () = &mut idle => break Some(Closing::IDLE),
+                received = outbound.recv_many(&mut batch, WRITE_BATCH) => {
+                    if received == 0 {
+                        break None;
+                    }
+                    let recheck = self.render(&mut batch, &mut immediate);
+                    if let Err(closing) = write_all(&mut ws, &mut immediate, &conn).await {
+                        break closing;
+                    }
+                    if recheck && !self.credentials_valid().await {
+                        break Some(Closing::REVOKED);
+                    }
+                }
+                frame = ws.next() => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    match frame {
+                        None | Some(Ok(Message::Close(_))) => break None,
+                        Some(Err(WsError::Capacity(_))) => break Some(Closing::TOO_BIG),
+                        Some(Err(_)) => break None,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(closing) = self.on_text(text.as_str(), &mut immediate).await {
+                                break Some(closing);
+                            }
+                        }
+                        Some(Ok(Message::Binary(data))) => {
+                            if let Err(closing) = self.on_binary(data, &mut immediate).await {
+                                break Some(closing);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                    if let Err(closing) = write_all(&mut ws, &mut immediate, &conn).await {
+                        break closing;
+                    }
+                }
+            }
+        };
+        if let Some(closing) = closing {
+            tracing::debug!(
+                conn = conn.id(),
+                code = closing.code,
+                reason = closing.reason,
+                "closing socket"
+            );
+            let frame = CloseFrame {
+                code: CloseCode::from(closing.code),
+                reason: closing.reason.into(),
+            };
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
+                    .await;
+        }
+        self.leave_all();
+    }
+
+    /// Turns queued items into frames for this socket, dropping what this
+    /// socket must not see. Returns whether credentials must be re-checked.
+    fn render(&mut self, batch: &mut Vec<Out>, frames: &mut Vec<Message>) -> bool {
+        let mut recheck = false;
+        for out in batch.drain(..) {
+            match out {
+                Out::Frame(text) => frames.push(Message::Text(text.into())),
+                Out::Broadcast(broadcast) => {
+                    let Some(channel) = self.channels.get(broadcast.topic()) else {
+                        continue;
+                    };
+                    if broadcast.seq.is_some_and(|seq| seq <= channel.floor) {
+                        continue;
+                    }
+                    frames.push(Message::Text(broadcast.frame(self.vsn)));
+                }
+                Out::Eject(topic) => {
+                    if let Some(channel) = self.channels.remove(topic.as_ref()) {
+                        self.state.hub.unsubscribe(&topic, self.conn.id());
+                        frames.push(self.frame(
+                            &channel.join_ref,
+                            &channel.join_ref,
+                            &topic,
+                            "phx_close",
+                            &serde_json::json!({}),
+                        ));
+                    }
+                }
+                Out::Recheck => recheck = true,
+            }
+        }
+        recheck
+    }
+
+    /// Whether the token this socket opened with is still accepted.
+    async fn credentials_valid(&self) -> bool {
+        let claims = &self.identity.claims;
+        let user = match self.state.store.user(self.identity.user.id).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        if user.disabled || user.token_version != claims.ver {
+            return false;
+        }
+        !matches!(
+            self.state.store.is_token_revoked(&claims.jti).await,
+            Ok(true)
+        )
+    }
+
+    /// Encodes a text frame for this socket's serializer.
+    pub fn frame(
+        &self,
+        join_ref: &Ref,
+        msg_ref: &Ref,
+        topic: &str,
+        event: &str,
+        payload: &impl serde::Serialize,
+    ) -> Message {
+        Message::Text(
+            super::frame::encode_text(self.vsn, join_ref, msg_ref, topic, event, payload).into(),
+        )
+    }
+
+    /// Encodes a reply frame for this socket's serializer.
+    pub fn reply(
+        &self,
+        join_ref: &Ref,
+        msg_ref: &Ref,
+        topic: &str,
+        status: &str,
+        response: &impl serde::Serialize,
+    ) -> Message {
+        Message::Text(
+            super::frame::encode_reply(self.vsn, join_ref, msg_ref, topic, status, response).into(),
+        )
+    }
+
+    /// Leaves every channel (socket closing).
+    fn leave_all(&mut self) {
+        for (topic, _) in self.channels.drain() {
+            self.state.hub.unsubscribe(&topic, self.conn.id());
+        }
+    }
+}
+
+/// Writes `frames` (feed each, one flush). A peer that does not take them
+/// within [`WRITE_TIMEOUT`], or a connection marked slow meanwhile, ends the session.
+async fn write_all(
+    ws: &mut Ws,
+    frames: &mut Vec<Message>,
+    conn: &ConnTx,
+) -> Result<(), Option<Closing>> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        for frame in frames.drain(..) {
+            ws.feed(frame).await?;
+        }
+        ws.flush().await
+    };
+    tokio::select! {
+        result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(Closing::SLOW)),
+        },
+        () = conn.closed() => Err(Some(Closing::SLOW)),
+    }
+}

@@ -1,0 +1,205 @@
+//! Message history: `messages` keyed (topic id, seq) so one topic is one
+//! contiguous range, and `client_id_seq` for idempotent posting. Seqs start
+//! at 1 per topic and are assigned inside the write batch that stores the
+//! message, so they have no gaps.
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::codec;
+use super::meta::next_id;
+use super::records::MessageRecord;
+use super::tables::{CLIENT_ID_SEQ, MESSAGES};
+use super::WriteCtx;
+use crate::clock;
+use crate::error::{Error, Result};
+
+/// A message with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub topic_id: u64,
+    pub seq: u64,
+    pub record: MessageRecord,
+}
+
+/// Outcome of [`append`].
+#[derive(Clone, Debug)]
+pub enum Appended {
+    /// Stored now, with a new seq.
+    New(Stored),
+    /// The same user already posted this `client_id` on this topic.
+    Duplicate(Stored),
+}
+
+/// Longest `client_id` kept (longer ones are refused by the callers).
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {
+    if let Some(&seq) = ctx.cache.topic_heads.get(&topic_id) {
+        return Ok(seq);
+    }
+    let table = ctx.tx.open_table(MESSAGES)?;
+    let last = table
+        .range((topic_id, 0)..=(topic_id, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1);
+    ctx.cache.topic_heads.insert(topic_id, last);
+    Ok(last)
+}
+
+/// Stores a message with the next seq of its topic, unless `client_id`
+/// was already used by this user on this topic.
+pub fn append(
+    ctx: &mut WriteCtx<'_>,
+    topic_id: u64,
+    user_id: u64,
+    body: String,
+    client_id: Option<String>,
+) -> Result<Appended> {
+    if let Some(client_id) = client_id.as_deref() {
+        let seen = ctx
+            .tx
+            .open_table(CLIENT_ID_SEQ)?
+            .get((topic_id, user_id, client_id))?
+            .map(|v| v.value());
+        if let Some(seq) = seen {
+            let record = get_in(ctx, topic_id, seq)?
+                .ok_or_else(|| Error::Store(format!("client_id points at missing seq {seq}")))?;
+            return Ok(Appended::Duplicate(Stored {
+                topic_id,
+                seq,
+                record,
+            }));
+        }
+    }
+    let seq = head(ctx, topic_id)? + 1;
+    let record = MessageRecord {
+        id: next_id(ctx.tx, "next_message_id")?,
+        user_id,
+        body,
+        client_id,
+        inserted_at: clock::now_ms(),
+        edited_at: None,
+        deleted: false,
+    };
+    ctx.tx
+        .open_table(MESSAGES)?
+        .insert((topic_id, seq), codec::encode(&record).as_slice())?;
+    if let Some(client_id) = record.client_id.as_deref() {
+        ctx.tx
+            .open_table(CLIENT_ID_SEQ)?
+            .insert((topic_id, user_id, client_id), seq)?;
+    }
+    ctx.cache.topic_heads.insert(topic_id, seq);
+    Ok(Appended::New(Stored {
+        topic_id,
+        seq,
+        record,
+    }))
+}
+
+fn get_in(ctx: &WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
+    let table = ctx.tx.open_table(MESSAGES)?;
+    let found = table.get((topic_id, seq))?;
+    found.map(|v| codec::decode(v.value())).transpose()
+}
+
+/// Changes one message in place; `change` may refuse (nothing is written).
+pub fn update<F>(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64, change: F) -> Result<Stored>
+where
+    F: FnOnce(&mut MessageRecord) -> Result<()>,
+{
+    let mut record = get_in(ctx, topic_id, seq)?.ok_or(Error::NotFound("message"))?;
+    change(&mut record)?;
+    ctx.tx
+        .open_table(MESSAGES)?
+        .insert((topic_id, seq), codec::encode(&record).as_slice())?;
+    Ok(Stored {
+        topic_id,
+        seq,
+        record,
+    })
+}
+
+/// The last seq of a topic (0 when empty).
+pub fn last_seq(tx: &ReadTransaction, topic_id: u64) -> Result<u64> {
+    let table = tx.open_table(MESSAGES)?;
+    let last = table
+        .range((topic_id, 0)..=(topic_id, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1);
+    Ok(last)
+}
+
+/// One message.
+pub fn get(tx: &ReadTransaction, topic_id: u64, seq: u64) -> Result<Option<Stored>> {
+    let table = tx.open_table(MESSAGES)?;
+    let found = table.get((topic_id, seq))?;
+    found
+        .map(|v| {
+            Ok(Stored {
+                topic_id,
+                seq,
+                record: codec::decode(v.value())?,
+            })
+        })
+        .transpose()
+}
+
+/// The newest `limit` messages with `seq < before` (all when `None`),
+/// ascending, and whether older ones exist.
+pub fn newest_before(
+    tx: &ReadTransaction,
+    topic_id: u64,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<Stored>, bool)> {
+    let table = tx.open_table(MESSAGES)?;
+    let end = before.unwrap_or(u64::MAX);
+    let mut out = Vec::with_capacity(limit.min(256));
+    let mut has_more = false;
+    for entry in table.range((topic_id, 0)..(topic_id, end))?.rev() {
+        let (key, value) = entry?;
+        if out.len() == limit {
+            has_more = true;
+            break;
+        }
+        out.push(Stored {
+            topic_id,
+            seq: key.value().1,
+            record: codec::decode(value.value())?,
+        });
+    }
+    out.reverse();
+    Ok((out, has_more))
+}
+
+/// The oldest `limit` messages with `seq > after`, ascending, and whether
+/// newer ones exist.
+pub fn oldest_after(
+    tx: &ReadTransaction,
+    topic_id: u64,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Stored>, bool)> {
+    let table = tx.open_table(MESSAGES)?;
+    let mut out = Vec::with_capacity(limit.min(1024));
+    let mut has_more = false;
+    if after == u64::MAX {
+        return Ok((out, false));
+    }
+    for entry in table.range((topic_id, after + 1)..=(topic_id, u64::MAX))? {
+        let (key, value) = entry?;
+        if out.len() == limit {
+            has_more = true;
+            break;
+        }
+        out.push(Stored {
+            topic_id,
+            seq: key.value().1,
+            record: codec::decode(value.value())?,
+        });
+    }
+    Ok((out, has_more))
+}

@@ -1,0 +1,28 @@
+//! Read positions: `read_positions` maps (user, topic) to the last seq the
+//! user has read; unread counts are the topic's last seq minus it.
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::tables::READ_POSITIONS;
+use super::WriteCtx;
+use crate::error::Result;
+
+/// The user's read position in a topic (0 if never read).
+pub fn get(tx: &ReadTransaction, user_id: u64, topic_id: u64) -> Result<u64> {
+    Ok(tx
+        .open_table(READ_POSITIONS)?
+        .get((user_id, topic_id))?
+        .map_or(0, |v| v.value()))
+}
+
+/// Moves the read position forward to `seq` (never backwards); returns the new position.
+pub fn advance(ctx: &mut WriteCtx<'_>, user_id: u64, topic_id: u64, seq: u64) -> Result<u64> {
+    let mut table = ctx.tx.open_table(READ_POSITIONS)?;
+    let current = table.get((user_id, topic_id))?.map_or(0, |v| v.value());
+    if seq > current {
+        table.insert((user_id, topic_id), seq)?;
+        Ok(seq)
+    } else {
+        Ok(current)
+    }
+}

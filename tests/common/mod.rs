@@ -1,0 +1,768 @@
+//! Shared harness for confab's integration tests.
+//!
+//! - [`TestServer`] runs the real `confab` binary on `127.0.0.1:0` with a
+//!   private data directory, waits for its `confab listening on http://ADDR`
+//!   line, keeps draining its output (so the pipes never fill) and offers
+//!   stop / restart / log inspection.
+//! - [`request`] and friends are a tiny blocking HTTP/1.1 client over
+//!   `std::net::TcpStream` (no extra crates), one connection per request.
+//! - [`confab_command`] / [`run_confab`] run other CLI subcommands with the
+//!   same clean environment.
+//!
+//! Every child gets a clean environment: inherited `CONFAB_*` and `RUST_LOG`
+//! variables are removed, argon2 is made cheap (`CONFAB_ARGON2_MEMORY_KIB=8192`,
+//! `CONFAB_ARGON2_ITERATIONS=1`), logging defaults to `CONFAB_LOG=warn`, and
+//! the working directory is a private temporary directory so the repository's
+//! `./config.toml` is never picked up.
+//!
+//! Nothing here sleeps to synchronise: waits are on events (a line of output,
+//! a process exit polled with `try_wait`), each with a deadline that fails the
+//! test with the output collected so far.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_confab");
+
+/// How long a server may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a stopping server, or a CLI command, may take before the test fails.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Socket read/write timeout of the HTTP client.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The prefix of the line `confab serve` prints on stdout once bound.
+const LISTENING: &str = "confab listening on http://";
+
+/// Environment every child process gets (before the caller's own).
+const BASE_ENV: &[(&str, &str)] = &[
+    ("CONFAB_ARGON2_MEMORY_KIB", "8192"),
+    ("CONFAB_ARGON2_ITERATIONS", "1"),
+    ("CONFAB_LOG", "warn"),
+];
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// A `confab` command with a clean environment, run in `cwd`.
+///
+/// Inherited `CONFAB_*` and `RUST_LOG` variables are removed, then
+/// [`BASE_ENV`] and `env` are set (later entries win). Pass a directory
+/// without a `config.toml` as `cwd` unless a default config file is wanted.
+pub fn confab_command(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if let Some(text) = name.to_str() {
+            if text.starts_with("CONFAB_") || text == "RUST_LOG" {
+                command.env_remove(&name);
+            }
+        }
+    }
+    for (key, value) in BASE_ENV.iter().chain(env) {
+        command.env(key, value);
+    }
+    command.current_dir(cwd);
+    command
+}
+
+/// Runs `confab ARGS` in `cwd` to completion (at most [`EXIT_TIMEOUT`]),
+/// feeding `stdin` if given. Panics on timeout with whatever output there was.
+pub fn run_confab(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    run_confab_with(cwd, &[], args, stdin)
+}
+
+/// [`run_confab`] with extra environment variables.
+pub fn run_confab_with(
+    cwd: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut child = confab_command(cwd, env)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // The command may exit before reading; a broken pipe is its problem.
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    let stdout = collect(child.stdout.take().expect("stdout is piped"));
+    let stderr = collect(child.stderr.take().expect("stderr is piped"));
+    let status = wait_with_deadline(&mut child, EXIT_TIMEOUT);
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`confab {}` did not exit within {EXIT_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread.
+fn collect(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Polls `try_wait` until the child exits or `timeout` passes (`None`).
+pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() >= deadline => return None,
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("cannot wait for the child: {e}"),
+        }
+    }
+}
+
+/// A one-line summary of a finished command for assertion messages.
+pub fn describe_output(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Why a server did not come up: its exit status (if it exited) and output.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: Option<ExitStatus>,
+    pub output: String,
+}
+
+/// A running `confab serve` child process.
+///
+/// The data directory is either a [`TempDir`] owned by the server (kept
+/// across [`TestServer::restart`]) or a directory given by the caller. The
+/// child runs in its own temporary working directory. Dropping the server
+/// kills the child.
+pub struct TestServer {
+    child: Option<Child>,
+    addr: SocketAddr,
+    env: Vec<(String, String)>,
+    data_dir: PathBuf,
+    /// Owned data directory, when the caller did not pass one.
+    _data: Option<TempDir>,
+    /// The child's working directory (no `config.toml` in it).
+    cwd: TempDir,
+    /// Everything the current child wrote to stdout and stderr, line by line.
+    output: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// A server with a fresh data directory and the default test environment.
+    pub fn start() -> TestServer {
+        TestServer::start_with(&[], None)
+    }
+
+    /// A server with extra `CONFAB_*` (or `CONFAB_LOG`) variables, on
+    /// `data_dir` if given (for restart tests), else on a fresh temporary
+    /// directory. Panics with the collected output if it does not start.
+    pub fn start_with(env: &[(&str, &str)], data_dir: Option<PathBuf>) -> TestServer {
+        match TestServer::try_start_with(env, data_dir) {
+            Ok(server) => server,
+            Err(failure) => panic!(
+                "confab did not start (exit status {:?}); output:\n{}",
+                failure.status, failure.output
+            ),
+        }
+    }
+
+    /// Like [`TestServer::start_with`], but returns how the start failed
+    /// instead of panicking (for tests that expect the server to refuse).
+    pub fn try_start_with(
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> Result<TestServer, StartFailure> {
+        let (data, data_dir) = match data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let dir = TempDir::new().expect("temporary data directory");
+                let path = dir.path().to_path_buf();
+                (Some(dir), path)
+            }
+        };
+        let mut server = TestServer {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            data_dir,
+            _data: data,
+            cwd: TempDir::new().expect("temporary working directory"),
+            output: Arc::default(),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts the child and waits for its listening line.
+    fn spawn(&mut self) -> Result<(), StartFailure> {
+        assert!(self.child.is_none(), "the server is already running");
+        let output = Arc::new(Mutex::new(String::new()));
+        self.output = output.clone();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let data = self.data_dir.to_str().expect("UTF-8 data directory path");
+        let mut child = confab_command(self.cwd.path(), &env)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data", data])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+
+        // stdout: every line goes to the buffer and, while someone listens,
+        // to the channel the listening line is awaited on.
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdout = drain(stdout, output.clone(), Some(lines_tx));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = drain(stderr, output.clone(), None);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim().strip_prefix(LISTENING) {
+                        break rest
+                            .parse::<SocketAddr>()
+                            .unwrap_or_else(|e| panic!("unparsable listening line {line:?}: {e}"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    // The pipes are closed now; let the readers finish.
+                    let _ = stdout.join();
+                    let _ = stderr.join();
+                    return Err(StartFailure {
+                        status,
+                        output: format!(
+                            "(no listening line within {START_TIMEOUT:?})\n{}",
+                            lock(&output)
+                        ),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed: the process is exiting.
+                    let status = wait_with_deadline(&mut child, EXIT_TIMEOUT);
+                    if status.is_none() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    // Once the process is gone its stderr closes too.
+                    let _ = stderr.join();
+                    return Err(StartFailure {
+                        status,
+                        output: lock(&output).clone(),
+                    });
+                }
+            }
+        };
+        self.addr = addr;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The data directory (the same across restarts).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Everything the current process wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        lock(&self.output).clone()
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL and reap; a no-op if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; returns the status
+    /// and how long the exit took. Panics (after SIGKILL) on timeout.
+    pub fn terminate_within(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("the server is not running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        let started = Instant::now();
+        // SAFETY: plain kill(2) on our own child, which has not been reaped.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        match wait_with_deadline(&mut child, timeout) {
+            Some(status) => (status, started.elapsed()),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "confab did not exit within {timeout:?} of SIGTERM; output:\n{}",
+                    self.logs()
+                );
+            }
+        }
+    }
+
+    /// SIGTERM and wait (at most [`EXIT_TIMEOUT`]); returns the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.terminate_within(EXIT_TIMEOUT).0
+    }
+
+    /// Stops the server if it runs (SIGTERM, asserting a clean exit) and
+    /// starts it again on the same data directory with the same environment.
+    /// The address changes.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.terminate();
+            assert!(
+                status.success(),
+                "confab exited with {status:?} on SIGTERM; output:\n{}",
+                self.logs()
+            );
+        }
+        if let Err(failure) = self.spawn() {
+            panic!(
+                "confab did not restart (exit status {:?}); output:\n{}",
+                failure.status, failure.output
+            );
+        }
+    }
+
+    // --- HTTP shortcuts against this server ---
+
+    /// See [`request`].
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        request(
+            self.addr,
+            method,
+            path,
+            bearer,
+            body.map(str::as_bytes),
+            headers,
+        )
+    }
+
+    /// `GET path` with an optional bearer token.
+    pub fn get(&self, path: &str, bearer: Option<&str>) -> Response {
+        self.request("GET", path, bearer, None, &[])
+    }
+
+    /// `method path` with a JSON body and an optional bearer token.
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        self.request(
+            method,
+            path,
+            bearer,
+            Some(&body.to_string()),
+            &[("Content-Type", "application/json")],
+        )
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> Response {
+        self.send_json("POST", path, bearer, body)
+    }
+
+    /// Registers `username` (asserting 201); returns `(token, user)`.
+    pub fn register(&self, username: &str, password: &str) -> (String, Value) {
+        let response = self.post_json(
+            "/api/register",
+            None,
+            &json!({"username": username, "password": password}),
+        );
+        response.assert_status(201, &format!("register {username}"));
+        session_parts(&response)
+    }
+
+    /// Logs in (asserting 200); returns `(token, user)`.
+    pub fn login(&self, username: &str, password: &str) -> (String, Value) {
+        let response = self.try_login(username, password);
+        response.assert_status(200, &format!("login {username}"));
+        session_parts(&response)
+    }
+
+    /// `POST /api/login` without asserting anything.
+    pub fn try_login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/login",
+            None,
+            &json!({"username": username, "password": password}),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `(token, user)` of a `{user, token, expires_at}` reply.
+fn session_parts(response: &Response) -> (String, Value) {
+    let body = response.json();
+    let token = body["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {}", response.body))
+        .to_string();
+    assert!(
+        body["user"].is_object(),
+        "no user object in {}",
+        response.body
+    );
+    (token, body["user"].clone())
+}
+
+/// Copies a pipe into `output` line by line (and to `lines` while it is
+/// listened to) on a thread that ends when the pipe closes.
+fn drain(
+    pipe: impl Read + Send + 'static,
+    output: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    lock(&output).push_str(&line);
+                    if let Some(lines) = &lines {
+                        // The receiver goes away once the server is up.
+                        let _ = lines.send(line);
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn lock(output: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    output.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client
+// ---------------------------------------------------------------------------
+
+/// An HTTP response.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body (chunked encoding removed), as text.
+    pub body: String,
+}
+
+impl Response {
+    /// The body parsed as JSON; panics with the body if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response ({}) is not JSON: {e}\nbody: {}",
+                self.status, self.body
+            )
+        })
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Panics unless the status is `status`, showing `what` and the body.
+    pub fn assert_status(&self, status: u16, what: &str) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "{what}: expected HTTP {status}, got {}; body: {}",
+            self.status, self.body
+        );
+        self
+    }
+
+    /// Asserts the api.md error shape: `status`, `{"error": code, "message": ...}`
+    /// with a non-empty message and a JSON content type. Returns the body.
+    pub fn assert_error(&self, status: u16, code: &str, what: &str) -> Value {
+        self.assert_status(status, what);
+        let content_type = self.header("content-type").unwrap_or("");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: error content-type is {content_type:?}; body: {}",
+            self.body
+        );
+        let body = self.json();
+        assert_eq!(
+            body["error"], code,
+            "{what}: wrong error code; body: {}",
+            self.body
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: error without a message; body: {}",
+            self.body
+        );
+        body
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`) and reads
+/// the whole response. `body`, if given, is sent with its `Content-Length`;
+/// `headers` are added as given (so a test can also send its own framing,
+/// e.g. `Transfer-Encoding`, with `body: None` and [`request_raw`]).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body.unwrap_or_default());
+    request_raw(addr, &raw, method == "HEAD")
+}
+
+/// Writes `raw` bytes as the request and parses the response. A write error
+/// is tolerated (the server may answer early, e.g. 413, and close), as is a
+/// reset after the response arrived.
+pub fn request_raw(addr: SocketAddr, raw: &[u8], head_request: bool) -> Response {
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let write_error = stream.write_all(raw).err();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if !bytes.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "reading the response from {addr} failed: {e} (write error: {write_error:?}; \
+                 read so far: {:?})",
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
+    }
+    parse_response(&bytes, head_request).unwrap_or_else(|e| {
+        panic!(
+            "bad HTTP response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Parses a complete HTTP/1.1 response (status line, headers, body framed by
+/// `Transfer-Encoding: chunked`, `Content-Length`, or the connection's end).
+fn parse_response(bytes: &[u8], head_request: bool) -> Result<Response, String> {
+    let end = find(bytes, b"\r\n\r\n").ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&bytes[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("empty response")?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("bad status line {status_line:?}"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let rest = &bytes[end + 4..];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let body: Vec<u8> = if head_request || status == 204 || status == 304 {
+        Vec::new()
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)?
+    } else if let Some(length) = header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| format!("bad content-length {length:?}"))?;
+        if rest.len() < length {
+            return Err(format!(
+                "body shorter ({}) than content-length {length}",
+                rest.len()
+            ));
+        }
+        rest[..length].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8(body).map_err(|e| format!("body not UTF-8: {e}"))?,
+    })
+}
+
+/// Removes chunked transfer coding.
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n").ok_or("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|e| e.to_string())?;
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------
+
+/// A fresh temporary directory (for CLI tests' data and working dirs).
+pub fn temp_dir() -> TempDir {
+    TempDir::new().expect("temporary directory")
+}
+
+/// An address on which nothing listens (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
+    addr
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or panics with
+/// `what` after `timeout`. For waiting on events that have no notification
+/// (e.g. a token's expiry), never as a substitute for one.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
