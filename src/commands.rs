@@ -174,6 +174,47 @@ pub async fn user_set_disabled(cfg: &Config, username: &str, disabled: bool) -> 
     Ok(())
 }
 
+/// `confab room add`: creates a room (owned by no user).
+pub async fn room_add(cfg: &Config, name: &str, private: bool, description: Option<String>) -> CommandResult {
+    if let Some(reason) = crate::http::api::rooms::room_name_problem(name) {
+        return Err(format!("room name {name:?} {reason}"));
+    }
+    let state = open(cfg).await?;
+    let result = state
+        .store
+        .create_room(crate::store::rooms::NewRoom {
+            name: name.to_string(),
+            private,
+            description: description.unwrap_or_default(),
+            owner: 0,
+        })
+        .await;
+    close(state);
+    let room = result.map_err(|e| describe(&e))?;
+    println!(
+        "created {} room {} (topic room:{})",
+        if room.private { "private" } else { "public" },
+        room.name,
+        room.name
+    );
+    Ok(())
+}
+
+/// `confab room list`.
+pub async fn room_list(cfg: &Config) -> CommandResult {
+    let state = open(cfg).await?;
+    let result = state.store.rooms().await;
+    close(state);
+    let rooms = result.map_err(|e| describe(&e))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<32}  {:<8}  description", "name", "access");
+    for room in rooms {
+        let access = if room.private { "private" } else { "public" };
+        let _ = writeln!(out, "{:<32}  {:<8}  {}", room.name, access, room.description);
+    }
+    Ok(())
+}
+
 /// `confab gen-secret`: a fresh 256-bit secret, URL-safe base64.
 pub fn gen_secret() -> CommandResult {
     println!("{}", crate::auth::random_token(32));

@@ -38,6 +38,8 @@ use store::Store;
 
 /// How often expired token revocations and stale throttle entries are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// File descriptors kept free for the store, logs and HTTP requests.
+const RESERVED_FILES: usize = 64;
 
 /// Runs the server until SIGINT/SIGTERM: opens the store, binds, serves,
 /// drains, closes the store. Errors are one line for the operator.
@@ -65,9 +67,20 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "confab started; sockets are limited by the open-files limit"
     );
     // A stable line on stdout for people and scripts: where to connect.
+    let capacity = (files as usize).saturating_sub(RESERVED_FILES);
+    state
+        .socket_capacity
+        .store(capacity, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(sockets = capacity, "socket capacity from the open-files limit");
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
     server::serve(state.clone(), listener).await;
+    // Sessions saw the same cancellation and are sending close frames.
+    state.sessions.close();
+    let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
+    if tokio::time::timeout(grace, state.sessions.wait()).await.is_err() {
+        tracing::warn!("some sockets did not close within the grace period");
+    }
     drop(state);
     // Every request handler holding the state has finished or been dropped
     // by the drain; give stragglers a moment, then close the file.

@@ -47,6 +47,9 @@ enum Command {
     /// Manage accounts (the server must be stopped)
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage rooms (the server must be stopped)
+    #[command(subcommand)]
+    Room(RoomCommand),
     /// Print a fresh random secret for jwt_secret
     GenSecret,
     /// Exit 0 if the server's /healthz answers 200
@@ -84,6 +87,21 @@ enum UserCommand {
     Disable { name: String },
     /// Enable a user
     Enable { name: String },
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Create a room
+    Add {
+        name: String,
+        /// Only members may join
+        #[arg(long)]
+        private: bool,
+        #[arg(long, value_name = "D")]
+        description: Option<String>,
+    },
+    /// List rooms
+    List,
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -129,6 +147,12 @@ fn main() -> ExitCode {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
+            Command::Room(RoomCommand::Add {
+                name,
+                private,
+                description,
+            }) => commands::room_add(&cfg, &name, private, description).await,
+            Command::Room(RoomCommand::List) => commands::room_list(&cfg).await,
             Command::User(user) => match user {
                 UserCommand::Add {
                     name,

@@ -469,3 +469,74 @@ fn disabling_an_unknown_user_fails_in_one_line() {
     let line = assert_one_line_failure(&output, "user enable nobody");
     assert!(line.contains("nobody"), "the user is not named: {line}");
 }
+
+#[test]
+fn no_subcommand_means_serve() {
+    let server = TestServer::options().args(&[]).start();
+    server
+        .get("/healthz", None)
+        .assert_status(200, "confab without a subcommand serves");
+}
+
+#[test]
+fn settings_precedence_file_env_flags() {
+    // ./config.toml in the working directory is read when present.
+    let cwd = temp_dir();
+    fs::write(
+        cwd.path().join("config.toml"),
+        "registration = \"closed\"\ntoken_ttl_secs = 77\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let server = TestServer::options()
+        .cwd(cwd.path())
+        .env("CONFAB_LISTN", "typo")
+        .start();
+    // --listen (given by the harness) beats the file's listen.
+    assert_ne!(server.addr().port(), 1);
+    server
+        .post_json(
+            "/api/register",
+            None,
+            &serde_json::json!({"username": "alice", "password": "alice-password"}),
+        )
+        .assert_error(403, "forbidden", "registration closed by ./config.toml");
+    let logs = server.logs();
+    assert!(
+        logs.contains("CONFAB_LISTN"),
+        "an unknown CONFAB_ variable is warned about:\n{logs}"
+    );
+    drop(server);
+
+    // The environment beats the file, key by key.
+    let server = TestServer::options()
+        .cwd(cwd.path())
+        .env("CONFAB_REGISTRATION", "open")
+        // --data (given by the harness) beats the environment.
+        .env("CONFAB_DATA_DIR", "/nonexistent/confab-test-data")
+        .start();
+    let (token, _) = server.register("alice", "alice-password");
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        77,
+        "token_ttl_secs from the file still applies: {claims}"
+    );
+    assert!(server.data_dir().join("confab.redb").exists());
+    drop(server);
+
+    // --config replaces ./config.toml entirely.
+    let other = cwd.path().join("other.toml");
+    fs::write(&other, "registration = \"open\"\n").unwrap();
+    let server = TestServer::options()
+        .cwd(cwd.path())
+        .args(&["--config", other.to_str().unwrap(), "serve"])
+        .start();
+    server.register("alice", "alice-password");
+}

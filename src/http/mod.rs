@@ -50,7 +50,7 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    use api::{auth, me, users};
+    use api::{auth, me, rooms, users};
     match (method, segments.as_slice()) {
         (&Method::GET | &Method::HEAD, ["healthz"]) => Ok(health::healthz()),
         (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(health::readyz(call).await),
@@ -62,6 +62,20 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         (&Method::PATCH, ["api", "me"]) => me::update(call).await,
         (&Method::GET, ["api", "users"]) => users::list(call).await,
         (&Method::POST, ["api", "users"]) => users::create(call).await,
+        (&Method::GET, ["api", "rooms"]) => rooms::list(call).await,
+        (&Method::POST, ["api", "rooms"]) => rooms::create(call).await,
+        (&Method::POST, ["api", "rooms", name, "members"]) => {
+            rooms::add_member(call, name).await
+        }
+        (&Method::DELETE, ["api", "rooms", name, "members", username]) => {
+            rooms::remove_member(call, name, username).await
+        }
+        (&Method::GET, ["api", "rooms", name, "messages"]) => {
+            rooms::history(call, &format!("room:{name}")).await
+        }
+        (&Method::POST, ["api", "rooms", name, "messages"]) => {
+            rooms::post(call, &format!("room:{name}")).await
+        }
         (_, ["socket", "websocket"]) => crate::socket::upgrade::upgrade(call).await,
         (_, ["api", ..]) => Err(Error::NotFound("route")),
         (&Method::GET | &Method::HEAD, _) => Ok(assets::serve(call, path)),

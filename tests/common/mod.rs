@@ -172,36 +172,58 @@ pub struct StartFailure {
     pub output: String,
 }
 
-/// A running `confab serve` child process.
+/// How to start a [`TestServer`]: build with [`TestServer::options`], then
+/// [`ServerOptions::start`] or [`ServerOptions::try_start`].
 ///
-/// The data directory is either a [`TempDir`] owned by the server (kept
-/// across [`TestServer::restart`]) or a directory given by the caller. The
-/// child runs in its own temporary working directory. Dropping the server
-/// kills the child.
-pub struct TestServer {
-    child: Option<Child>,
-    addr: SocketAddr,
+/// The command line is always `confab ARGS --listen 127.0.0.1:0 --data DIR`
+/// with `ARGS` = `serve` unless [`ServerOptions::args`] says otherwise.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
     env: Vec<(String, String)>,
-    data_dir: PathBuf,
-    /// Owned data directory, when the caller did not pass one.
-    _data: Option<TempDir>,
-    /// The child's working directory (no `config.toml` in it).
-    cwd: TempDir,
-    /// Everything the current child wrote to stdout and stderr, line by line.
-    output: Arc<Mutex<String>>,
+    data_dir: Option<PathBuf>,
+    cwd: Option<PathBuf>,
+    args: Vec<String>,
 }
 
-impl TestServer {
-    /// A server with a fresh data directory and the default test environment.
-    pub fn start() -> TestServer {
-        TestServer::start_with(&[], None)
+impl ServerOptions {
+    /// Adds an environment variable (after the harness defaults, so e.g.
+    /// `CONFAB_LOG` can be overridden).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
-    /// A server with extra `CONFAB_*` (or `CONFAB_LOG`) variables, on
-    /// `data_dir` if given (for restart tests), else on a fresh temporary
-    /// directory. Panics with the collected output if it does not start.
-    pub fn start_with(env: &[(&str, &str)], data_dir: Option<PathBuf>) -> TestServer {
-        match TestServer::try_start_with(env, data_dir) {
+    /// Adds several environment variables.
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Self {
+        for (key, value) in vars {
+            self = self.env(key, value);
+        }
+        self
+    }
+
+    /// Uses `dir` as the data directory instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs the server in `dir` (e.g. to test `./config.toml` pickup)
+    /// instead of a private empty temporary directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The arguments before `--listen ... --data ...` (default `["serve"]`;
+    /// `[]` runs `confab` without a subcommand).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// Starts the server; panics with its output if it does not come up.
+    pub fn start(self) -> TestServer {
+        match self.try_start() {
             Ok(server) => server,
             Err(failure) => panic!(
                 "confab did not start (exit status {:?}); output:\n{}",
@@ -210,13 +232,10 @@ impl TestServer {
         }
     }
 
-    /// Like [`TestServer::start_with`], but returns how the start failed
-    /// instead of panicking (for tests that expect the server to refuse).
-    pub fn try_start_with(
-        env: &[(&str, &str)],
-        data_dir: Option<PathBuf>,
-    ) -> Result<TestServer, StartFailure> {
-        let (data, data_dir) = match data_dir {
+    /// Starts the server, or says how the start failed (for tests that
+    /// expect the server to refuse to run).
+    pub fn try_start(self) -> Result<TestServer, StartFailure> {
+        let (data, data_dir) = match self.data_dir {
             Some(dir) => (None, dir),
             None => {
                 let dir = TempDir::new().expect("temporary data directory");
@@ -224,20 +243,90 @@ impl TestServer {
                 (Some(dir), path)
             }
         };
+        let (cwd_dir, cwd) = match self.cwd {
+            Some(dir) => (None, dir),
+            None => {
+                let dir = TempDir::new().expect("temporary working directory");
+                let path = dir.path().to_path_buf();
+                (Some(dir), path)
+            }
+        };
         let mut server = TestServer {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: self.env,
+            args: self.args,
             data_dir,
+            cwd,
             _data: data,
-            cwd: TempDir::new().expect("temporary working directory"),
+            _cwd: cwd_dir,
             output: Arc::default(),
         };
         server.spawn()?;
         Ok(server)
+    }
+}
+
+/// A running `confab serve` child process.
+///
+/// The data directory is either a [`TempDir`] owned by the server (kept
+/// across [`TestServer::restart`]) or a directory given by the caller. The
+/// child runs in a private temporary working directory unless told
+/// otherwise. Dropping the server kills the child.
+pub struct TestServer {
+    child: Option<Child>,
+    addr: SocketAddr,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    data_dir: PathBuf,
+    cwd: PathBuf,
+    /// Owned data directory, when the caller did not pass one.
+    _data: Option<TempDir>,
+    /// Owned working directory, when the caller did not pass one.
+    _cwd: Option<TempDir>,
+    /// Everything the current child wrote to stdout and stderr, line by line.
+    output: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// Options for a server: fresh data directory, default test environment.
+    pub fn options() -> ServerOptions {
+        ServerOptions {
+            env: Vec::new(),
+            data_dir: None,
+            cwd: None,
+            args: vec!["serve".to_string()],
+        }
+    }
+
+    /// A server with a fresh data directory and the default test environment.
+    pub fn start() -> TestServer {
+        TestServer::options().start()
+    }
+
+    /// A server with extra `CONFAB_*` (or `CONFAB_LOG`) variables, on
+    /// `data_dir` if given (for restart tests), else on a fresh temporary
+    /// directory. Panics with the collected output if it does not start.
+    pub fn start_with(env: &[(&str, &str)], data_dir: Option<PathBuf>) -> TestServer {
+        TestServer::try_start_with(env, data_dir).unwrap_or_else(|failure| {
+            panic!(
+                "confab did not start (exit status {:?}); output:\n{}",
+                failure.status, failure.output
+            )
+        })
+    }
+
+    /// Like [`TestServer::start_with`], but returns how the start failed
+    /// instead of panicking (for tests that expect the server to refuse).
+    pub fn try_start_with(
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> Result<TestServer, StartFailure> {
+        let mut options = TestServer::options().envs(env);
+        if let Some(dir) = data_dir {
+            options = options.data_dir(dir);
+        }
+        options.try_start()
     }
 
     /// Starts the child and waits for its listening line.
@@ -251,8 +340,9 @@ impl TestServer {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let data = self.data_dir.to_str().expect("UTF-8 data directory path");
-        let mut child = confab_command(self.cwd.path(), &env)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data", data])
+        let mut child = confab_command(&self.cwd, &env)
+            .args(&self.args)
+            .args(["--listen", "127.0.0.1:0", "--data", data])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -445,6 +535,7 @@ impl TestServer {
     }
 
     /// Registers `username` (asserting 201); returns `(token, user)`.
+    #[track_caller]
     pub fn register(&self, username: &str, password: &str) -> (String, Value) {
         let response = self.post_json(
             "/api/register",
@@ -456,6 +547,7 @@ impl TestServer {
     }
 
     /// Logs in (asserting 200); returns `(token, user)`.
+    #[track_caller]
     pub fn login(&self, username: &str, password: &str) -> (String, Value) {
         let response = self.try_login(username, password);
         response.assert_status(200, &format!("login {username}"));
@@ -479,6 +571,7 @@ impl Drop for TestServer {
 }
 
 /// `(token, user)` of a `{user, token, expires_at}` reply.
+#[track_caller]
 fn session_parts(response: &Response) -> (String, Value) {
     let body = response.json();
     let token = body["token"]
@@ -540,6 +633,7 @@ pub struct Response {
 
 impl Response {
     /// The body parsed as JSON; panics with the body if it is not JSON.
+    #[track_caller]
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -559,6 +653,7 @@ impl Response {
     }
 
     /// Panics unless the status is `status`, showing `what` and the body.
+    #[track_caller]
     pub fn assert_status(&self, status: u16, what: &str) -> &Self {
         assert_eq!(
             self.status, status,
@@ -570,6 +665,7 @@ impl Response {
 
     /// Asserts the api.md error shape: `status`, `{"error": code, "message": ...}`
     /// with a non-empty message and a JSON content type. Returns the body.
+    #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str, what: &str) -> Value {
         self.assert_status(status, what);
         let content_type = self.header("content-type").unwrap_or("");
@@ -753,6 +849,7 @@ pub fn closed_port() -> SocketAddr {
 /// Polls `probe` every 50 ms until it returns `Some`, or panics with
 /// `what` after `timeout`. For waiting on events that have no notification
 /// (e.g. a token's expiry), never as a substitute for one.
+#[track_caller]
 pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {

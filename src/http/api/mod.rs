@@ -2,5 +2,6 @@
 
 pub mod auth;
 pub mod me;
+pub mod rooms;
 pub mod users;
 pub mod views;

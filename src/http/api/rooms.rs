@@ -1,0 +1,220 @@
+//! Rooms over REST: list and create, private-room membership (removal also
+//! ejects the user's joined sockets), and message history and posting
+//! through the same path as socket pushes.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::accounts::Problems;
+use crate::chat::messages::{self, Page};
+use crate::chat::topic;
+use crate::chat::views;
+use crate::error::{Error, Result};
+use crate::http::call::Call;
+use crate::http::query;
+use crate::http::reply::{self, HttpResponse};
+use crate::store::records::{RoomRecord, UserRecord};
+use crate::store::rooms::{self, NewRoom};
+use crate::store::{messages as stored_messages, reads, topics, users};
+
+/// `None` if `name` is 1–64 of `a-z 0-9 _ -`, else the reason.
+pub fn room_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Some("must be 1 to 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Some("may only contain a-z, 0-9, '_' and '-'");
+    }
+    None
+}
+
+/// Public rooms and the private rooms the caller belongs to, with
+/// `last_seq` and `unread`.
+pub async fn list(call: &mut Call) -> Result<HttpResponse> {
+    let identity = call.identity().await?;
+    let user_id = identity.user.id;
+    let rooms = call
+        .state
+        .store
+        .read(move |tx| {
+            let mine = topics::of_user(tx, user_id)?;
+            let mut out = Vec::new();
+            for room in rooms::all(tx)? {
+                if room.private && !mine.contains(&room.topic_id) {
+                    continue;
+                }
+                let last_seq = stored_messages::last_seq(tx, room.topic_id)?;
+                let read = reads::get(tx, user_id, room.topic_id)?;
+                let owner = users::get(tx, room.owner)?.map(|u| u.username);
+                out.push(views::room(
+                    &room,
+                    owner.as_deref(),
+                    last_seq,
+                    Some(last_seq.saturating_sub(read)),
+                ));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(reply::json(200, &json!({ "rooms": rooms })))
+}
+
+#[derive(Deserialize)]
+struct CreateInput {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    description: String,
+}
+
+/// Creates a room; the caller becomes owner and member.
+pub async fn create(call: &mut Call) -> Result<HttpResponse> {
+    let identity = call.identity().await?;
+    let input: CreateInput = call.json().await?;
+    let mut problems = Problems::default();
+    problems.check("name", room_name_problem(&input.name));
+    if input.description.chars().count() > 280 {
+        problems.check("description", Some("must be at most 280 characters"));
+    }
+    problems.into_result()?;
+    let room = call
+        .state
+        .store
+        .create_room(NewRoom {
+            name: input.name,
+            private: input.private,
+            description: input.description,
+            owner: identity.user.id,
+        })
+        .await?;
+    Ok(reply::json(
+        201,
+        &json!({"room": views::room(&room, Some(&identity.user.username), 0, Some(0))}),
+    ))
+}
+
+/// The room, for someone allowed to manage its members (owner or admin).
+async fn managed_room(call: &Call, name: &str) -> Result<RoomRecord> {
+    let identity = call.identity().await?;
+    let room = call
+        .state
+        .store
+        .room(name)
+        .await?
+        .ok_or(Error::NotFound("room"))?;
+    if room.owner != identity.user.id && !identity.user.admin {
+        return Err(Error::Forbidden(
+            "only the room's owner or an admin may change its members".into(),
+        ));
+    }
+    Ok(room)
+}
+
+async fn user_named(call: &Call, username: &str) -> Result<UserRecord> {
+    call.state
+        .store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| Error::field("username", "no such user"))
+}
+
+#[derive(Deserialize)]
+struct MemberInput {
+    #[serde(default)]
+    username: String,
+}
+
+/// Adds a member (owner or admin).
+pub async fn add_member(call: &mut Call, name: &str) -> Result<HttpResponse> {
+    let room = managed_room(call, name).await?;
+    let input: MemberInput = call.json().await?;
+    let user = user_named(call, &input.username).await?;
+    let (topic_id, user_id) = (room.topic_id, user.id);
+    call.state
+        .store
+        .write(move |ctx| topics::add_member(ctx.tx, topic_id, user_id))
+        .await?;
+    Ok(reply::empty(204))
+}
+
+/// Removes a member (owner or admin); their sockets leave the topic.
+pub async fn remove_member(call: &mut Call, name: &str, username: &str) -> Result<HttpResponse> {
+    let room = managed_room(call, name).await?;
+    let user = user_named(call, username).await?;
+    let (topic_id, user_id) = (room.topic_id, user.id);
+    call.state
+        .store
+        .write(move |ctx| topics::remove_member(ctx.tx, topic_id, user_id))
+        .await?;
+    if room.private {
+        call.state
+            .hub
+            .eject(&format!("room:{}", room.name), user.id);
+    }
+    Ok(reply::empty(204))
+}
+
+/// `before`, `after` and `limit` from the query string.
+fn page(call: &Call) -> Result<Page> {
+    let params = query::pairs(call.parts.uri.query());
+    let number = |key: &str| -> Result<Option<u64>> {
+        query::last(&params, key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| Error::field(key, "must be a non-negative integer"))
+            })
+            .transpose()
+    };
+    Ok(Page {
+        before: number("before")?,
+        after: number("after")?,
+        limit: number("limit")?.map(|n| n as usize),
+    })
+}
+
+/// A page of a topic's history (members only).
+pub async fn history(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
+    let identity = call.identity().await?;
+    let access = topic::require(&call.state, &identity.user, topic_name).await?;
+    let (messages, has_more) = messages::history(&call.state, &access, page(call)?).await?;
+    Ok(reply::json(
+        200,
+        &json!({"messages": messages, "has_more": has_more}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PostInput {
+    body: Option<Value>,
+    client_id: Option<String>,
+}
+
+/// Posts a message through the same durable path as a socket push.
+pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
+    let identity = call.identity().await?;
+    let access = topic::require(&call.state, &identity.user, topic_name).await?;
+    let input: PostInput = call.json().await?;
+    let body = match input.body {
+        Some(Value::String(body)) => body,
+        Some(_) => return Err(Error::field("body", "must be a string")),
+        None => String::new(),
+    };
+    if let Some((_, text)) = messages::body_problem(&body, call.state.cfg.max_body_chars) {
+        return Err(Error::field("body", text));
+    }
+    if let Some(id) = &input.client_id {
+        if id.is_empty() || id.len() > stored_messages::MAX_CLIENT_ID_LEN {
+            return Err(Error::field("client_id", "must be 1 to 128 bytes"));
+        }
+    }
+    let posted =
+        messages::post_and_wait(&call.state, &identity.user, &access, body, input.client_id)
+            .await?;
+    let status = if posted.duplicate { 200 } else { 201 };
+    Ok(reply::json(status, &json!({"message": posted.message})))
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of confab: the Rust unit and integration tests (real server
+# binary on loopback, temporary data directories), then the protocol
+# conformance tests with the official phoenix JS client, then the browser
+# tests of the web UI when Chromium is installed.
+#
+#   ./test.sh            everything
+#   ./test.sh rust       only the Rust tests
+#   ./test.sh js         only the phoenix-client tests
+#   ./test.sh browser    only the browser tests
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ONLY="${*:-}"
+passed=0
+failed=0
+
+run_suite() {
+  local name=$1; shift
+  echo "==> $name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "!! $name failed"; fi
+}
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust "* ]]; then
+  run_suite "rust tests" cargo test --locked
+fi
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]] || [[ " $ONLY " == *" browser "* ]]; then
+  if ! command -v node >/dev/null; then
+    echo "node is not installed: the phoenix-client and browser tests need Node.js 20+" >&2
+    exit 1
+  fi
+  cargo build --locked --quiet
+  ( cd tests/js && { [ -d node_modules/phoenix ] || npm ci --no-audit --no-fund --silent; } )
+fi
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]]; then
+  run_suite "phoenix client conformance" bash -c 'cd tests/js && npm test --silent'
+fi
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" browser "* ]]; then
+  if [ -d tests/js/browser ]; then
+    if [ -x /usr/bin/chromium ]; then
+      run_suite "browser tests" bash -c 'cd tests/js && npm run --silent test:browser'
+    else
+      echo "!! /usr/bin/chromium is missing: install Debian's chromium to run the browser tests" >&2
+      failed=$((failed + 1))
+    fi
+  fi
+fi
+
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
