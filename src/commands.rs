@@ -175,7 +175,12 @@ pub async fn user_set_disabled(cfg: &Config, username: &str, disabled: bool) -> 
 }
 
 /// `confab room add`: creates a room (owned by no user).
-pub async fn room_add(cfg: &Config, name: &str, private: bool, description: Option<String>) -> CommandResult {
+pub async fn room_add(
+    cfg: &Config,
+    name: &str,
+    private: bool,
+    description: Option<String>,
+) -> CommandResult {
     if let Some(reason) = crate::http::api::rooms::room_name_problem(name) {
         return Err(format!("room name {name:?} {reason}"));
     }
@@ -210,7 +215,11 @@ pub async fn room_list(cfg: &Config) -> CommandResult {
     let _ = writeln!(out, "{:<32}  {:<8}  description", "name", "access");
     for room in rooms {
         let access = if room.private { "private" } else { "public" };
-        let _ = writeln!(out, "{:<32}  {:<8}  {}", room.name, access, room.description);
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<8}  {}",
+            room.name, access, room.description
+        );
     }
     Ok(())
 }

@@ -71,14 +71,21 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     state
         .socket_capacity
         .store(capacity, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(sockets = capacity, "socket capacity from the open-files limit");
+    tracing::info!(
+        sockets = capacity,
+        "socket capacity from the open-files limit"
+    );
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
+    tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
     // Sessions saw the same cancellation and are sending close frames.
     state.sessions.close();
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
-    if tokio::time::timeout(grace, state.sessions.wait()).await.is_err() {
+    if tokio::time::timeout(grace, state.sessions.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some sockets did not close within the grace period");
     }
     drop(state);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use redb::ReadTransaction;
 use serde_json::{json, Value};
 
+use super::notify;
 use super::topic::Access;
 use super::views::{MessageView, UserBrief};
 use crate::error::{Error, Result};
@@ -83,9 +84,20 @@ pub async fn post<D>(
         .store
         .writer()
         .submit(
-            move |ctx| messages::append(ctx, topic_id, user_id, body, client_id),
+            move |ctx| {
+                let appended = messages::append(ctx, topic_id, user_id, body, client_id)?;
+                let unread = match &appended {
+                    Appended::New(stored) => {
+                        // Posting implies having read the topic up to here.
+                        reads::advance(ctx, user_id, topic_id, stored.seq)?;
+                        reads::members_unread(ctx, topic_id, stored.seq, user_id)?
+                    }
+                    Appended::Duplicate(_) => Vec::new(),
+                };
+                Ok((appended, unread))
+            },
             move |result| {
-                let posted = result.map(|appended| {
+                let posted = result.map(|(appended, unread)| {
                     let (stored, duplicate) = match appended {
                         Appended::New(stored) => (stored, false),
                         Appended::Duplicate(stored) => (stored, true),
@@ -96,6 +108,9 @@ pub async fn post<D>(
                         broadcast.seq = Some(stored.seq);
                         broadcast.author = Some(brief.id);
                         hub.publish(Arc::new(broadcast));
+                        for (member, count) in unread {
+                            notify::unread(&hub, member, &topic, stored.seq, count);
+                        }
                     }
                     let message = view.to_value();
                     Posted {
@@ -201,13 +216,26 @@ pub async fn change(
         .unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))
 }
 
-/// Moves the user's read position in a topic forward; returns it.
+/// Moves the user's read position in a topic forward (never past the last
+/// message); returns it and tells the user's personal topic the new count.
 pub async fn mark_read(state: &AppState, user_id: u64, access: &Access, seq: u64) -> Result<u64> {
     let topic_id = access.topic_id;
-    state
+    let (position, last_seq) = state
         .store
-        .write(move |ctx| reads::advance(ctx, user_id, topic_id, seq))
-        .await
+        .write(move |ctx| {
+            let last_seq = messages::head(ctx, topic_id)?;
+            let position = reads::advance(ctx, user_id, topic_id, seq.min(last_seq))?;
+            Ok((position, last_seq))
+        })
+        .await?;
+    notify::unread(
+        &state.hub,
+        user_id,
+        &access.name,
+        last_seq,
+        last_seq.saturating_sub(position),
+    );
+    Ok(position)
 }
 
 /// Resolves authors while building message views in one read transaction.

@@ -2,5 +2,6 @@
 //! what posting, editing, reading and paging messages do.
 
 pub mod messages;
+pub mod notify;
 pub mod topic;
 pub mod views;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::records::UserRecord;
-use crate::store::{rooms, topics};
+use crate::store::{conversations, rooms, topics};
 
 /// A parsed topic name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicKind<'a> {
     Room(&'a str),
+    Dm(u64),
+    User(u64),
 }
 
 /// Parses a topic; `None` for topics no channel serves.
@@ -20,15 +22,30 @@ pub fn parse(topic: &str) -> Option<TopicKind<'_>> {
     let (prefix, rest) = topic.split_once(':')?;
     match prefix {
         "room" if !rest.is_empty() => Some(TopicKind::Room(rest)),
+        "dm" => rest.parse().ok().map(TopicKind::Dm),
+        "user" => rest.parse().ok().map(TopicKind::User),
         _ => None,
     }
 }
 
-/// A topic the caller may use, with its history id.
+/// The personal topic of a user.
+pub fn personal(user_id: u64) -> String {
+    format!("user:{user_id}")
+}
+
+/// A topic the caller may use.
 #[derive(Clone, Debug)]
 pub struct Access {
     pub name: Arc<str>,
+    /// The history's id; 0 for personal topics, which have none.
     pub topic_id: u64,
+}
+
+impl Access {
+    /// Whether the topic keeps messages (rooms and conversations) and has presence.
+    pub fn has_history(&self) -> bool {
+        self.topic_id != 0
+    }
 }
 
 /// Why a join was refused: the `reason` of the error reply.
@@ -65,6 +82,8 @@ pub async fn authorize(
     let name: Arc<str> = Arc::from(topic);
     let user_id = user.id;
     match kind {
+        TopicKind::User(id) if id == user_id => Ok(Ok(Access { name, topic_id: 0 })),
+        TopicKind::User(_) => Ok(Err(Refusal::Unauthorized)),
         TopicKind::Room(room_name) => {
             let room_name = room_name.to_string();
             state
@@ -83,16 +102,49 @@ pub async fn authorize(
                 })
                 .await
         }
+        TopicKind::Dm(id) => {
+            state
+                .store
+                .read(move |tx| {
+                    let Some(conversation) = conversations::get(tx, id)? else {
+                        return Ok(Err(Refusal::NotFound));
+                    };
+                    if !conversation.includes(user_id) {
+                        return Ok(Err(Refusal::Unauthorized));
+                    }
+                    Ok(Ok(Access {
+                        name,
+                        topic_id: conversation.topic_id,
+                    }))
+                })
+                .await
+        }
     }
 }
 
-/// [`authorize`] for REST: 404 / 403 as errors.
+/// [`authorize`] for REST on topics with history: 404 / 403 as errors.
 pub async fn require(state: &AppState, user: &UserRecord, topic: &str) -> Result<Access> {
     match authorize(state, user, topic).await? {
-        Ok(access) => Ok(access),
+        Ok(access) if access.has_history() => Ok(access),
         Err(Refusal::Unauthorized) => Err(Error::Forbidden(
             "you are not a member of this conversation".into(),
         )),
-        Err(_) => Err(Error::NotFound("topic")),
+        _ => Err(Error::NotFound("topic")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_topics() {
+        assert_eq!(parse("room:lobby"), Some(TopicKind::Room("lobby")));
+        assert_eq!(parse("dm:12"), Some(TopicKind::Dm(12)));
+        assert_eq!(parse("user:7"), Some(TopicKind::User(7)));
+        assert_eq!(parse("room:"), None);
+        assert_eq!(parse("dm:x"), None);
+        assert_eq!(parse("phoenix"), None);
+        assert_eq!(parse("foo:bar"), None);
     }
 }

@@ -50,7 +50,7 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    use api::{auth, me, rooms, users};
+    use api::{auth, conversations, ignores, me, rooms, users};
     match (method, segments.as_slice()) {
         (&Method::GET | &Method::HEAD, ["healthz"]) => Ok(health::healthz()),
         (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(health::readyz(call).await),
@@ -64,9 +64,7 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         (&Method::POST, ["api", "users"]) => users::create(call).await,
         (&Method::GET, ["api", "rooms"]) => rooms::list(call).await,
         (&Method::POST, ["api", "rooms"]) => rooms::create(call).await,
-        (&Method::POST, ["api", "rooms", name, "members"]) => {
-            rooms::add_member(call, name).await
-        }
+        (&Method::POST, ["api", "rooms", name, "members"]) => rooms::add_member(call, name).await,
         (&Method::DELETE, ["api", "rooms", name, "members", username]) => {
             rooms::remove_member(call, name, username).await
         }
@@ -75,6 +73,21 @@ async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpRespo
         }
         (&Method::POST, ["api", "rooms", name, "messages"]) => {
             rooms::post(call, &format!("room:{name}")).await
+        }
+        (&Method::GET, ["api", "conversations"]) => conversations::list(call).await,
+        (&Method::POST, ["api", "conversations"]) => conversations::open(call).await,
+        (&Method::GET, ["api", "conversations", id, "messages"]) => {
+            conversations::history(call, id).await
+        }
+        (&Method::POST, ["api", "conversations", id, "messages"]) => {
+            conversations::post(call, id).await
+        }
+        (&Method::GET, ["api", "me", "ignores"]) => ignores::list(call).await,
+        (&Method::PUT, ["api", "me", "ignores", username]) => {
+            ignores::set(call, username, true).await
+        }
+        (&Method::DELETE, ["api", "me", "ignores", username]) => {
+            ignores::set(call, username, false).await
         }
         (_, ["socket", "websocket"]) => crate::socket::upgrade::upgrade(call).await,
         (_, ["api", ..]) => Err(Error::NotFound("route")),

@@ -2,6 +2,7 @@
 //! its bounded outbound queue. Sending never waits: a full queue marks the
 //! connection for closing as a slow consumer.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub enum Out {
     Eject(Arc<str>),
     /// The user's credentials changed: re-check this socket's token.
     Recheck,
+    /// The user's ignore list changed.
+    Ignores(Arc<HashSet<u64>>),
 }
 
 /// Why the hub wants a connection closed.

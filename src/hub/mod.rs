@@ -1,7 +1,8 @@
-//! The hub: which connections are subscribed to which topic, and fan-out.
-//! A broadcast is serialized once into shared bytes; each subscriber gets a
-//! reference-counted handle in its bounded outbound queue. A connection whose
-//! queue is full is told to close as a slow consumer; nobody else waits.
+//! The hub: which connections are subscribed to which topic, presence per
+//! topic, and fan-out. A broadcast is serialized once into shared bytes;
+//! each subscriber gets a reference-counted handle in its bounded outbound
+//! queue. A connection whose queue is full is told to close as a slow
+//! consumer; nobody else waits.
 //!
 //! The topic registry is sharded by topic name so subscribing, leaving and
 //! publishing on different topics do not contend. The hub knows nothing of
@@ -9,25 +10,44 @@
 
 pub mod broadcast;
 pub mod conn;
+pub mod presence;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use broadcast::Broadcast;
 pub use conn::{CloseReason, ConnTx, Out};
+use presence::{Meta, Presence};
 
 const SHARDS: usize = 32;
 
-type Subscribers = HashMap<u64, ConnTx>;
+/// How often pending presence changes are published as one diff per topic.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Topic subscriptions and per-user connection lists.
+/// Subscribers and presence of one topic.
+#[derive(Default)]
+struct Topic {
+    subs: HashMap<u64, ConnTx>,
+    presence: Presence,
+}
+
+type Shard = HashMap<Arc<str>, Topic>;
+
+/// Topic subscriptions, presence and per-user connection lists.
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<Arc<str>, Subscribers>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     users: Mutex<HashMap<u64, Vec<ConnTx>>>,
     sockets: AtomicUsize,
+    /// Topics with presence changes not yet published.
+    dirty: Mutex<HashSet<Arc<str>>>,
+    /// Presence metas present across all topics.
+    presences: AtomicUsize,
+    next_ref: AtomicU64,
+    ref_prefix: String,
 }
 
 impl Default for Hub {
@@ -37,6 +57,10 @@ impl Default for Hub {
             hasher: Default::default(),
             users: Mutex::default(),
             sockets: AtomicUsize::new(0),
+            dirty: Mutex::default(),
+            presences: AtomicUsize::new(0),
+            next_ref: AtomicU64::new(1),
+            ref_prefix: crate::auth::random_token(6),
         }
     }
 }
@@ -45,11 +69,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Sends `broadcast` to every subscriber in `subs`; returns how many took it.
+fn fan_out(subs: &HashMap<u64, ConnTx>, broadcast: &Arc<Broadcast>) -> usize {
+    let mut delivered = 0;
+    for conn in subs.values() {
+        if broadcast.excludes(conn.id()) {
+            continue;
+        }
+        if conn.send(Out::Broadcast(broadcast.clone())) {
+            delivered += 1;
+        }
+    }
+    delivered
+}
+
 impl Hub {
-    fn shard(&self, topic: &str) -> &Mutex<HashMap<Arc<str>, Subscribers>> {
-        let mut h = self.hasher.build_hasher();
-        topic.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, topic: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(topic) as usize) % SHARDS]
     }
 
     /// Subscribes `conn` to `topic` (replacing an earlier subscription of the same connection).
@@ -58,42 +94,108 @@ impl Hub {
         shard
             .entry(topic.clone())
             .or_default()
+            .subs
             .insert(conn.id(), conn.clone());
     }
 
-    /// Removes the subscription of connection `conn_id` to `topic`.
+    /// Ends the subscription (and presence) of connection `conn_id` on `topic`.
     pub fn unsubscribe(&self, topic: &str, conn_id: u64) {
         let mut shard = lock(self.shard(topic));
-        if let Some(subs) = shard.get_mut(topic) {
-            subs.remove(&conn_id);
-            if subs.is_empty() {
-                shard.remove(topic);
+        let Some(entry) = shard.get_mut(topic) else {
+            return;
+        };
+        entry.subs.remove(&conn_id);
+        if entry.presence.untrack(conn_id) {
+            self.presences.fetch_sub(1, Ordering::Relaxed);
+            if let Some((name, _)) = shard.get_key_value(topic) {
+                lock(&self.dirty).insert(name.clone());
             }
         }
+        if shard
+            .get(topic)
+            .is_some_and(|t| t.subs.is_empty() && t.presence.is_empty())
+        {
+            shard.remove(topic);
+        }
+    }
+
+    /// Tracks `meta` under `key` on `topic` and returns the `presence_state`
+    /// payload for the joining socket (which must already be subscribed).
+    pub fn track(&self, topic: &Arc<str>, key: String, mut meta: Meta) -> Arc<str> {
+        meta.phx_ref = format!(
+            "{}{}",
+            self.ref_prefix,
+            self.next_ref.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut shard = lock(self.shard(topic));
+        let entry = shard.entry(topic.clone()).or_default();
+        entry.presence.track(key, meta);
+        self.presences.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirty).insert(topic.clone());
+        entry.presence.state()
+    }
+
+    /// Publishes one `presence_diff` for every topic whose presence changed
+    /// since the last call. Returns how many diffs went out.
+    pub fn flush_presence(&self) -> usize {
+        let dirty: Vec<Arc<str>> = lock(&self.dirty).drain().collect();
+        let mut sent = 0;
+        for topic in dirty {
+            let mut shard = lock(self.shard(&topic));
+            let Some(entry) = shard.get_mut(&topic) else {
+                continue;
+            };
+            if let Some(diff) = entry.presence.flush() {
+                let broadcast = Arc::new(Broadcast::new(topic.clone(), "presence_diff", &diff));
+                fan_out(&entry.subs, &broadcast);
+                sent += 1;
+            }
+            if entry.subs.is_empty() && entry.presence.is_empty() {
+                shard.remove(&topic);
+            }
+        }
+        sent
+    }
+
+    /// Runs [`Hub::flush_presence`] every [`PRESENCE_INTERVAL`] until `stop`.
+    pub async fn run_presence(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(PRESENCE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { self.flush_presence(); }
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Metas present across all topics.
+    pub fn presence_count(&self) -> usize {
+        self.presences.load(Ordering::Relaxed)
+    }
+
+    /// Metas present on one topic (pending changes included).
+    pub fn presence_len(&self, topic: &str) -> usize {
+        lock(self.shard(topic))
+            .get(topic)
+            .map_or(0, |t| t.presence.len())
     }
 
     /// Delivers `broadcast` to every subscriber of its topic. Returns how
     /// many queues accepted it.
     pub fn publish(&self, broadcast: Arc<Broadcast>) -> usize {
         let shard = lock(self.shard(broadcast.topic()));
-        let Some(subs) = shard.get(broadcast.topic()) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for conn in subs.values() {
-            if broadcast.excludes(conn.id()) {
-                continue;
-            }
-            if conn.send(Out::Broadcast(broadcast.clone())) {
-                delivered += 1;
-            }
+        match shard.get(broadcast.topic()) {
+            Some(entry) => fan_out(&entry.subs, &broadcast),
+            None => 0,
         }
-        delivered
     }
 
     /// Number of connections subscribed to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        lock(self.shard(topic)).get(topic).map_or(0, HashMap::len)
+        lock(self.shard(topic))
+            .get(topic)
+            .map_or(0, |t| t.subs.len())
     }
 
     /// Tells every connection of `user_id` subscribed to `topic` that its
@@ -101,8 +203,9 @@ impl Hub {
     pub fn eject(&self, topic: &str, user_id: u64) {
         let targets: Vec<ConnTx> = lock(self.shard(topic))
             .get(topic)
-            .map(|subs| {
-                subs.values()
+            .map(|t| {
+                t.subs
+                    .values()
                     .filter(|c| c.user_id() == user_id)
                     .cloned()
                     .collect()
@@ -150,5 +253,58 @@ impl Hub {
     /// Open sockets.
     pub fn socket_count(&self) -> usize {
         self.sockets.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(conn_id: u64) -> Meta {
+        Meta {
+            phx_ref: String::new(),
+            online_at: 0,
+            username: "u".into(),
+            display_name: "U".into(),
+            conn_id,
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_diffs_are_batched_and_shared() {
+        let hub = Hub::default();
+        let topic: Arc<str> = Arc::from("room:x");
+        let (a, mut rx_a) = ConnTx::new(1, 10, 64);
+        let (b, mut rx_b) = ConnTx::new(2, 20, 64);
+        hub.subscribe(&topic, &a);
+        hub.track(&topic, "10".into(), meta(1));
+        hub.subscribe(&topic, &b);
+        let state = hub.track(&topic, "20".into(), meta(2));
+        assert!(state.contains("\"10\"") && state.contains("\"20\""));
+        assert_eq!(hub.flush_presence(), 1);
+        assert_eq!(hub.flush_presence(), 0);
+        let (Some(Out::Broadcast(da)), Some(Out::Broadcast(db))) =
+            (rx_a.recv().await, rx_b.recv().await)
+        else {
+            panic!("both subscribers get the diff");
+        };
+        assert!(Arc::ptr_eq(&da, &db), "one diff serialized once");
+        let diff: serde_json::Value =
+            serde_json::from_str(da.frame(crate::socket::frame::Vsn::V2).as_str()).unwrap();
+        assert_eq!(diff[3], "presence_diff");
+        assert_eq!(diff[4]["joins"].as_object().unwrap().len(), 2);
+        hub.unsubscribe(&topic, 1);
+        assert_eq!(hub.presence_count(), 1);
+        hub.flush_presence();
+        let Some(Out::Broadcast(leave)) = rx_b.recv().await else {
+            panic!("leave diff");
+        };
+        let diff: serde_json::Value =
+            serde_json::from_str(leave.frame(crate::socket::frame::Vsn::V2).as_str()).unwrap();
+        assert!(diff[4]["leaves"]["10"].is_object());
+        hub.unsubscribe(&topic, 2);
+        hub.flush_presence();
+        assert_eq!(hub.presence_len(&topic), 0);
+        assert_eq!(hub.subscriber_count(&topic), 0);
     }
 }

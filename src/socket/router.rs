@@ -11,6 +11,8 @@ use super::frame::{self, Inbound, Payload, Ref, Vsn};
 use super::session::{Channel, Closing, Session};
 use crate::chat::messages;
 use crate::chat::topic::{self, Refusal};
+use crate::clock;
+use crate::hub::presence::Meta;
 
 const EMPTY: Value = Value::Null;
 
@@ -151,10 +153,29 @@ impl Session {
                 return;
             }
         };
-        // Subscribe first, then read: anything committed after the read
+        self.state.hub.subscribe(&access.name, &self.conn);
+        if !access.has_history() {
+            out.push(self.reply(
+                &msg.join_ref,
+                &msg.msg_ref,
+                &msg.topic,
+                "ok",
+                &empty_object(),
+            ));
+            self.channels.insert(
+                msg.topic.clone(),
+                Channel {
+                    join_ref,
+                    access,
+                    floor: 0,
+                    last_typing: None,
+                },
+            );
+            return;
+        }
+        // Subscribed first, then read: anything committed after the read
         // arrives as a broadcast, anything before is in the reply, and the
         // floor drops the overlap.
-        self.state.hub.subscribe(&access.name, &self.conn);
         let snapshot =
             match messages::snapshot(&self.state, &access, params.last_seq, params.epoch).await {
                 Ok(snapshot) => snapshot,
@@ -172,6 +193,19 @@ impl Session {
             "ok",
             &snapshot.to_value(),
         ));
+        let user = &self.identity.user;
+        let meta = Meta {
+            phx_ref: String::new(),
+            online_at: clock::now_ms(),
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            conn_id: self.conn.id(),
+        };
+        let state = self
+            .state
+            .hub
+            .track(&access.name, user.id.to_string(), meta);
+        out.push(self.raw_push(&join_ref, &msg.topic, "presence_state", &state));
         self.channels.insert(
             msg.topic.clone(),
             Channel {

@@ -3,7 +3,8 @@
 //! and closes the socket for idleness, slowness, bad input, revoked
 //! credentials or shutdown — never with code 1000, so clients come back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -86,6 +87,8 @@ pub struct Session {
     pub identity: Identity,
     pub channels: HashMap<String, Channel>,
     pub bucket: TokenBucket,
+    /// Users whose messages and typing this socket does not receive.
+    pub ignores: Arc<HashSet<u64>>,
 }
 
 impl Session {
@@ -99,11 +102,16 @@ impl Session {
             identity,
             channels: HashMap::new(),
             bucket,
+            ignores: Arc::default(),
         }
     }
 
     /// Runs until the socket ends; then leaves every channel.
     pub async fn run(mut self, mut ws: Ws, mut outbound: mpsc::Receiver<Out>) {
+        match self.state.store.ignores(self.identity.user.id).await {
+            Ok(ignores) => self.ignores = Arc::new(ignores),
+            Err(e) => tracing::warn!(error = %e, "could not load ignores"),
+        }
         let idle_timeout = Duration::from_secs(self.state.cfg.heartbeat_timeout_secs);
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
@@ -185,6 +193,9 @@ impl Session {
                     if broadcast.seq.is_some_and(|seq| seq <= channel.floor) {
                         continue;
                     }
+                    if broadcast.author.is_some_and(|a| self.ignores.contains(&a)) {
+                        continue;
+                    }
                     frames.push(Message::Text(broadcast.frame(self.vsn)));
                 }
                 Out::Eject(topic) => {
@@ -200,6 +211,7 @@ impl Session {
                     }
                 }
                 Out::Recheck => recheck = true,
+                Out::Ignores(ignores) => self.ignores = ignores,
             }
         }
         recheck
@@ -248,6 +260,33 @@ impl Session {
         Message::Text(
             super::frame::encode_reply(self.vsn, join_ref, msg_ref, topic, status, response).into(),
         )
+    }
+
+    /// A channel push whose payload is already-serialized JSON.
+    pub fn raw_push(
+        &self,
+        join_ref: &Ref,
+        topic: &str,
+        event: &str,
+        payload_json: &str,
+    ) -> Message {
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let text = match self.vsn {
+            Vsn::V2 => format!(
+                "[{},null,{},{},{}]",
+                serde_json::to_string(join_ref).unwrap_or_else(|_| "null".into()),
+                quote(topic),
+                quote(event),
+                payload_json
+            ),
+            Vsn::V1 => format!(
+                "{{\"topic\":{},\"event\":{},\"payload\":{},\"ref\":null}}",
+                quote(topic),
+                quote(event),
+                payload_json
+            ),
+        };
+        Message::Text(text.into())
     }
 
     /// Leaves every channel (socket closing).

@@ -33,7 +33,8 @@ pub enum Appended {
 /// Longest `client_id` kept (longer ones are refused by the callers).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
-fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {
+/// The last seq of a topic inside a write batch.
+pub fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {
     if let Some(&seq) = ctx.cache.topic_heads.get(&topic_id) {
         return Ok(seq);
     }

@@ -6,6 +6,8 @@
 //! key layout next to the code that uses it; [`tables`] is the catalog.
 
 pub mod codec;
+pub mod conversations;
+pub mod ignores;
 pub mod messages;
 pub mod meta;
 pub mod reads;

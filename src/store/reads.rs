@@ -1,9 +1,9 @@
 //! Read positions: `read_positions` maps (user, topic) to the last seq the
 //! user has read; unread counts are the topic's last seq minus it.
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadTransaction, ReadableMultimapTable, ReadableTable};
 
-use super::tables::READ_POSITIONS;
+use super::tables::{READ_POSITIONS, TOPIC_MEMBERS};
 use super::WriteCtx;
 use crate::error::Result;
 
@@ -25,4 +25,26 @@ pub fn advance(ctx: &mut WriteCtx<'_>, user_id: u64, topic_id: u64, seq: u64) ->
     } else {
         Ok(current)
     }
+}
+
+/// For every member of a topic other than `except`: `(user id, unread)`
+/// given the topic's last seq is `last_seq`.
+pub fn members_unread(
+    ctx: &WriteCtx<'_>,
+    topic_id: u64,
+    last_seq: u64,
+    except: u64,
+) -> Result<Vec<(u64, u64)>> {
+    let members = ctx.tx.open_multimap_table(TOPIC_MEMBERS)?;
+    let positions = ctx.tx.open_table(READ_POSITIONS)?;
+    let mut out = Vec::new();
+    for member in members.get(topic_id)? {
+        let member = member?.value();
+        if member == except {
+            continue;
+        }
+        let read = positions.get((member, topic_id))?.map_or(0, |v| v.value());
+        out.push((member, last_seq.saturating_sub(read)));
+    }
+    Ok(out)
 }

@@ -55,3 +55,29 @@ pub struct MessageRecord {
     pub edited_at: Option<i64>,
     pub deleted: bool,
 }
+
+/// A direct conversation between two users, topic `dm:<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: u64,
+    /// The two participants, lower id first.
+    pub users: (u64, u64),
+    pub topic_id: u64,
+    pub created_at: i64,
+}
+
+impl ConversationRecord {
+    /// The participant who is not `user_id`.
+    pub fn other(&self, user_id: u64) -> u64 {
+        if self.users.0 == user_id {
+            self.users.1
+        } else {
+            self.users.0
+        }
+    }
+
+    /// Whether `user_id` takes part.
+    pub fn includes(&self, user_id: u64) -> bool {
+        self.users.0 == user_id || self.users.1 == user_id
+    }
+}

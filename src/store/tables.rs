@@ -31,6 +31,14 @@ pub const CLIENT_ID_SEQ: TableDefinition<(u64, u64, &str), u64> =
     TableDefinition::new("client_id_seq");
 /// (user id, topic id) → the last seq the user has read.
 pub const READ_POSITIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("read_positions");
+/// conversation id → [`super::records::ConversationRecord`].
+pub const CONVERSATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("conversations");
+/// (lower user id, higher user id) → conversation id: one conversation per pair.
+pub const USER_PAIR_CONVERSATION: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("user_pair_conversation");
+/// user id → user ids they ignore.
+pub const USER_IGNORES: MultimapTableDefinition<u64, u64> =
+    MultimapTableDefinition::new("user_ignores");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -46,5 +54,8 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(MESSAGES)?;
     tx.open_table(CLIENT_ID_SEQ)?;
     tx.open_table(READ_POSITIONS)?;
+    tx.open_table(CONVERSATIONS)?;
+    tx.open_table(USER_PAIR_CONVERSATION)?;
+    tx.open_multimap_table(USER_IGNORES)?;
     Ok(())
 }

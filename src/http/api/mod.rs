@@ -1,6 +1,8 @@
 //! REST handlers by resource, and the JSON views of records (api.md shapes).
 
 pub mod auth;
+pub mod conversations;
+pub mod ignores;
 pub mod me;
 pub mod rooms;
 pub mod users;

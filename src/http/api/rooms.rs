@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::accounts::Problems;
 use crate::chat::messages::{self, Page};
+use crate::chat::notify;
 use crate::chat::topic;
 use crate::chat::views;
 use crate::error::{Error, Result};
@@ -135,10 +136,24 @@ pub async fn add_member(call: &mut Call, name: &str) -> Result<HttpResponse> {
     let input: MemberInput = call.json().await?;
     let user = user_named(call, &input.username).await?;
     let (topic_id, user_id) = (room.topic_id, user.id);
-    call.state
+    let added = call
+        .state
         .store
         .write(move |ctx| topics::add_member(ctx.tx, topic_id, user_id))
         .await?;
+    if added {
+        let last_seq = call
+            .state
+            .store
+            .read(move |tx| stored_messages::last_seq(tx, topic_id))
+            .await?;
+        notify::send(
+            &call.state.hub,
+            user.id,
+            "room_added",
+            &json!({"room": views::room(&room, None, last_seq, Some(last_seq))}),
+        );
+    }
     Ok(reply::empty(204))
 }
 
@@ -147,10 +162,19 @@ pub async fn remove_member(call: &mut Call, name: &str, username: &str) -> Resul
     let room = managed_room(call, name).await?;
     let user = user_named(call, username).await?;
     let (topic_id, user_id) = (room.topic_id, user.id);
-    call.state
+    let removed = call
+        .state
         .store
         .write(move |ctx| topics::remove_member(ctx.tx, topic_id, user_id))
         .await?;
+    if removed {
+        notify::send(
+            &call.state.hub,
+            user.id,
+            "room_removed",
+            &json!({"room": {"name": room.name, "topic": format!("room:{}", room.name)}}),
+        );
+    }
     if room.private {
         call.state
             .hub

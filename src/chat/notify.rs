@@ -1,0 +1,30 @@
+//! Personal notifications on `user:<id>`: added to or removed from a room,
+//! a new conversation, and unread counts that change when messages arrive
+//! in the user's rooms and conversations or when they read.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::topic::personal;
+use crate::hub::{Broadcast, Hub};
+
+/// Publishes `event` with `payload` on `user:<user_id>` (nothing happens
+/// when none of their sockets has joined it).
+pub fn send(hub: &Hub, user_id: u64, event: &'static str, payload: &Value) {
+    let topic: Arc<str> = Arc::from(personal(user_id));
+    if hub.subscriber_count(&topic) == 0 {
+        return;
+    }
+    hub.publish(Arc::new(Broadcast::new(topic, event, payload)));
+}
+
+/// `unread {topic, last_seq, unread}` for one user.
+pub fn unread(hub: &Hub, user_id: u64, topic: &str, last_seq: u64, unread: u64) {
+    send(
+        hub,
+        user_id,
+        "unread",
+        &json!({"topic": topic, "last_seq": last_seq, "unread": unread}),
+    );
+}

@@ -1,0 +1,189 @@
+//! Presence of one topic, with Phoenix Presence semantics: the key is the
+//! user id as a string, each joined socket adds one meta
+//! `{phx_ref, online_at, username, display_name}`, several sockets of one
+//! user are one key with several metas.
+//!
+//! Changes are collected and published as one `presence_diff` per topic per
+//! flush interval, so a burst of N joins costs each subscriber one diff, not
+//! N. The full state for a joining socket is serialized at most once per
+//! interval and shared: it reflects the last flush or later, and every change
+//! after it reaches the joiner in a later diff (joins of known refs and
+//! leaves of unknown refs are no-ops for the client).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One socket's presence on a topic.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Meta {
+    pub phx_ref: String,
+    /// Milliseconds since the epoch.
+    pub online_at: i64,
+    pub username: String,
+    pub display_name: String,
+    /// The connection that tracked it (not sent).
+    #[serde(skip)]
+    pub conn_id: u64,
+}
+
+#[derive(Serialize)]
+struct Metas<'a> {
+    metas: Vec<&'a Meta>,
+}
+
+/// Presence state and pending changes of one topic.
+#[derive(Default)]
+pub struct Presence {
+    /// key → metas, in tracking order.
+    entries: BTreeMap<String, Vec<Meta>>,
+    /// connection id → its key, so leaving is not a scan.
+    by_conn: HashMap<u64, String>,
+    joins: Vec<(String, Meta)>,
+    leaves: Vec<(String, Meta)>,
+    /// The serialized state, shared by joiners until the next flush.
+    state: Option<Arc<str>>,
+}
+
+impl Presence {
+    /// Adds a meta under `key`.
+    pub fn track(&mut self, key: String, meta: Meta) {
+        self.by_conn.insert(meta.conn_id, key.clone());
+        self.entries
+            .entry(key.clone())
+            .or_default()
+            .push(meta.clone());
+        self.joins.push((key, meta));
+    }
+
+    /// Removes the meta tracked by `conn_id`, if any.
+    pub fn untrack(&mut self, conn_id: u64) -> bool {
+        let Some(key) = self.by_conn.remove(&conn_id) else {
+            return false;
+        };
+        let Some(metas) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        let Some(index) = metas.iter().position(|m| m.conn_id == conn_id) else {
+            return false;
+        };
+        let meta = metas.remove(index);
+        if metas.is_empty() {
+            self.entries.remove(&key);
+        }
+        self.leaves.push((key, meta));
+        true
+    }
+
+    /// Whether nothing is present and nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.joins.is_empty() && self.leaves.is_empty()
+    }
+
+    /// Whether changes wait for the next flush.
+    pub fn has_pending(&self) -> bool {
+        !self.joins.is_empty() || !self.leaves.is_empty()
+    }
+
+    /// Number of metas present.
+    pub fn len(&self) -> usize {
+        self.entries.values().map(Vec::len).sum()
+    }
+
+    /// The `presence_state` payload, `{key: {metas: [...]}}`.
+    pub fn state(&mut self) -> Arc<str> {
+        if let Some(state) = &self.state {
+            return state.clone();
+        }
+        let view: BTreeMap<&str, Metas<'_>> = self
+            .entries
+            .iter()
+            .map(|(key, metas)| {
+                (
+                    key.as_str(),
+                    Metas {
+                        metas: metas.iter().collect(),
+                    },
+                )
+            })
+            .collect();
+        let state: Arc<str> =
+            Arc::from(serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()));
+        self.state = Some(state.clone());
+        state
+    }
+
+    /// Takes the pending changes as a `presence_diff` payload `{joins, leaves}`
+    /// (`None` when nothing changed) and drops the cached state.
+    pub fn flush(&mut self) -> Option<serde_json::Value> {
+        if !self.has_pending() {
+            return None;
+        }
+        self.state = None;
+        let group = |changes: Vec<(String, Meta)>| {
+            let mut grouped: BTreeMap<String, Vec<Meta>> = BTreeMap::new();
+            for (key, meta) in changes {
+                grouped.entry(key).or_default().push(meta);
+            }
+            grouped
+                .into_iter()
+                .map(|(key, metas)| (key, serde_json::json!({ "metas": metas })))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let joins = group(std::mem::take(&mut self.joins));
+        let leaves = group(std::mem::take(&mut self.leaves));
+        Some(serde_json::json!({ "joins": joins, "leaves": leaves }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(r: &str, conn_id: u64) -> Meta {
+        Meta {
+            phx_ref: r.into(),
+            online_at: 1,
+            username: "ada".into(),
+            display_name: "Ada".into(),
+            conn_id,
+        }
+    }
+
+    #[test]
+    fn two_tabs_are_one_key_with_two_metas() {
+        let mut p = Presence::default();
+        p.track("1".into(), meta("A", 10));
+        p.track("1".into(), meta("B", 11));
+        let state: serde_json::Value = serde_json::from_str(&p.state()).unwrap();
+        assert_eq!(state["1"]["metas"].as_array().unwrap().len(), 2);
+        let diff = p.flush().unwrap();
+        assert_eq!(diff["joins"]["1"]["metas"].as_array().unwrap().len(), 2);
+        assert_eq!(diff["leaves"], json!({}));
+        assert!(p.untrack(10));
+        let diff = p.flush().unwrap();
+        assert_eq!(diff["leaves"]["1"]["metas"][0]["phx_ref"], "A");
+        assert_eq!(diff["joins"], json!({}));
+        let state: serde_json::Value = serde_json::from_str(&p.state()).unwrap();
+        assert_eq!(state["1"]["metas"][0]["phx_ref"], "B");
+        assert!(p.untrack(11));
+        p.flush();
+        assert!(p.is_empty());
+        assert!(!p.untrack(11));
+    }
+
+    #[test]
+    fn state_is_cached_until_flush_and_conn_ids_stay_private() {
+        let mut p = Presence::default();
+        p.track("2".into(), meta("C", 5));
+        let first = p.state();
+        p.track("3".into(), meta("D", 6));
+        assert!(Arc::ptr_eq(&first, &p.state()));
+        assert!(!first.contains("conn_id"));
+        p.flush();
+        assert!(p.state().contains("\"3\""));
+        assert!(p.flush().is_none());
+    }
+}

@@ -1,0 +1,77 @@
+//! Direct conversations: `conversations` (id → record) and
+//! `user_pair_conversation` (the pair, lower id first → id), so there is one
+//! conversation per pair. Both participants are members of its topic.
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::codec;
+use super::meta::next_id;
+use super::records::ConversationRecord;
+use super::tables::{CONVERSATIONS, USER_PAIR_CONVERSATION};
+use super::{topics, Store};
+use crate::clock;
+use crate::error::Result;
+
+/// One conversation by id.
+pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<ConversationRecord>> {
+    let table = tx.open_table(CONVERSATIONS)?;
+    let found = table.get(id)?;
+    found.map(|v| codec::decode(v.value())).transpose()
+}
+
+/// The conversations `user_id` takes part in.
+pub fn of_user(tx: &ReadTransaction, user_id: u64) -> Result<Vec<ConversationRecord>> {
+    let table = tx.open_table(USER_PAIR_CONVERSATION)?;
+    let mut ids = Vec::new();
+    // Pairs where the user is the lower id are one range; the others need a scan.
+    for entry in table.iter()? {
+        let (pair, id) = entry?;
+        let (a, b) = pair.value();
+        if a == user_id || b == user_id {
+            ids.push(id.value());
+        }
+    }
+    ids.into_iter()
+        .filter_map(|id| get(tx, id).transpose())
+        .collect()
+}
+
+impl Store {
+    /// The conversation between two users, created if needed; the flag
+    /// says whether it is new.
+    pub async fn open_conversation(&self, a: u64, b: u64) -> Result<(ConversationRecord, bool)> {
+        let pair = (a.min(b), a.max(b));
+        self.write(move |ctx| {
+            let existing = ctx
+                .tx
+                .open_table(USER_PAIR_CONVERSATION)?
+                .get(pair)?
+                .map(|v| v.value());
+            if let Some(id) = existing {
+                let table = ctx.tx.open_table(CONVERSATIONS)?;
+                let found = table.get(id)?;
+                if let Some(record) = found {
+                    return Ok((codec::decode(record.value())?, false));
+                }
+            }
+            let id = next_id(ctx.tx, "next_conversation_id")?;
+            let topic_id = topics::create(ctx.tx, &format!("dm:{id}"))?;
+            let record = ConversationRecord {
+                id,
+                users: pair,
+                topic_id,
+                created_at: clock::now_ms(),
+            };
+            ctx.tx
+                .open_table(CONVERSATIONS)?
+                .insert(id, codec::encode(&record).as_slice())?;
+            ctx.tx
+                .open_table(USER_PAIR_CONVERSATION)?
+                .insert(pair, id)?;
+            topics::add_member(ctx.tx, topic_id, pair.0)?;
+            topics::add_member(ctx.tx, topic_id, pair.1)?;
+            Ok((record, true))
+        })
+        .await
+    }
+}
