@@ -540,3 +540,61 @@ fn settings_precedence_file_env_flags() {
         .start();
     server.register("alice", "alice-password");
 }
+
+#[test]
+fn serve_fails_in_one_line_when_it_cannot_start() {
+    let cwd = temp_dir();
+    // The address is taken.
+    let server = TestServer::start();
+    let taken = server.addr().to_string();
+    let data = temp_dir();
+    let output = run_confab(
+        cwd.path(),
+        &[
+            "serve",
+            "--listen",
+            &taken,
+            "--data",
+            data.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let line = assert_one_line_failure(&output, "serve on a taken address");
+    assert!(line.contains(&taken), "the address is not named: {line}");
+
+    // The data directory cannot be created (a file is in the way).
+    let file = cwd.path().join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    let bad_data = file.join("data");
+    let output = run_confab(
+        cwd.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            bad_data.to_str().unwrap(),
+        ],
+        None,
+    );
+    let line = assert_one_line_failure(&output, "serve with an impossible data directory");
+    assert!(
+        line.contains("not-a-dir"),
+        "the directory is not named: {line}"
+    );
+
+    // A bad listen address from a flag.
+    let output = run_confab(
+        cwd.path(),
+        &[
+            "serve",
+            "--listen",
+            "localhost:99999",
+            "--data",
+            data.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let line = assert_one_line_failure(&output, "serve with a bad --listen");
+    assert!(line.contains("--listen"), "the flag is not named: {line}");
+}

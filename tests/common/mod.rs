@@ -21,6 +21,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod phx;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -423,6 +425,49 @@ impl TestServer {
         lock(&self.output).clone()
     }
 
+    /// The process id of the running child, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Every message of `room` with `seq > after`, oldest first, read with
+    /// `GET /api/rooms/{room}/messages?after=A&limit=200` page by page until
+    /// `has_more` is false. Asserts 200 on every page.
+    pub fn room_messages_after(&self, room: &str, token: &str, after: u64) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        let mut cursor = after;
+        loop {
+            let path = format!("/api/rooms/{room}/messages?after={cursor}&limit=200");
+            let response = self.get(&path, Some(token));
+            response.assert_status(200, &format!("GET {path}"));
+            let body = response.json();
+            let page = body["messages"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {path}: no messages array: {}", response.body))
+                .clone();
+            let has_more = body["has_more"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("GET {path}: no has_more: {}", response.body));
+            let Some(last) = page.last() else {
+                assert!(!has_more, "GET {path}: empty page with has_more");
+                return all;
+            };
+            let last_seq = last["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("GET {path}: message without seq: {last}"));
+            assert!(
+                last_seq > cursor,
+                "GET {path}: page does not advance: {}",
+                response.body
+            );
+            cursor = last_seq;
+            all.extend(page);
+            if !has_more {
+                return all;
+            }
+        }
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -439,26 +484,36 @@ impl TestServer {
         }
     }
 
-    /// SIGTERM, then waits up to `timeout` for the exit; returns the status
-    /// and how long the exit took. Panics (after SIGKILL) on timeout.
-    pub fn terminate_within(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+    /// Sends `signal` (e.g. `libc::SIGTERM`), then waits up to `timeout` for
+    /// the exit; returns the status and how long the exit took. Panics (after
+    /// SIGKILL) on timeout.
+    pub fn signal_within(
+        &mut self,
+        signal: libc::c_int,
+        timeout: Duration,
+    ) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("the server is not running");
         let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
         let started = Instant::now();
         // SAFETY: plain kill(2) on our own child, which has not been reaped.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
         match wait_with_deadline(&mut child, timeout) {
             Some(status) => (status, started.elapsed()),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "confab did not exit within {timeout:?} of SIGTERM; output:\n{}",
+                    "confab did not exit within {timeout:?} of signal {signal}; output:\n{}",
                     self.logs()
                 );
             }
         }
+    }
+
+    /// SIGTERM, then waits up to `timeout`; see [`TestServer::signal_within`].
+    pub fn terminate_within(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        self.signal_within(libc::SIGTERM, timeout)
     }
 
     /// SIGTERM and wait (at most [`EXIT_TIMEOUT`]); returns the exit status.
@@ -862,4 +917,13 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A `kB` field (e.g. `VmRSS`, `VmHWM`) of `/proc/<pid>/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
 }
