@@ -22,7 +22,7 @@ pub type CommandResult = Result<(), String>;
 /// clear line while a server holds the data directory).
 async fn open(cfg: &Config) -> Result<Arc<AppState>, String> {
     let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
-    let state = AppState::new(cfg.clone(), store, CancellationToken::new())
+    let state = AppState::new(cfg.clone(), store, CancellationToken::new(), Arc::default())
         .await
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(state))
@@ -221,6 +221,52 @@ pub async fn room_list(cfg: &Config) -> CommandResult {
             room.name, access, room.description
         );
     }
+    Ok(())
+}
+
+/// `confab export`: the JSON Lines backup of a stopped server's store, to
+/// `out` or stdout. Written to a temporary file first so a failed export
+/// never leaves a truncated backup behind.
+pub fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
+    match out {
+        None => {
+            let stdout = std::io::stdout();
+            let mut writer = std::io::BufWriter::new(stdout.lock());
+            crate::store::export::export_offline(&cfg.data_dir, &mut writer)?;
+            writer
+                .flush()
+                .map_err(|e| format!("cannot write the export: {e}"))
+        }
+        Some(path) => {
+            let partial = path.with_extension("partial");
+            let file = std::fs::File::create(&partial)
+                .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let result = crate::store::export::export_offline(&cfg.data_dir, &mut writer)
+                .and_then(|()| writer.flush().map_err(|e| e.to_string()))
+                .and_then(|()| writer.get_ref().sync_all().map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+            std::fs::rename(&partial, path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("exported to {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+/// `confab import FILE`: loads an export into an empty data directory.
+pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
+    let input =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let count = crate::store::export::import(&cfg.data_dir, std::io::BufReader::new(input))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "imported {count} records into {}",
+        cfg.data_dir.join("confab.redb").display()
+    );
     Ok(())
 }
 

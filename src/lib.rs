@@ -7,6 +7,10 @@
 //! - [`accounts`]: account rules and flows shared by the API and the CLI.
 //! - [`http`]: the routing table, REST handlers, static UI, probes.
 //! - [`server`]: the accept loop and graceful drain.
+//! - [`metrics`]: counters and histograms for `/metrics`.
+//! - [`chat`]: topics and who may join them, message operations, notifications.
+//! - [`hub`]: subscriptions, presence and fan-out of shared frames.
+//! - [`socket`]: the Phoenix Channels protocol over WebSocket.
 //! - [`commands`]: the CLI subcommands other than `serve`.
 //! - [`state`], [`error`], [`clock`], [`logging`], [`shutdown`]: shared plumbing.
 
@@ -20,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod socket;
@@ -44,7 +49,9 @@ const RESERVED_FILES: usize = 64;
 /// Runs the server until SIGINT/SIGTERM: opens the store, binds, serves,
 /// drains, closes the store. Errors are one line for the operator.
 pub async fn run(cfg: Config) -> Result<(), String> {
-    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, Some(metrics.clone()))
+        .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(cfg.listen_addr())
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -55,7 +62,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     let state = Arc::new(
-        AppState::new(cfg, store.clone(), shutdown.clone())
+        AppState::new(cfg, store.clone(), shutdown.clone(), metrics)
             .await
             .map_err(|e| format!("cannot start: {e}"))?,
     );

@@ -50,6 +50,17 @@ enum Command {
     /// Manage rooms (the server must be stopped)
     #[command(subcommand)]
     Room(RoomCommand),
+    /// Write a JSON Lines backup of the store (the server must be stopped)
+    Export {
+        /// Output file (default: stdout)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Load a backup into an empty data directory
+    Import {
+        /// The export file
+        file: PathBuf,
+    },
     /// Print a fresh random secret for jwt_secret
     GenSecret,
     /// Exit 0 if the server's /healthz answers 200
@@ -146,6 +157,8 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
+            Command::Export { out } => commands::export(&cfg, out.as_deref()),
+            Command::Import { file } => commands::import(&cfg, &file),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
             Command::Room(RoomCommand::Add {
                 name,

@@ -14,6 +14,7 @@ use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::error::Result;
 use crate::hub::{Hub, Out};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Everything a request or socket needs.
@@ -24,6 +25,7 @@ pub struct AppState {
     pub passwords: PasswordHashing,
     pub login_throttle: LoginThrottle,
     pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Socket sessions, awaited on shutdown.
@@ -40,7 +42,12 @@ pub type State = Arc<AppState>;
 impl AppState {
     /// Builds the state over an open store: resolves the JWT secret
     /// (configured, or generated once and kept in the store).
-    pub async fn new(cfg: Config, store: Store, shutdown: CancellationToken) -> Result<AppState> {
+    pub async fn new(
+        cfg: Config,
+        store: Store,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Result<AppState> {
         let secret = if cfg.jwt_secret.is_empty() {
             store.jwt_secret().await?
         } else {
@@ -63,6 +70,7 @@ impl AppState {
             passwords,
             login_throttle,
             hub: Arc::new(Hub::default()),
+            metrics,
             shutdown,
             sessions: TaskTracker::new(),
             socket_capacity: AtomicUsize::new(usize::MAX),

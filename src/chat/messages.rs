@@ -77,6 +77,7 @@ pub async fn post<D>(
     D: FnOnce(Result<Posted>) + Send + 'static,
 {
     let hub: Arc<Hub> = state.hub.clone();
+    let metrics = state.metrics.clone();
     let brief = UserBrief::from(author);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let user_id = author.id;
@@ -104,6 +105,7 @@ pub async fn post<D>(
                     };
                     let view = MessageView::new(&topic, &stored, &brief);
                     if !duplicate {
+                        crate::metrics::Metrics::inc(&metrics.messages_stored);
                         let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
                         broadcast.seq = Some(stored.seq);
                         broadcast.author = Some(brief.id);

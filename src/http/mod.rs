@@ -6,8 +6,10 @@ pub mod api;
 pub mod assets;
 pub mod call;
 pub mod health;
+pub mod metrics;
 pub mod query;
 pub mod reply;
+pub mod router;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,62 +38,61 @@ pub async fn handle(
         client_ip: peer.ip(),
     };
     let is_asset = !path.starts_with("/api/") && !path.starts_with("/socket/");
-    let response = match route(&mut call, &method, &path).await {
+    let (label, result) = route(&mut call, &method, &path).await;
+    let response = match result {
         Ok(response) => response,
         Err(error) => reply::error(&error),
     };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    let status = response.status().as_u16();
+    call.state.metrics.http_request(label, status);
+    tracing::debug!(%method, route = label, status, "request");
     Ok(reply::finish(response, is_asset))
 }
 
-async fn route(call: &mut Call, method: &Method, path: &str) -> Result<HttpResponse> {
-    let segments: Vec<&str> = path
-        .trim_start_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    use api::{auth, conversations, ignores, me, rooms, users};
-    match (method, segments.as_slice()) {
-        (&Method::GET | &Method::HEAD, ["healthz"]) => Ok(health::healthz()),
-        (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(health::readyz(call).await),
-        (&Method::POST, ["api", "register"]) => auth::register(call).await,
-        (&Method::POST, ["api", "login"]) => auth::login(call).await,
-        (&Method::POST, ["api", "logout"]) => auth::logout(call).await,
-        (&Method::POST, ["api", "token", "refresh"]) => auth::refresh(call).await,
-        (&Method::GET, ["api", "me"]) => me::show(call).await,
-        (&Method::PATCH, ["api", "me"]) => me::update(call).await,
-        (&Method::GET, ["api", "users"]) => users::list(call).await,
-        (&Method::POST, ["api", "users"]) => users::create(call).await,
-        (&Method::GET, ["api", "rooms"]) => rooms::list(call).await,
-        (&Method::POST, ["api", "rooms"]) => rooms::create(call).await,
-        (&Method::POST, ["api", "rooms", name, "members"]) => rooms::add_member(call, name).await,
-        (&Method::DELETE, ["api", "rooms", name, "members", username]) => {
-            rooms::remove_member(call, name, username).await
-        }
-        (&Method::GET, ["api", "rooms", name, "messages"]) => {
-            rooms::history(call, &format!("room:{name}")).await
-        }
-        (&Method::POST, ["api", "rooms", name, "messages"]) => {
-            rooms::post(call, &format!("room:{name}")).await
-        }
-        (&Method::GET, ["api", "conversations"]) => conversations::list(call).await,
-        (&Method::POST, ["api", "conversations"]) => conversations::open(call).await,
-        (&Method::GET, ["api", "conversations", id, "messages"]) => {
-            conversations::history(call, id).await
-        }
-        (&Method::POST, ["api", "conversations", id, "messages"]) => {
-            conversations::post(call, id).await
-        }
-        (&Method::GET, ["api", "me", "ignores"]) => ignores::list(call).await,
-        (&Method::PUT, ["api", "me", "ignores", username]) => {
-            ignores::set(call, username, true).await
-        }
-        (&Method::DELETE, ["api", "me", "ignores", username]) => {
-            ignores::set(call, username, false).await
-        }
-        (_, ["socket", "websocket"]) => crate::socket::upgrade::upgrade(call).await,
-        (_, ["api", ..]) => Err(Error::NotFound("route")),
-        (&Method::GET | &Method::HEAD, _) => Ok(assets::serve(call, path)),
-        _ => Err(Error::NotFound("route")),
-    }
+async fn route(
+    call: &mut Call,
+    method: &Method,
+    path: &str,
+) -> (&'static str, Result<HttpResponse>) {
+    let Some(matched) = router::find(method.as_str(), path) else {
+        return if path.starts_with("/api/") || path.starts_with("/socket/") {
+            ("unmatched", Err(Error::NotFound("route")))
+        } else if method == Method::GET || method == Method::HEAD {
+            ("static", Ok(assets::serve(call, path)))
+        } else {
+            ("unmatched", Err(Error::NotFound("route")))
+        };
+    };
+    let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
+    use api::{admin, auth, conversations, ignores, me, rooms, users};
+    use router::Route::*;
+    let result = match matched.route {
+        Healthz => Ok(health::healthz()),
+        Readyz => Ok(health::readyz(call).await),
+        Metrics => metrics::serve(call),
+        Register => auth::register(call).await,
+        Login => auth::login(call).await,
+        Logout => auth::logout(call).await,
+        RefreshToken => auth::refresh(call).await,
+        Me => me::show(call).await,
+        UpdateMe => me::update(call).await,
+        Users => users::list(call).await,
+        CreateUser => users::create(call).await,
+        Rooms => rooms::list(call).await,
+        CreateRoom => rooms::create(call).await,
+        AddMember => rooms::add_member(call, p(0)).await,
+        RemoveMember => rooms::remove_member(call, p(0), p(1)).await,
+        RoomHistory => rooms::history(call, &format!("room:{}", p(0))).await,
+        RoomPost => rooms::post(call, &format!("room:{}", p(0))).await,
+        Conversations => conversations::list(call).await,
+        OpenConversation => conversations::open(call).await,
+        ConversationHistory => conversations::history(call, p(0)).await,
+        ConversationPost => conversations::post(call, p(0)).await,
+        Ignores => ignores::list(call).await,
+        Ignore => ignores::set(call, p(0), true).await,
+        Unignore => ignores::set(call, p(0), false).await,
+        AdminExport => admin::export(call).await,
+        WebSocket => crate::socket::upgrade::upgrade(call).await,
+    };
+    (matched.pattern, result)
 }

@@ -48,6 +48,8 @@ pub struct Hub {
     presences: AtomicUsize,
     next_ref: AtomicU64,
     ref_prefix: String,
+    broadcasts: AtomicU64,
+    deliveries: AtomicU64,
 }
 
 impl Default for Hub {
@@ -61,6 +63,8 @@ impl Default for Hub {
             presences: AtomicUsize::new(0),
             next_ref: AtomicU64::new(1),
             ref_prefix: crate::auth::random_token(6),
+            broadcasts: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
         }
     }
 }
@@ -147,7 +151,8 @@ impl Hub {
             };
             if let Some(diff) = entry.presence.flush() {
                 let broadcast = Arc::new(Broadcast::new(topic.clone(), "presence_diff", &diff));
-                fan_out(&entry.subs, &broadcast);
+                let delivered = fan_out(&entry.subs, &broadcast);
+                self.count_broadcast(delivered);
                 sent += 1;
             }
             if entry.subs.is_empty() && entry.presence.is_empty() {
@@ -185,10 +190,36 @@ impl Hub {
     /// many queues accepted it.
     pub fn publish(&self, broadcast: Arc<Broadcast>) -> usize {
         let shard = lock(self.shard(broadcast.topic()));
-        match shard.get(broadcast.topic()) {
+        let delivered = match shard.get(broadcast.topic()) {
             Some(entry) => fan_out(&entry.subs, &broadcast),
             None => 0,
-        }
+        };
+        self.count_broadcast(delivered);
+        delivered
+    }
+
+    fn count_broadcast(&self, delivered: usize) {
+        self.broadcasts.fetch_add(1, Ordering::Relaxed);
+        self.deliveries
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+    }
+
+    /// Broadcasts published so far.
+    pub fn broadcasts(&self) -> u64 {
+        self.broadcasts.load(Ordering::Relaxed)
+    }
+
+    /// Broadcast frames queued to subscribers so far (the fan-out).
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Subscriptions across all topics (channels joined).
+    pub fn subscription_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).values().map(|t| t.subs.len()).sum::<usize>())
+            .sum()
     }
 
     /// Number of connections subscribed to `topic`.

@@ -44,11 +44,7 @@ impl Session {
                 return;
             }
             Payload::Binary(_) => {
-                out.push(self.answer(
-                    &join_ref,
-                    &msg,
-                    reason("binary payloads are not accepted for this event"),
-                ));
+                out.push(self.answer(&join_ref, &msg, reason("binary_not_supported")));
                 return;
             }
         };

@@ -49,13 +49,7 @@ impl Session {
 
     async fn route(&mut self, msg: Inbound, out: &mut Vec<Message>) {
         if msg.topic == "phoenix" && msg.event == "heartbeat" {
-            out.push(self.reply(
-                &msg.join_ref,
-                &msg.msg_ref,
-                "phoenix",
-                "ok",
-                &empty_object(),
-            ));
+            out.push(self.reply(&EMPTY, &msg.msg_ref, "phoenix", "ok", &empty_object()));
             return;
         }
         match msg.event.as_str() {

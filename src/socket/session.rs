@@ -21,6 +21,7 @@ use super::limits::TokenBucket;
 use crate::auth::Identity;
 use crate::chat::topic::Access;
 use crate::hub::{ConnTx, Out};
+use crate::metrics::Metrics;
 use crate::state::State;
 
 /// The WebSocket over an upgraded hyper connection.
@@ -68,6 +69,10 @@ impl Closing {
     pub const MALFORMED: Closing = Closing {
         code: 1007,
         reason: "malformed frame",
+    };
+    pub const PROTOCOL: Closing = Closing {
+        code: 1002,
+        reason: "websocket protocol error",
     };
     pub const TOO_BIG: Closing = Closing {
         code: 1009,
@@ -130,7 +135,7 @@ impl Session {
                         break None;
                     }
                     let recheck = self.render(&mut batch, &mut immediate);
-                    if let Err(closing) = write_all(&mut ws, &mut immediate, &conn).await {
+                    if let Err(closing) = self.write(&mut ws, &mut immediate).await {
                         break closing;
                     }
                     if recheck && !self.credentials_valid().await {
@@ -139,9 +144,12 @@ impl Session {
                 }
                 frame = ws.next() => {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    Metrics::inc(&self.state.metrics.frames_in);
                     match frame {
                         None | Some(Ok(Message::Close(_))) => break None,
                         Some(Err(WsError::Capacity(_))) => break Some(Closing::TOO_BIG),
+                        Some(Err(WsError::Utf8(_))) => break Some(Closing::MALFORMED),
+                        Some(Err(WsError::Protocol(_))) => break Some(Closing::PROTOCOL),
                         Some(Err(_)) => break None,
                         Some(Ok(Message::Text(text))) => {
                             if let Err(closing) = self.on_text(text.as_str(), &mut immediate).await {
@@ -155,13 +163,16 @@ impl Session {
                         }
                         Some(Ok(_)) => {}
                     }
-                    if let Err(closing) = write_all(&mut ws, &mut immediate, &conn).await {
+                    if let Err(closing) = self.write(&mut ws, &mut immediate).await {
                         break closing;
                     }
                 }
             }
         };
         if let Some(closing) = closing {
+            if closing.code == Closing::SLOW.code {
+                Metrics::inc(&self.state.metrics.slow_consumer_closes);
+            }
             tracing::debug!(
                 conn = conn.id(),
                 code = closing.code,
@@ -177,6 +188,15 @@ impl Session {
                     .await;
         }
         self.leave_all();
+    }
+
+    /// Writes frames, counting them.
+    async fn write(&self, ws: &mut Ws, frames: &mut Vec<Message>) -> Result<(), Option<Closing>> {
+        self.state
+            .metrics
+            .frames_out
+            .fetch_add(frames.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        write_all(ws, frames, &self.conn).await
     }
 
     /// Turns queued items into frames for this socket, dropping what this

@@ -69,7 +69,10 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     };
     let identity = match auth::authenticate(&state.keys, &state.store, &token).await {
         Ok(identity) => identity,
-        Err(Error::Unauthorized) => return Ok(reply::empty(403)),
+        Err(Error::Unauthorized) => {
+            crate::metrics::Metrics::inc(&state.metrics.auth_failures);
+            return Ok(reply::empty(403));
+        }
         Err(other) => return Err(other),
     };
     let key = match websocket_key(call) {

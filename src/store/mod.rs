@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod conversations;
+pub mod export;
 pub mod ignores;
 pub mod messages;
 pub mod meta;

@@ -63,6 +63,7 @@ pub async fn login(call: &mut Call) -> Result<HttpResponse> {
             Ok(user) => user,
             Err(Error::InvalidCredentials) => {
                 call.state.login_throttle.failed(&client, &input.username);
+                crate::metrics::Metrics::inc(&call.state.metrics.auth_failures);
                 tracing::info!(%client, "login failed");
                 return Err(Error::InvalidCredentials);
             }

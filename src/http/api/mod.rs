@@ -1,5 +1,6 @@
 //! REST handlers by resource, and the JSON views of records (api.md shapes).
 
+pub mod admin;
 pub mod auth;
 pub mod conversations;
 pub mod ignores;
