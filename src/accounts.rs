@@ -104,7 +104,7 @@ pub async fn create(state: &AppState, signup: Signup) -> Result<UserRecord> {
     let mut problems = Problems::default();
     problems.check("username", username_problem(&signup.username));
     problems.check("password", password_problem(&signup.password));
-    if let Some(email) = &signup.email {
+    if let Some(email) = signup.email.as_deref().filter(|e| !e.is_empty()) {
         problems.check("email", email_problem(email));
     }
     if let Some(name) = &signup.display_name {

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::hub::{Hub, Out};
 use crate::metrics::Metrics;
+use crate::socket::longpoll::LongPollSessions;
 use crate::store::Store;
 
 /// Everything a request or socket needs.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    /// Live LongPoll sessions.
+    pub longpoll: LongPollSessions,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Socket sessions, awaited on shutdown.
@@ -71,6 +74,7 @@ impl AppState {
             login_throttle,
             hub: Arc::new(Hub::default()),
             metrics,
+            longpoll: LongPollSessions::default(),
             shutdown,
             sessions: TaskTracker::new(),
             socket_capacity: AtomicUsize::new(usize::MAX),

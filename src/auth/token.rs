@@ -77,6 +77,44 @@ impl TokenKeys {
     }
 }
 
+/// Claims of a LongPoll session token: which session, whose, until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    /// The user id, as a decimal string.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// LongPoll session tokens live as long as Phoenix's (14 days).
+const SESSION_TOKEN_SECS: u64 = 14 * 24 * 3600;
+
+impl TokenKeys {
+    /// A signed token naming LongPoll session `sid` of `user_id`.
+    pub fn issue_session(&self, user_id: u64, sid: &str) -> Result<String> {
+        let now = clock::now_secs();
+        let claims = SessionClaims {
+            sub: user_id.to_string(),
+            sid: sid.to_string(),
+            exp: now + SESSION_TOKEN_SECS,
+            iat: now,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("token signing failed: {e}")))
+    }
+
+    /// The claims of a valid LongPoll session token (an access token is not one).
+    pub fn verify_session(&self, token: &str) -> Option<SessionClaims> {
+        let mut validation = self.validation.clone();
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +159,18 @@ mod tests {
             .verify(&format!("{none_header}.{}.", parts[1]))
             .is_err());
         assert!(keys.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn session_tokens_are_not_access_tokens() {
+        let keys = TokenKeys::new(SECRET, 60);
+        let session = keys.issue_session(5, "abc").unwrap();
+        let claims = keys.verify_session(&session).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("5", "abc"));
+        let (access, _) = keys.issue(5, 0).unwrap();
+        assert!(keys.verify_session(&access).is_none());
+        let other = TokenKeys::new(b"another secret another secret xx", 60);
+        assert!(other.verify_session(&session).is_none());
     }
 
     #[test]

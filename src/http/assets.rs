@@ -41,9 +41,11 @@ pub fn serve(call: &Call, path: &str) -> HttpResponse {
         None => return reply::error(&Error::NotFound("file")),
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    // Weak comparison (RFC 9110 §13.1.2): a `W/` prefix still matches.
     let mut response = if call.header(IF_NONE_MATCH).is_some_and(|v| {
         v.split(',')
-            .any(|tag| tag.trim() == etag || tag.trim() == "*")
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
     }) {
         reply::empty(304)
     } else {

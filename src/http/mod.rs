@@ -93,6 +93,7 @@ async fn route(
         Unignore => ignores::set(call, p(0), false).await,
         AdminExport => admin::export(call).await,
         WebSocket => crate::socket::upgrade::upgrade(call).await,
+        LongPoll => crate::socket::longpoll::handle(call).await,
     };
     (matched.pattern, result)
 }

@@ -31,6 +31,7 @@ pub enum Route {
     Unignore,
     AdminExport,
     WebSocket,
+    LongPoll,
 }
 
 use Route::*;
@@ -71,6 +72,7 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("DELETE", "/api/me/ignores/{username}", Unignore),
     ("GET", "/api/admin/export", AdminExport),
     ("*", "/socket/websocket", WebSocket),
+    ("*", "/socket/longpoll", LongPoll),
 ];
 
 /// A matched row: the route, its pattern, and the `{…}` segments in order.

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod frame;
 pub mod limits;
+pub mod longpoll;
 pub mod router;
 pub mod session;
 pub mod upgrade;

@@ -201,7 +201,7 @@ impl Session {
 
     /// Turns queued items into frames for this socket, dropping what this
     /// socket must not see. Returns whether credentials must be re-checked.
-    fn render(&mut self, batch: &mut Vec<Out>, frames: &mut Vec<Message>) -> bool {
+    pub(super) fn render(&mut self, batch: &mut Vec<Out>, frames: &mut Vec<Message>) -> bool {
         let mut recheck = false;
         for out in batch.drain(..) {
             match out {
@@ -238,7 +238,7 @@ impl Session {
     }
 
     /// Whether the token this socket opened with is still accepted.
-    async fn credentials_valid(&self) -> bool {
+    pub(super) async fn credentials_valid(&self) -> bool {
         let claims = &self.identity.claims;
         let user = match self.state.store.user(self.identity.user.id).await {
             Ok(Some(user)) => user,
@@ -310,7 +310,7 @@ impl Session {
     }
 
     /// Leaves every channel (socket closing).
-    fn leave_all(&mut self) {
+    pub(super) fn leave_all(&mut self) {
         for (topic, _) in self.channels.drain() {
             self.state.hub.unsubscribe(&topic, self.conn.id());
         }

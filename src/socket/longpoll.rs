@@ -1,0 +1,474 @@
+//! The LongPoll transport at `/socket/longpoll`, for networks that block
+//! WebSockets (phoenix-protocol.md §6). A LongPoll session is one more
+//! socket kind to the hub: it runs the same [`Session`] routing, limits and
+//! presence as a WebSocket, but frames arrive in POST bodies and leave in
+//! GET responses. Every answer is HTTP 200 with the logical status in the
+//! JSON body, as the client expects.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
+use hyper::Method;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::frame::Vsn;
+use super::session::{Closing, Session};
+use super::upgrade::origin_allowed;
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::http::call::Call;
+use crate::http::query;
+use crate::http::reply::{self, HttpResponse};
+use crate::hub::{ConnTx, Out};
+use crate::state::{AppState, State};
+
+/// How long a GET is held when there is nothing to send.
+pub const POLL_WINDOW: Duration = Duration::from_secs(10);
+/// A session with no GET for this long ends (1.5 × the window).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(15);
+/// Most frames one POST may carry.
+pub const MAX_LINES: usize = 100;
+
+/// Frames from one POST, and the signal that they were handled.
+struct Post {
+    frames: Vec<Frame>,
+    done: oneshot::Sender<()>,
+}
+
+enum Frame {
+    Text(String),
+    Binary(Bytes),
+}
+
+/// The shared half of a LongPoll session: what GET and POST handlers touch.
+pub struct LongPoll {
+    inbox: mpsc::Sender<Post>,
+    outbox: Mutex<VecDeque<String>>,
+    ready: Notify,
+    last_poll: Mutex<Instant>,
+    closed: AtomicBool,
+    max_buffered: usize,
+}
+
+impl LongPoll {
+    fn touch(&self) {
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_poll
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Queues text frames for the next GET; `false` if the buffer overflowed.
+    fn queue(&self, frames: &mut Vec<Message>) -> bool {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        for frame in frames.drain(..) {
+            // Binary frames can't travel over LongPoll; none are produced for it.
+            if let Message::Text(text) = frame {
+                outbox.push_back(text.as_str().to_string());
+            }
+        }
+        let ok = outbox.len() <= self.max_buffered;
+        drop(outbox);
+        self.ready.notify_waiters();
+        ok
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
+    }
+}
+
+/// The live LongPoll sessions, by session id.
+#[derive(Default)]
+pub struct LongPollSessions {
+    sessions: Mutex<HashMap<String, Arc<LongPoll>>>,
+}
+
+impl LongPollSessions {
+    fn get(&self, sid: &str) -> Option<Arc<LongPoll>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sid)
+            .cloned()
+    }
+
+    fn insert(&self, sid: String, session: Arc<LongPoll>) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sid, session);
+    }
+
+    fn remove(&self, sid: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sid);
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A JSON answer with the headers Phoenix's LongPoll sends.
+fn answer(call: &Call, body: &Value) -> HttpResponse {
+    let mut response = reply::json(200, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    cors(call, &mut response);
+    response
+}
+
+fn cors(call: &Call, response: &mut HttpResponse) {
+    if let Some(origin) = call
+        .header(ORIGIN)
+        .and_then(|o| HeaderValue::from_str(o).ok())
+    {
+        response
+            .headers_mut()
+            .insert("access-control-allow-origin", origin);
+    }
+}
+
+fn status(call: &Call, code: u16) -> HttpResponse {
+    answer(call, &json!({ "status": code }))
+}
+
+/// Handles `GET|POST|OPTIONS /socket/longpoll`.
+pub async fn handle(call: &mut Call) -> Result<HttpResponse> {
+    let state = call.state.clone();
+    if call.parts.method == Method::OPTIONS {
+        let mut response = reply::empty(200);
+        let headers = response.headers_mut();
+        if let Some(requested) = call
+            .header("access-control-request-headers")
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert("access-control-allow-headers", requested);
+        }
+        headers.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("get, post, options"),
+        );
+        headers.insert("access-control-max-age", HeaderValue::from_static("3600"));
+        cors(call, &mut response);
+        return Ok(response);
+    }
+    if call.parts.method != Method::GET && call.parts.method != Method::POST {
+        return Ok(reply::empty(400));
+    }
+    if !origin_allowed(
+        &state.cfg.allowed_origins,
+        call.header(ORIGIN),
+        call.header(hyper::header::HOST),
+    ) {
+        return Ok(status(call, 403));
+    }
+    let params = query::pairs(call.parts.uri.query());
+    let session_token = call
+        .header("x-phoenix-longpoll-token")
+        .map(str::to_string)
+        .or_else(|| query::last(&params, "token").map(str::to_string));
+    let claims = session_token
+        .as_deref()
+        .and_then(|t| state.keys.verify_session(t));
+    if call.parts.method == Method::POST {
+        let Some(claims) = claims else {
+            return Ok(status(call, 410));
+        };
+        return post(call, &state, &claims.sid).await;
+    }
+    match claims {
+        Some(claims) => Ok(poll(
+            call,
+            &state,
+            &claims.sid,
+            session_token.as_deref().unwrap_or(""),
+        )
+        .await),
+        None => open(call, &state, &params).await,
+    }
+}
+
+/// GET without a session: authenticate like a WebSocket connect and start one.
+async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Result<HttpResponse> {
+    let Some(vsn) = Vsn::negotiate(query::last(params, "vsn")) else {
+        return Ok(status(call, 403));
+    };
+    // The user's own `token` param comes first; a stale session token may follow it.
+    let user_token = call
+        .header("x-phoenix-authtoken")
+        .map(str::to_string)
+        .or_else(|| {
+            params
+                .iter()
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.clone())
+        });
+    let Some(user_token) = user_token else {
+        return Ok(status(call, 403));
+    };
+    let identity = match auth::authenticate(&state.keys, &state.store, &user_token).await {
+        Ok(identity) => identity,
+        Err(Error::Unauthorized) => {
+            crate::metrics::Metrics::inc(&state.metrics.auth_failures);
+            return Ok(status(call, 403));
+        }
+        Err(other) => return Err(other),
+    };
+    if state.hub.socket_count() >= state.socket_capacity.load(Ordering::Relaxed) {
+        return Ok(status(call, 503));
+    }
+    let (conn, outbound) = ConnTx::new(
+        state.next_conn_id(),
+        identity.user.id,
+        state.cfg.outbound_queue_frames,
+    );
+    if state
+        .hub
+        .register(&conn, state.cfg.max_sockets_per_user)
+        .is_err()
+    {
+        return Ok(status(call, 429));
+    }
+    let sid = auth::random_token(18);
+    let token = state.keys.issue_session(identity.user.id, &sid)?;
+    let (inbox, posts) = mpsc::channel(8);
+    let shared = Arc::new(LongPoll {
+        inbox,
+        outbox: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
+        last_poll: Mutex::new(Instant::now()),
+        closed: AtomicBool::new(false),
+        max_buffered: state.cfg.outbound_queue_frames,
+    });
+    state.longpoll.insert(sid.clone(), shared.clone());
+    let session = Session::new(state.clone(), conn.clone(), vsn, identity);
+    let task_state = state.clone();
+    state.sessions.spawn(async move {
+        run(session, shared.clone(), posts, outbound).await;
+        shared.closed.store(true, Ordering::Release);
+        shared.ready.notify_waiters();
+        task_state.longpoll.remove(&sid);
+        task_state.hub.unregister(&conn);
+    });
+    Ok(answer(
+        call,
+        &json!({"status": 410, "token": token, "messages": []}),
+    ))
+}
+
+/// GET with a session: the buffered frames, or 204 after the window.
+async fn poll(call: &Call, state: &AppState, sid: &str, token: &str) -> HttpResponse {
+    let Some(session) = state.longpoll.get(sid) else {
+        return status(call, 410);
+    };
+    session.touch();
+    let deadline = tokio::time::Instant::now() + POLL_WINDOW;
+    loop {
+        let ready = session.ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let messages = session.take();
+        if !messages.is_empty() {
+            session.touch();
+            return answer(
+                call,
+                &json!({"status": 200, "token": token, "messages": messages}),
+            );
+        }
+        if session.closed.load(Ordering::Acquire) {
+            return status(call, 410);
+        }
+        tokio::select! {
+            () = &mut ready => {}
+            () = tokio::time::sleep_until(deadline) => {
+                session.touch();
+                return answer(call, &json!({"status": 204, "token": token, "messages": []}));
+            }
+            () = state.shutdown.cancelled() => return status(call, 410),
+        }
+    }
+}
+
+/// POST: hands every line to the session and answers once they are handled.
+async fn post(call: &mut Call, state: &AppState, sid: &str) -> Result<HttpResponse> {
+    let Some(session) = state.longpoll.get(sid) else {
+        return Ok(status(call, 410));
+    };
+    let ndjson = call
+        .header(CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("application/x-ndjson"));
+    let body = match call.body_bytes().await {
+        Ok(body) => body,
+        Err(Error::PayloadTooLarge(_)) => {
+            return Ok(answer(
+                call,
+                &json!({"status": 413, "error": "the body is too large"}),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let frames = match parse_body(&body, ndjson) {
+        Ok(frames) => frames,
+        Err(message) => return Ok(answer(call, &json!({"status": 400, "error": message}))),
+    };
+    let (done, handled) = oneshot::channel();
+    if session.inbox.send(Post { frames, done }).await.is_err() {
+        return Ok(status(call, 410));
+    }
+    match tokio::time::timeout(POLL_WINDOW, handled).await {
+        Ok(Ok(())) => Ok(status(call, 200)),
+        Ok(Err(_)) => Ok(status(call, 410)),
+        Err(_) => Ok(status(call, 408)),
+    }
+}
+
+/// Splits a POST body into frames: ndjson lines starting with `[` are text
+/// frames, other lines are base64 binary frames; a non-ndjson body is one
+/// text frame.
+fn parse_body(body: &[u8], ndjson: bool) -> std::result::Result<Vec<Frame>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
+    if !ndjson {
+        return Ok(vec![Frame::Text(text.to_string())]);
+    }
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() > MAX_LINES {
+        return Err(format!("at most {MAX_LINES} frames per POST"));
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            if line.starts_with('[') {
+                Ok(Frame::Text(line.to_string()))
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(line)
+                    .map(|bytes| Frame::Binary(Bytes::from(bytes)))
+                    .map_err(|_| "a line is neither a JSON frame nor base64".to_string())
+            }
+        })
+        .collect()
+}
+
+/// The session task: frames from POSTs in, hub traffic out to the buffer.
+async fn run(
+    mut session: Session,
+    shared: Arc<LongPoll>,
+    mut posts: mpsc::Receiver<Post>,
+    mut outbound: mpsc::Receiver<Out>,
+) {
+    let shutdown = session.state.shutdown.clone();
+    let conn = session.conn.clone();
+    let mut batch: Vec<Out> = Vec::with_capacity(64);
+    let mut frames: Vec<Message> = Vec::new();
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    let closing: Option<Closing> = loop {
+        tokio::select! {
+            biased;
+            () = conn.closed() => break Some(Closing::SLOW),
+            () = shutdown.cancelled() => break Some(Closing::SHUTDOWN),
+            _ = idle_check.tick() => {
+                if shared.idle_for() > IDLE_LIMIT {
+                    break Some(Closing::IDLE);
+                }
+            }
+            post = posts.recv() => {
+                let Some(post) = post else { break None };
+                let mut failed = None;
+                for frame in post.frames {
+                    let result = match frame {
+                        Frame::Text(text) => session.on_text(&text, &mut frames).await,
+                        Frame::Binary(data) => session.on_binary(data, &mut frames).await,
+                    };
+                    if let Err(closing) = result {
+                        failed = Some(closing);
+                        break;
+                    }
+                }
+                let overflow = !shared.queue(&mut frames);
+                let _ = post.done.send(());
+                if let Some(closing) = failed {
+                    break Some(closing);
+                }
+                if overflow {
+                    break Some(Closing::SLOW);
+                }
+            }
+            received = outbound.recv_many(&mut batch, 64) => {
+                if received == 0 {
+                    break None;
+                }
+                let recheck = session.render(&mut batch, &mut frames);
+                if !shared.queue(&mut frames) {
+                    break Some(Closing::SLOW);
+                }
+                if recheck && !session.credentials_valid().await {
+                    break Some(Closing::REVOKED);
+                }
+            }
+        }
+    };
+    if let Some(closing) = closing {
+        tracing::debug!(
+            conn = conn.id(),
+            reason = closing.reason,
+            "longpoll session ended"
+        );
+    }
+    session.leave_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_bodies() {
+        let frames = parse_body(b"[\"1\",\"1\",\"t\",\"phx_join\",{}]\r\nAAEC\n\n", true).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert!(matches!(&frames[0], Frame::Text(t) if t.starts_with('[')));
+        assert!(matches!(&frames[1], Frame::Binary(b) if b.as_ref() == [0, 1, 2]));
+        assert!(matches!(
+            &parse_body(b"{\"topic\":1}", false).unwrap()[0],
+            Frame::Text(_)
+        ));
+        assert!(parse_body(b"not base64!\n", true).is_err());
+        let many = "[]\n".repeat(MAX_LINES + 1);
+        assert!(parse_body(many.as_bytes(), true).is_err());
+    }
+}
