@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
 use crate::store::messages::{self, Appended, Stored};
-use crate::store::records::UserRecord;
-use crate::store::{reads, topics, users};
+use crate::store::records::{AttachmentRecord, UserRecord};
+use crate::store::{attachments, reads, topics, users};
 
 /// Most messages a join reply recovers before it says `truncated`.
 pub const MAX_RECOVERY: usize = 1000;
@@ -28,9 +28,14 @@ pub const MAX_PAGE: usize = 200;
 /// History page size when none is asked for.
 pub const DEFAULT_PAGE: usize = 50;
 
-/// Why a message body was refused: `(reason code, human text)`.
-pub fn body_problem(body: &str, max_chars: usize) -> Option<(&'static str, String)> {
-    if body.trim().is_empty() {
+/// Why a message body was refused: `(reason code, human text)`. An empty
+/// body is allowed only for a message that carries an attachment.
+pub fn body_problem(
+    body: &str,
+    max_chars: usize,
+    has_attachment: bool,
+) -> Option<(&'static str, String)> {
+    if body.trim().is_empty() && !has_attachment {
         return Some(("empty_body", "the message is empty".into()));
     }
     if body.chars().count() > max_chars {
@@ -63,17 +68,20 @@ impl Posted {
     }
 }
 
+/// What a client asks to post.
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    pub body: String,
+    pub client_id: Option<String>,
+    /// An image uploaded to the same topic by the same user.
+    pub attachment_id: Option<u64>,
+}
+
 /// Stores a message and, once durable, broadcasts `new_msg` to the topic;
 /// `done` runs after that, on the writer thread. The body must already be
-/// validated with [`body_problem`].
-pub async fn post<D>(
-    state: &AppState,
-    author: &UserRecord,
-    access: &Access,
-    body: String,
-    client_id: Option<String>,
-    done: D,
-) where
+/// validated with [`body_problem`] (it may be empty with an attachment).
+pub async fn post<D>(state: &AppState, author: &UserRecord, access: &Access, draft: Draft, done: D)
+where
     D: FnOnce(Result<Posted>) + Send + 'static,
 {
     let hub: Arc<Hub> = state.hub.clone();
@@ -86,24 +94,46 @@ pub async fn post<D>(
         .writer()
         .submit(
             move |ctx| {
+                let Draft {
+                    body,
+                    client_id,
+                    attachment_id,
+                } = draft;
+                if let Some(existing) =
+                    messages::existing(ctx, topic_id, user_id, client_id.as_deref())?
+                {
+                    let attachment = attachments::of_message_in(ctx, topic_id, existing.seq)?;
+                    return Ok((Appended::Duplicate(existing), Vec::new(), attachment));
+                }
+                if let Some(id) = attachment_id {
+                    attachments::check(ctx, id, topic_id, user_id)?;
+                }
                 let appended = messages::append(ctx, topic_id, user_id, body, client_id)?;
-                let unread = match &appended {
+                let (unread, attachment) = match &appended {
                     Appended::New(stored) => {
+                        let attachment = match attachment_id {
+                            Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
+                            None => None,
+                        };
                         // Posting implies having read the topic up to here.
                         reads::advance(ctx, user_id, topic_id, stored.seq)?;
-                        reads::members_unread(ctx, topic_id, stored.seq, user_id)?
+                        (
+                            reads::members_unread(ctx, topic_id, stored.seq, user_id)?,
+                            attachment,
+                        )
                     }
-                    Appended::Duplicate(_) => Vec::new(),
+                    Appended::Duplicate(_) => (Vec::new(), None),
                 };
-                Ok((appended, unread))
+                Ok((appended, unread, attachment))
             },
             move |result| {
-                let posted = result.map(|(appended, unread)| {
+                let posted = result.map(|(appended, unread, attachment)| {
                     let (stored, duplicate) = match appended {
                         Appended::New(stored) => (stored, false),
                         Appended::Duplicate(stored) => (stored, true),
                     };
-                    let view = MessageView::new(&topic, &stored, &brief);
+                    let view = MessageView::new(&topic, &stored, &brief)
+                        .with_attachment(attachment.as_ref());
                     if !duplicate {
                         crate::metrics::Metrics::inc(&metrics.messages_stored);
                         let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
@@ -132,11 +162,10 @@ pub async fn post_and_wait(
     state: &AppState,
     author: &UserRecord,
     access: &Access,
-    body: String,
-    client_id: Option<String>,
+    draft: Draft,
 ) -> Result<Posted> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    post(state, author, access, body, client_id, move |r| {
+    post(state, author, access, draft, move |r| {
         let _ = tx.send(r);
     })
     .await;
@@ -191,14 +220,19 @@ pub async fn change(
                     }
                     Ok(())
                 })?;
+                if stored.record.deleted {
+                    attachments::erase_of_message(ctx, topic_id, seq)?;
+                }
+                let attachment = attachments::of_message_in(ctx, topic_id, seq)?;
                 let author = users::get_in(ctx, stored.record.user_id)?
                     .map(|u| UserBrief::from(&u))
                     .unwrap_or_else(|| UserBrief::unknown(stored.record.user_id));
-                Ok((stored, author))
+                Ok((stored, author, attachment))
             },
-            move |result: Result<(Stored, UserBrief)>| {
-                let out = result.map(|(stored, author)| {
-                    let view = MessageView::new(&topic, &stored, &author);
+            move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>)>| {
+                let out = result.map(|(stored, author, attachment)| {
+                    let view = MessageView::new(&topic, &stored, &author)
+                        .with_attachment(attachment.as_ref());
                     let broadcast = match kind {
                         Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
                         Change::Delete => Broadcast::new(
@@ -265,7 +299,12 @@ impl<'t> Authors<'t> {
                 self.known.insert(id, brief);
             }
             let author = &self.known[&id];
-            out.push(MessageView::new(topic, message, author).to_value());
+            let attachment = attachments::of_message(self.tx, message.topic_id, message.seq)?;
+            out.push(
+                MessageView::new(topic, message, author)
+                    .with_attachment(attachment.as_ref())
+                    .to_value(),
+            );
         }
         Ok(out)
     }

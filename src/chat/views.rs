@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::store::messages::Stored;
-use crate::store::records::{RoomRecord, UserRecord};
+use crate::store::records::{AttachmentRecord, RoomRecord, UserRecord};
 
 /// `{id, username, display_name}` of a message author.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -51,6 +51,28 @@ pub struct MessageView<'a> {
     pub edited_at: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
+}
+
+/// `attachment`: `{id, url, content_type, size}` of a message's image.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachmentView {
+    pub id: u64,
+    pub url: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl From<&AttachmentRecord> for AttachmentView {
+    fn from(record: &AttachmentRecord) -> Self {
+        AttachmentView {
+            id: record.id,
+            url: format!("/api/attachments/{}", record.id),
+            content_type: record.content_type.clone(),
+            size: record.size,
+        }
+    }
 }
 
 impl<'a> MessageView<'a> {
@@ -67,7 +89,14 @@ impl<'a> MessageView<'a> {
             inserted_at: clock::rfc3339_ms(record.inserted_at),
             edited_at: record.edited_at.map(clock::rfc3339_ms),
             deleted: record.deleted,
+            attachment: None,
         }
+    }
+
+    /// The same view carrying `attachment`.
+    pub fn with_attachment(mut self, attachment: Option<&AttachmentRecord>) -> Self {
+        self.attachment = attachment.map(AttachmentView::from);
+        self
     }
 
     /// As a JSON value (for replies that hold several messages).

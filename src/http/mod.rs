@@ -64,7 +64,7 @@ async fn route(
         };
     };
     let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
-    use api::{admin, auth, conversations, ignores, me, rooms, users};
+    use api::{admin, attachments, auth, conversations, ignores, me, rooms, users};
     use router::Route::*;
     let result = match matched.route {
         Healthz => Ok(health::healthz()),
@@ -92,6 +92,12 @@ async fn route(
         Ignore => ignores::set(call, p(0), true).await,
         Unignore => ignores::set(call, p(0), false).await,
         AdminExport => admin::export(call).await,
+        RoomUpload => attachments::upload(call, &format!("room:{}", p(0))).await,
+        ConversationUpload => match p(0).parse::<u64>() {
+            Ok(id) => attachments::upload(call, &format!("dm:{id}")).await,
+            Err(_) => Err(Error::NotFound("conversation")),
+        },
+        Attachment => attachments::fetch(call, p(0)).await,
         WebSocket => crate::socket::upgrade::upgrade(call).await,
         LongPoll => crate::socket::longpoll::handle(call).await,
     };

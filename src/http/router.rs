@@ -30,6 +30,9 @@ pub enum Route {
     Ignore,
     Unignore,
     AdminExport,
+    RoomUpload,
+    ConversationUpload,
+    Attachment,
     WebSocket,
     LongPoll,
 }
@@ -71,6 +74,13 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("PUT", "/api/me/ignores/{username}", Ignore),
     ("DELETE", "/api/me/ignores/{username}", Unignore),
     ("GET", "/api/admin/export", AdminExport),
+    ("POST", "/api/rooms/{name}/attachments", RoomUpload),
+    (
+        "POST",
+        "/api/conversations/{id}/attachments",
+        ConversationUpload,
+    ),
+    ("GET", "/api/attachments/{id}", Attachment),
     ("*", "/socket/websocket", WebSocket),
     ("*", "/socket/longpoll", LongPoll),
 ];

@@ -23,6 +23,9 @@ pub struct Broadcast {
     pub author: Option<u64>,
     /// A connection that must not receive it (broadcast-from).
     pub exclude_conn: Option<u64>,
+    /// A V2 binary broadcast frame (kind 2) instead of a text frame; only
+    /// WebSocket clients speaking V2 receive it.
+    binary: Option<bytes::Bytes>,
 }
 
 impl Broadcast {
@@ -44,7 +47,20 @@ impl Broadcast {
             seq: None,
             author: None,
             exclude_conn: None,
+            binary: None,
         }
+    }
+
+    /// A binary broadcast of `payload` (already checked against field limits).
+    pub fn binary(topic: Arc<str>, event: &'static str, frame: bytes::Bytes) -> Broadcast {
+        let mut broadcast = Broadcast::new(topic, event, &serde_json::json!({}));
+        broadcast.binary = Some(frame);
+        broadcast
+    }
+
+    /// The binary frame, for a binary broadcast.
+    pub fn binary_frame(&self) -> Option<bytes::Bytes> {
+        self.binary.clone()
     }
 
     /// The topic.

@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::frame::{self, Inbound, Payload, Ref};
 use super::session::Session;
 use crate::chat::messages::{self, Change, Page};
-use crate::chat::views::UserBrief;
+use crate::chat::views::{AttachmentView, UserBrief};
+use crate::error::Error;
 use crate::hub::{Broadcast, Out};
 use crate::store::messages::MAX_CLIENT_ID_LEN;
 
@@ -35,6 +36,18 @@ impl Session {
         let access = channel.access.clone();
         if !self.bucket.take() {
             out.push(self.answer(&join_ref, &msg, reason("rate_limited")));
+            return;
+        }
+        if let Payload::Binary(bytes) = &msg.payload {
+            let answer = match msg.event.as_str() {
+                "upload" => self.upload(&access, bytes.to_vec()).await,
+                event if event.starts_with("bin_") => {
+                    self.relay_binary(&access, &msg, bytes);
+                    return;
+                }
+                _ => reason("binary_not_supported"),
+            };
+            out.push(self.answer(&join_ref, &msg, answer));
             return;
         }
         let payload = match &msg.payload {
@@ -62,6 +75,23 @@ impl Session {
             "edit_msg" => self.edit(&access, &payload).await,
             "delete_msg" => self.delete(&access, &payload).await,
             "read" => self.read(&access, &payload).await,
+            "attachment" => match self.attachment_bytes(&access, &payload).await {
+                Ok(bytes) if self.binary_frames => {
+                    match frame::encode_binary_reply(
+                        &join_ref,
+                        &msg.msg_ref,
+                        &msg.topic,
+                        "ok",
+                        &bytes,
+                    ) {
+                        Ok(frame) => out.push(Message::Binary(frame.into())),
+                        Err(_) => out.push(self.answer(&join_ref, &msg, reason("invalid_payload"))),
+                    }
+                    return;
+                }
+                Ok(_) => reason("binary_not_supported"),
+                Err(why) => Err(why),
+            },
             _ => reason("unknown_event"),
         };
         out.push(self.answer(&join_ref, &msg, answer));
@@ -97,11 +127,27 @@ impl Session {
                 &json!({"reason": why}),
             )));
         };
-        let Some(body) = payload.get("body").and_then(Value::as_str) else {
-            refuse(self, "empty_body");
-            return;
+        let attachment_id = match payload.get("attachment_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(id) => Some(id),
+                None => {
+                    refuse(self, "invalid_attachment");
+                    return;
+                }
+            },
         };
-        if let Some((why, _)) = messages::body_problem(body, self.state.cfg.max_body_chars) {
+        let body = match payload.get("body") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(body)) => body.as_str(),
+            Some(_) => {
+                refuse(self, "invalid_payload");
+                return;
+            }
+        };
+        if let Some((why, _)) =
+            messages::body_problem(body, self.state.cfg.max_body_chars, attachment_id.is_some())
+        {
             refuse(self, why);
             return;
         }
@@ -122,26 +168,83 @@ impl Session {
             &self.state,
             &self.identity.user,
             access,
-            body.to_string(),
-            client_id,
+            messages::Draft {
+                body: body.to_string(),
+                client_id,
+                attachment_id,
+            },
             move |result| {
                 let frame = match result {
                     Ok(posted) => {
                         frame::encode_reply(vsn, &join_ref, &msg_ref, &topic, "ok", &posted.ack())
                     }
-                    Err(e) => frame::encode_reply(
-                        vsn,
-                        &join_ref,
-                        &msg_ref,
-                        &topic,
-                        "error",
-                        &json!({"reason": e.reason()}),
-                    ),
+                    Err(e) => {
+                        let why = match &e {
+                            Error::Validation(fields) if fields.contains_key("attachment_id") => {
+                                "invalid_attachment"
+                            }
+                            other => other.reason(),
+                        };
+                        frame::encode_reply(
+                            vsn,
+                            &join_ref,
+                            &msg_ref,
+                            &topic,
+                            "error",
+                            &json!({"reason": why}),
+                        )
+                    }
                 };
                 conn.send(Out::Frame(frame));
             },
         )
         .await;
+    }
+
+    /// Stores a binary `upload` (an image) for this topic.
+    async fn upload(&self, access: &crate::chat::topic::Access, bytes: Vec<u8>) -> Answer {
+        match self
+            .state
+            .store
+            .add_attachment(access.topic_id, self.identity.user.id, bytes)
+            .await
+        {
+            Ok(record) => Ok(json!({"attachment": AttachmentView::from(&record)})),
+            Err(Error::Validation(_)) => reason("unsupported_type"),
+            Err(e) => reason(e.reason()),
+        }
+    }
+
+    /// The bytes of an attachment of this topic.
+    async fn attachment_bytes(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<u8>, String> {
+        let id = optional_seq(payload, "id")?.ok_or_else(|| "invalid_payload".to_string())?;
+        match self.state.store.attachment(id).await {
+            Ok(Some((record, bytes))) if record.topic_id == access.topic_id => Ok(bytes),
+            Ok(_) => Err("not_found".into()),
+            Err(e) => Err(e.reason().into()),
+        }
+    }
+
+    /// Relays an ephemeral binary push (`bin_*` events) to the topic's other
+    /// V2 WebSocket subscribers as a binary broadcast; nothing is stored.
+    fn relay_binary(
+        &self,
+        access: &crate::chat::topic::Access,
+        msg: &Inbound,
+        bytes: &bytes::Bytes,
+    ) {
+        let Ok(frame) = frame::encode_binary_broadcast(&msg.topic, &msg.event, bytes) else {
+            return;
+        };
+        let event: &'static str = "binary";
+        let mut broadcast = Broadcast::binary(access.name.clone(), event, frame.into());
+        broadcast.author = Some(self.identity.user.id);
+        broadcast.exclude_conn = Some(self.conn.id());
+        self.state.hub.publish(Arc::new(broadcast));
     }
 
     fn typing(&mut self, topic: &str) {
@@ -190,7 +293,7 @@ impl Session {
     ) -> Answer {
         let seq = required_seq(payload)?;
         let body = payload.get("body").and_then(Value::as_str).unwrap_or("");
-        if let Some((why, _)) = messages::body_problem(body, self.state.cfg.max_body_chars) {
+        if let Some((why, _)) = messages::body_problem(body, self.state.cfg.max_body_chars, false) {
             return reason(why);
         }
         match messages::change(

@@ -273,7 +273,8 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         max_buffered: state.cfg.outbound_queue_frames,
     });
     state.longpoll.insert(sid.clone(), shared.clone());
-    let session = Session::new(state.clone(), conn.clone(), vsn, identity);
+    let mut session = Session::new(state.clone(), conn.clone(), vsn, identity);
+    session.binary_frames = false;
     let task_state = state.clone();
     state.sessions.spawn(async move {
         run(session, shared.clone(), posts, outbound).await;

@@ -94,6 +94,8 @@ pub struct Session {
     pub bucket: TokenBucket,
     /// Users whose messages and typing this socket does not receive.
     pub ignores: Arc<HashSet<u64>>,
+    /// Whether binary frames may be sent (V2 over WebSocket; never LongPoll).
+    pub binary_frames: bool,
 }
 
 impl Session {
@@ -108,6 +110,7 @@ impl Session {
             channels: HashMap::new(),
             bucket,
             ignores: Arc::default(),
+            binary_frames: vsn == Vsn::V2,
         }
     }
 
@@ -216,7 +219,11 @@ impl Session {
                     if broadcast.author.is_some_and(|a| self.ignores.contains(&a)) {
                         continue;
                     }
-                    frames.push(Message::Text(broadcast.frame(self.vsn)));
+                    match broadcast.binary_frame() {
+                        Some(bytes) if self.binary_frames => frames.push(Message::Binary(bytes)),
+                        Some(_) => {}
+                        None => frames.push(Message::Text(broadcast.frame(self.vsn))),
+                    }
                 }
                 Out::Eject(topic) => {
                     if let Some(channel) = self.channels.remove(topic.as_ref()) {

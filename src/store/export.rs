@@ -17,7 +17,11 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use super::codec;
-use super::records::{ConversationRecord, MessageRecord, RoomRecord, TopicRecord, UserRecord};
+use base64::Engine;
+
+use super::records::{
+    AttachmentRecord, ConversationRecord, MessageRecord, RoomRecord, TopicRecord, UserRecord,
+};
 use super::tables::*;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -69,6 +73,12 @@ pub enum Line {
         jti: String,
         expires_at: u64,
     },
+    Attachment {
+        #[serde(flatten)]
+        record: AttachmentRecord,
+        /// The bytes, standard base64.
+        data: String,
+    },
 }
 
 const COUNTERS: &[&str] = &[
@@ -76,6 +86,7 @@ const COUNTERS: &[&str] = &[
     "next_topic_id",
     "next_message_id",
     "next_conversation_id",
+    "next_attachment_id",
 ];
 
 fn emit(out: &mut dyn Write, line: &Line) -> Result<()> {
@@ -176,6 +187,21 @@ pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
                 },
             )?;
         }
+    }
+    let bytes_table = tx.open_table(ATTACHMENT_BYTES)?;
+    for entry in tx.open_table(ATTACHMENTS)?.iter()? {
+        let (id, value) = entry?;
+        let data = bytes_table
+            .get(id.value())?
+            .map(|v| base64::engine::general_purpose::STANDARD.encode(v.value()))
+            .unwrap_or_default();
+        emit(
+            out,
+            &Line::Attachment {
+                record: codec::decode(value.value())?,
+                data,
+            },
+        )?;
     }
     for entry in tx.open_table(REVOKED_JTI_EXPIRY)?.iter()? {
         let (jti, expires_at) = entry?;
@@ -332,6 +358,19 @@ fn load(tx: &WriteTransaction, input: impl BufRead) -> std::result::Result<usize
                 Line::Revoked { jti, expires_at } => {
                     tx.open_table(REVOKED_JTI_EXPIRY)?
                         .insert(jti.as_str(), expires_at)?;
+                }
+                Line::Attachment { record, data } => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(data.as_bytes())
+                        .map_err(|_| Error::Internal("attachment data is not base64".into()))?;
+                    if let Some(seq) = record.linked_seq {
+                        tx.open_table(MESSAGE_ATTACHMENT)?
+                            .insert((record.topic_id, seq), record.id)?;
+                    }
+                    tx.open_table(ATTACHMENT_BYTES)?
+                        .insert(record.id, bytes.as_slice())?;
+                    tx.open_table(ATTACHMENTS)?
+                        .insert(record.id, codec::encode(&record).as_slice())?;
                 }
             }
             Ok(())

@@ -48,6 +48,33 @@ pub fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {
     Ok(last)
 }
 
+/// The message this user already posted with `client_id` on this topic.
+pub fn existing(
+    ctx: &WriteCtx<'_>,
+    topic_id: u64,
+    user_id: u64,
+    client_id: Option<&str>,
+) -> Result<Option<Stored>> {
+    let Some(client_id) = client_id else {
+        return Ok(None);
+    };
+    let seen = ctx
+        .tx
+        .open_table(CLIENT_ID_SEQ)?
+        .get((topic_id, user_id, client_id))?
+        .map(|v| v.value());
+    let Some(seq) = seen else {
+        return Ok(None);
+    };
+    let record = get_in(ctx, topic_id, seq)?
+        .ok_or_else(|| Error::Store(format!("client_id points at missing seq {seq}")))?;
+    Ok(Some(Stored {
+        topic_id,
+        seq,
+        record,
+    }))
+}
+
 /// Stores a message with the next seq of its topic, unless `client_id`
 /// was already used by this user on this topic.
 pub fn append(

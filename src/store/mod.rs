@@ -5,6 +5,7 @@
 //! One file per aggregate (`users`, `tokens`, `meta`, ...) keeps each table's
 //! key layout next to the code that uses it; [`tables`] is the catalog.
 
+pub mod attachments;
 pub mod codec;
 pub mod conversations;
 pub mod export;

@@ -81,3 +81,18 @@ impl ConversationRecord {
         self.users.0 == user_id || self.users.1 == user_id
     }
 }
+
+/// An uploaded file (a small image) belonging to one topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    pub id: u64,
+    pub topic_id: u64,
+    pub user_id: u64,
+    /// Sniffed from the bytes, never taken from the client.
+    pub content_type: String,
+    /// Length of the bytes (kept apart in `attachment_bytes`).
+    pub size: u64,
+    pub created_at: i64,
+    /// The seq of the message carrying it, once linked.
+    pub linked_seq: Option<u64>,
+}

@@ -39,6 +39,13 @@ pub const USER_PAIR_CONVERSATION: TableDefinition<(u64, u64), u64> =
 /// user id → user ids they ignore.
 pub const USER_IGNORES: MultimapTableDefinition<u64, u64> =
     MultimapTableDefinition::new("user_ignores");
+/// attachment id → [`super::records::AttachmentRecord`] (without the bytes).
+pub const ATTACHMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attachments");
+/// attachment id → the file's bytes, as uploaded.
+pub const ATTACHMENT_BYTES: TableDefinition<u64, &[u8]> = TableDefinition::new("attachment_bytes");
+/// (topic id, seq) → the attachment id a message carries.
+pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("message_attachment");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -57,5 +64,8 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(CONVERSATIONS)?;
     tx.open_table(USER_PAIR_CONVERSATION)?;
     tx.open_multimap_table(USER_IGNORES)?;
+    tx.open_table(ATTACHMENTS)?;
+    tx.open_table(ATTACHMENT_BYTES)?;
+    tx.open_table(MESSAGE_ATTACHMENT)?;
     Ok(())
 }

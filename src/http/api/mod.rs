@@ -1,6 +1,7 @@
 //! REST handlers by resource, and the JSON views of records (api.md shapes).
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod conversations;
 pub mod ignores;

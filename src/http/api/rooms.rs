@@ -216,6 +216,7 @@ pub async fn history(call: &mut Call, topic_name: &str) -> Result<HttpResponse> 
 struct PostInput {
     body: Option<Value>,
     client_id: Option<String>,
+    attachment_id: Option<u64>,
 }
 
 /// Posts a message through the same durable path as a socket push.
@@ -228,7 +229,11 @@ pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
         Some(_) => return Err(Error::field("body", "must be a string")),
         None => String::new(),
     };
-    if let Some((_, text)) = messages::body_problem(&body, call.state.cfg.max_body_chars) {
+    if let Some((_, text)) = messages::body_problem(
+        &body,
+        call.state.cfg.max_body_chars,
+        input.attachment_id.is_some(),
+    ) {
         return Err(Error::field("body", text));
     }
     if let Some(id) = &input.client_id {
@@ -236,9 +241,12 @@ pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
             return Err(Error::field("client_id", "must be 1 to 128 bytes"));
         }
     }
-    let posted =
-        messages::post_and_wait(&call.state, &identity.user, &access, body, input.client_id)
-            .await?;
+    let draft = messages::Draft {
+        body,
+        client_id: input.client_id,
+        attachment_id: input.attachment_id,
+    };
+    let posted = messages::post_and_wait(&call.state, &identity.user, &access, draft).await?;
     let status = if posted.duplicate { 200 } else { 201 };
     Ok(reply::json(status, &json!({"message": posted.message})))
 }
