@@ -19,21 +19,23 @@ pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<ConversationRecord>> 
     found.map(|v| codec::decode(v.value())).transpose()
 }
 
-/// The conversations `user_id` takes part in.
+/// The conversations `user_id` takes part in, found through the topics
+/// they are a member of (a conversation's topic is `dm:<id>`).
 pub fn of_user(tx: &ReadTransaction, user_id: u64) -> Result<Vec<ConversationRecord>> {
-    let table = tx.open_table(USER_PAIR_CONVERSATION)?;
-    let mut ids = Vec::new();
-    // Pairs where the user is the lower id are one range; the others need a scan.
-    for entry in table.iter()? {
-        let (pair, id) = entry?;
-        let (a, b) = pair.value();
-        if a == user_id || b == user_id {
-            ids.push(id.value());
+    let mut out = Vec::new();
+    for topic_id in topics::of_user(tx, user_id)? {
+        let Some(topic) = topics::get(tx, topic_id)? else {
+            continue;
+        };
+        let Some(id) = topic.name.strip_prefix("dm:").and_then(|id| id.parse().ok()) else {
+            continue;
+        };
+        if let Some(conversation) = get(tx, id)? {
+            out.push(conversation);
         }
     }
-    ids.into_iter()
-        .filter_map(|id| get(tx, id).transpose())
-        .collect()
+    out.sort_by_key(|c| c.id);
+    Ok(out)
 }
 
 impl Store {
