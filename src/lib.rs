@@ -86,15 +86,6 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     spawn_purger(state.clone());
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
-    // Sessions saw the same cancellation and are sending close frames.
-    state.sessions.close();
-    let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
-    if tokio::time::timeout(grace, state.sessions.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some sockets did not close within the grace period");
-    }
     drop(state);
     // Every request handler holding the state has finished or been dropped
     // by the drain; give stragglers a moment, then close the file.

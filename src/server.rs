@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use crate::state::State;
 
 /// Serves connections from `listener` until `state.shutdown` is cancelled,
-/// then stops accepting and lets in-flight requests finish within the
-/// configured grace period.
+/// then stops accepting and lets in-flight requests and socket sessions
+/// finish within one grace period.
 pub async fn serve(state: State, listener: TcpListener) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
@@ -51,14 +51,20 @@ pub async fn serve(state: State, listener: TcpListener) {
         }
     }
     drop(listener);
+    // One deadline for everything: in-flight requests finish and sockets
+    // (which saw the same cancellation) send their close frames.
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + grace;
+    state.sessions.close();
+    let drained = async {
+        graceful.shutdown().await;
+        state.sessions.wait().await;
+    };
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
-            "in-flight requests did not finish within the grace period"
+            sessions = state.sessions.len(),
+            "not everything finished within the grace period; stopping anyway"
         );
     }
 }

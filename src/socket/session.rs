@@ -149,7 +149,12 @@ impl Session {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     Metrics::inc(&self.state.metrics.frames_in);
                     match frame {
-                        None | Some(Ok(Message::Close(_))) => break None,
+                        None => break None,
+                        Some(Ok(Message::Close(_))) => {
+                            // Send back the close frame tungstenite queued (RFC 6455 §5.5.1).
+                            let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
+                            break None;
+                        }
                         Some(Err(WsError::Capacity(_))) => break Some(Closing::TOO_BIG),
                         Some(Err(WsError::Utf8(_))) => break Some(Closing::MALFORMED),
                         Some(Err(WsError::Protocol(_))) => break Some(Closing::PROTOCOL),
@@ -199,7 +204,7 @@ impl Session {
             .metrics
             .frames_out
             .fetch_add(frames.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        write_all(ws, frames, &self.conn).await
+        write_all(ws, frames, &self.conn, &self.state.shutdown).await
     }
 
     /// Turns queued items into frames for this socket, dropping what this
@@ -330,6 +335,7 @@ async fn write_all(
     ws: &mut Ws,
     frames: &mut Vec<Message>,
     conn: &ConnTx,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), Option<Closing>> {
     if frames.is_empty() {
         return Ok(());
@@ -347,5 +353,7 @@ async fn write_all(
             Err(_) => Err(Some(Closing::SLOW)),
         },
         () = conn.closed() => Err(Some(Closing::SLOW)),
+        // A peer that stopped reading must not hold up shutdown.
+        () = shutdown.cancelled() => Err(Some(Closing::SHUTDOWN)),
     }
 }

@@ -27,7 +27,11 @@ pub fn of_user(tx: &ReadTransaction, user_id: u64) -> Result<Vec<ConversationRec
         let Some(topic) = topics::get(tx, topic_id)? else {
             continue;
         };
-        let Some(id) = topic.name.strip_prefix("dm:").and_then(|id| id.parse().ok()) else {
+        let Some(id) = topic
+            .name
+            .strip_prefix("dm:")
+            .and_then(|id| id.parse().ok())
+        else {
             continue;
         };
         if let Some(conversation) = get(tx, id)? {

@@ -22,6 +22,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod phx;
+pub mod reliability;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -776,6 +777,42 @@ pub fn request(
 /// is tolerated (the server may answer early, e.g. 413, and close), as is a
 /// reset after the response arrived.
 pub fn request_raw(addr: SocketAddr, raw: &[u8], head_request: bool) -> Response {
+    let bytes = exchange(addr, raw);
+    parse_response(&bytes, head_request).unwrap_or_else(|e| {
+        panic!(
+            "bad HTTP response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// A response whose body is kept as bytes (e.g. an image).
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// [`request_raw`] for responses whose body need not be text.
+pub fn request_raw_bytes(addr: SocketAddr, raw: &[u8], head_request: bool) -> RawResponse {
+    let bytes = exchange(addr, raw);
+    let (status, headers, body) = parse_response_parts(&bytes, head_request).unwrap_or_else(|e| {
+        panic!(
+            "bad HTTP response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Writes `raw` on a fresh connection and reads until the server closes it.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
@@ -796,17 +833,25 @@ pub fn request_raw(addr: SocketAddr, raw: &[u8], head_request: bool) -> Response
             ),
         }
     }
-    parse_response(&bytes, head_request).unwrap_or_else(|e| {
-        panic!(
-            "bad HTTP response ({e}): {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
+    bytes
 }
 
 /// Parses a complete HTTP/1.1 response (status line, headers, body framed by
 /// `Transfer-Encoding: chunked`, `Content-Length`, or the connection's end).
 fn parse_response(bytes: &[u8], head_request: bool) -> Result<Response, String> {
+    let (status, headers, body) = parse_response_parts(bytes, head_request)?;
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8(body).map_err(|e| format!("body not UTF-8: {e}"))?,
+    })
+}
+
+/// A response's status, headers and body bytes.
+type Parts = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// [`parse_response`] without requiring a text body.
+fn parse_response_parts(bytes: &[u8], head_request: bool) -> Result<Parts, String> {
     let end = find(bytes, b"\r\n\r\n").ok_or("no end of headers")?;
     let head = std::str::from_utf8(&bytes[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
     let mut lines = head.split("\r\n");
@@ -852,11 +897,7 @@ fn parse_response(bytes: &[u8], head_request: bool) -> Result<Response, String> 
     } else {
         rest.to_vec()
     };
-    Ok(Response {
-        status,
-        headers,
-        body: String::from_utf8(body).map_err(|e| format!("body not UTF-8: {e}"))?,
-    })
+    Ok((status, headers, body))
 }
 
 /// Removes chunked transfer coding.
