@@ -65,13 +65,11 @@ pub fn serve(call: &Call, path: &str) -> HttpResponse {
     response
 }
 
-/// HTML must always be revalidated; other files may be cached briefly and revalidated by ETag.
-fn cache_policy(name: &str) -> &'static str {
-    if name.ends_with(".html") {
-        "no-cache"
-    } else {
-        "public, max-age=300, must-revalidate"
-    }
+/// File names are not versioned, so every file is revalidated on each use;
+/// the strong ETag makes that a cheap 304 and no mix of old and new modules
+/// survives an upgrade.
+fn cache_policy(_name: &str) -> &'static str {
+    "no-cache"
 }
 
 fn content_type(name: &str) -> &'static str {

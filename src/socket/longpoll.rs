@@ -70,7 +70,10 @@ impl LongPoll {
     }
 
     /// Queues text frames for the next GET; `false` if the buffer overflowed.
-    fn queue(&self, frames: &mut Vec<Message>) -> bool {
+    fn queue(&self, frames: &mut Vec<Message>, metrics: &crate::metrics::Metrics) -> bool {
+        metrics
+            .frames_out
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
         let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         for frame in frames.drain(..) {
             // Binary frames can't travel over LongPoll; none are produced for it.
@@ -244,10 +247,15 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
             crate::metrics::Metrics::inc(&state.metrics.auth_failures);
             return Ok(status(call, 403));
         }
-        Err(other) => return Err(other),
+        Err(other) => {
+            tracing::error!(error = %other, "longpoll connect failed");
+            return Ok(status(call, 500));
+        }
     };
+    // The client only understands 200, 204, 403, 410 and 500 from a GET;
+    // 500 makes it retry with backoff.
     if state.hub.socket_count() >= state.socket_capacity.load(Ordering::Relaxed) {
-        return Ok(status(call, 503));
+        return Ok(status(call, 500));
     }
     let (conn, outbound) = ConnTx::new(
         state.next_conn_id(),
@@ -259,7 +267,7 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         .register(&conn, state.cfg.max_sockets_per_user)
         .is_err()
     {
-        return Ok(status(call, 429));
+        return Ok(status(call, 500));
     }
     let sid = auth::random_token(18);
     let token = state.keys.issue_session(identity.user.id, &sid)?;
@@ -275,6 +283,13 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
     state.longpoll.insert(sid.clone(), shared.clone());
     let mut session = Session::new(state.clone(), conn.clone(), vsn, identity);
     session.binary_frames = false;
+    session.ignores = Arc::new(
+        state
+            .store
+            .ignores(session.identity.user.id)
+            .await
+            .unwrap_or_default(),
+    );
     let task_state = state.clone();
     state.sessions.spawn(async move {
         run(session, shared.clone(), posts, outbound).await;
@@ -340,7 +355,7 @@ async fn post(call: &mut Call, state: &AppState, sid: &str) -> Result<HttpRespon
         }
         Err(e) => return Err(e),
     };
-    let frames = match parse_body(&body, ndjson) {
+    let frames = match parse_body(&body, ndjson, state.cfg.max_frame_bytes) {
         Ok(frames) => frames,
         Err(message) => return Ok(answer(call, &json!({"status": 400, "error": message}))),
     };
@@ -358,7 +373,11 @@ async fn post(call: &mut Call, state: &AppState, sid: &str) -> Result<HttpRespon
 /// Splits a POST body into frames: ndjson lines starting with `[` are text
 /// frames, other lines are base64 binary frames; a non-ndjson body is one
 /// text frame.
-fn parse_body(body: &[u8], ndjson: bool) -> std::result::Result<Vec<Frame>, String> {
+fn parse_body(
+    body: &[u8],
+    ndjson: bool,
+    max_frame: usize,
+) -> std::result::Result<Vec<Frame>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
     if !ndjson {
         return Ok(vec![Frame::Text(text.to_string())]);
@@ -374,6 +393,9 @@ fn parse_body(body: &[u8], ndjson: bool) -> std::result::Result<Vec<Frame>, Stri
     lines
         .into_iter()
         .map(|line| {
+            if line.len() > max_frame * 4 / 3 + 4 {
+                return Err(format!("a frame is larger than {max_frame} bytes"));
+            }
             if line.starts_with('[') {
                 Ok(Frame::Text(line.to_string()))
             } else {
@@ -411,6 +433,7 @@ async fn run(
             post = posts.recv() => {
                 let Some(post) = post else { break None };
                 let mut failed = None;
+                session.state.metrics.frames_in.fetch_add(post.frames.len() as u64, Ordering::Relaxed);
                 for frame in post.frames {
                     let result = match frame {
                         Frame::Text(text) => session.on_text(&text, &mut frames).await,
@@ -421,7 +444,7 @@ async fn run(
                         break;
                     }
                 }
-                let overflow = !shared.queue(&mut frames);
+                let overflow = !shared.queue(&mut frames, &session.state.metrics);
                 let _ = post.done.send(());
                 if let Some(closing) = failed {
                     break Some(closing);
@@ -435,7 +458,7 @@ async fn run(
                     break None;
                 }
                 let recheck = session.render(&mut batch, &mut frames);
-                if !shared.queue(&mut frames) {
+                if !shared.queue(&mut frames, &session.state.metrics) {
                     break Some(Closing::SLOW);
                 }
                 if recheck && !session.credentials_valid().await {
@@ -460,16 +483,21 @@ mod tests {
 
     #[test]
     fn splits_bodies() {
-        let frames = parse_body(b"[\"1\",\"1\",\"t\",\"phx_join\",{}]\r\nAAEC\n\n", true).unwrap();
+        let frames = parse_body(
+            b"[\"1\",\"1\",\"t\",\"phx_join\",{}]\r\nAAEC\n\n",
+            true,
+            1024,
+        )
+        .unwrap();
         assert_eq!(frames.len(), 2);
         assert!(matches!(&frames[0], Frame::Text(t) if t.starts_with('[')));
         assert!(matches!(&frames[1], Frame::Binary(b) if b.as_ref() == [0, 1, 2]));
         assert!(matches!(
-            &parse_body(b"{\"topic\":1}", false).unwrap()[0],
+            &parse_body(b"{\"topic\":1}", false, 1024).unwrap()[0],
             Frame::Text(_)
         ));
-        assert!(parse_body(b"not base64!\n", true).is_err());
+        assert!(parse_body(b"not base64!\n", true, 1024).is_err());
         let many = "[]\n".repeat(MAX_LINES + 1);
-        assert!(parse_body(many.as_bytes(), true).is_err());
+        assert!(parse_body(many.as_bytes(), true, 1024).is_err());
     }
 }

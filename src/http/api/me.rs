@@ -12,9 +12,18 @@ use crate::http::reply::{self, HttpResponse};
 /// The caller's own account.
 pub async fn show(call: &mut Call) -> Result<HttpResponse> {
     let identity = call.identity().await?;
+    let cfg = &call.state.cfg;
     Ok(reply::json(
         200,
-        &json!({"user": views::user(&identity.user)}),
+        &json!({
+            "user": views::user(&identity.user),
+            "limits": {
+                "max_body_chars": cfg.max_body_chars,
+                "max_frame_bytes": cfg.max_frame_bytes,
+                "max_upload_bytes": cfg.max_http_body_bytes,
+                "max_topics_per_socket": cfg.max_topics_per_socket,
+            },
+        }),
     ))
 }
 

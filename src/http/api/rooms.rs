@@ -142,16 +142,22 @@ pub async fn add_member(call: &mut Call, name: &str) -> Result<HttpResponse> {
         .write(move |ctx| topics::add_member(ctx.tx, topic_id, user_id))
         .await?;
     if added {
-        let last_seq = call
+        let owner_id = room.owner;
+        let (last_seq, owner) = call
             .state
             .store
-            .read(move |tx| stored_messages::last_seq(tx, topic_id))
+            .read(move |tx| {
+                Ok((
+                    stored_messages::last_seq(tx, topic_id)?,
+                    users::get(tx, owner_id)?.map(|u| u.username),
+                ))
+            })
             .await?;
         notify::send(
             &call.state.hub,
             user.id,
             "room_added",
-            &json!({"room": views::room(&room, None, last_seq, Some(last_seq))}),
+            &json!({"room": views::room(&room, owner.as_deref(), last_seq, Some(last_seq))}),
         );
     }
     Ok(reply::empty(204))
