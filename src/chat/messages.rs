@@ -241,6 +241,9 @@ pub async fn change(
                             &json!({"seq": stored.seq}),
                         ),
                     };
+                    // Ignoring a user hides their edits and deletions too.
+                    let mut broadcast = broadcast;
+                    broadcast.author = Some(stored.record.user_id);
                     hub.publish(Arc::new(broadcast));
                     view.to_value()
                 });

@@ -123,6 +123,22 @@ impl Hub {
         }
     }
 
+    /// Removes the presence of connection `conn_id` on `topic` but keeps its
+    /// subscription (a duplicate join replaces the channel without a gap in
+    /// the diffs the socket receives).
+    pub fn untrack(&self, topic: &str, conn_id: u64) {
+        let mut shard = lock(self.shard(topic));
+        let Some(entry) = shard.get_mut(topic) else {
+            return;
+        };
+        if entry.presence.untrack(conn_id) {
+            self.presences.fetch_sub(1, Ordering::Relaxed);
+            if let Some((name, _)) = shard.get_key_value(topic) {
+                lock(&self.dirty).insert(name.clone());
+            }
+        }
+    }
+
     /// Tracks `meta` under `key` on `topic` and returns the `presence_state`
     /// payload for the joining socket (which must already be subscribed).
     pub fn track(&self, topic: &Arc<str>, key: String, mut meta: Meta) -> Arc<str> {

@@ -83,10 +83,15 @@ impl Session {
         };
         let replaced = self.channels.remove(&msg.topic);
         if let Some(old) = &replaced {
-            self.state.hub.unsubscribe(&msg.topic, self.conn.id());
+            // Keep the subscription across the rejoin so no presence diff is
+            // lost in between; only the old instance's presence goes.
+            self.state.hub.untrack(&msg.topic, self.conn.id());
             tracing::debug!(topic = %msg.topic, old = %old.join_ref, "duplicate join closes the old channel");
         }
         self.join_new(&msg, join_ref, out).await;
+        if replaced.is_some() && !self.channels.contains_key(&msg.topic) {
+            self.state.hub.unsubscribe(&msg.topic, self.conn.id());
+        }
         if let Some(old) = replaced {
             out.push(self.frame(
                 &old.join_ref,
