@@ -366,6 +366,51 @@ fn login_throttling_per_username_and_per_address() {
         "throttled address",
     );
     login_from("10.0.1.2", "bob", "bob-password").assert_status(200, "another address is fine");
+
+    // A successful login clears the name's failures.
+    for (i, ip) in ["10.0.2.1", "10.0.2.2"].iter().enumerate() {
+        login_from(ip, "bob", "wrong-password").assert_error(
+            401,
+            "invalid_credentials",
+            &format!("bob failure {i}"),
+        );
+    }
+    login_from("10.0.2.3", "bob", "bob-password").assert_status(200, "bob logs in");
+    for (i, ip) in ["10.0.2.4", "10.0.2.5"].iter().enumerate() {
+        login_from(ip, "bob", "wrong-password").assert_error(
+            401,
+            "invalid_credentials",
+            &format!("bob failure {i} after a success"),
+        );
+    }
+}
+
+/// The login limit lifts once the window has passed, as `Retry-After` says.
+#[test]
+fn login_throttle_lifts_after_the_window() {
+    let server = TestServer::start_with(
+        &[
+            ("CONFAB_LOGIN_MAX_FAILURES", "1"),
+            ("CONFAB_LOGIN_WINDOW_SECS", "1"),
+        ],
+        None,
+    );
+    server.register("alice", "alice-password");
+    server
+        .try_login("alice", "wrong-password")
+        .assert_error(401, "invalid_credentials", "failure");
+    let response = server.try_login("alice", "alice-password");
+    response.assert_error(429, "rate_limited", "throttled");
+    assert_eq!(
+        response.header("retry-after"),
+        Some("1"),
+        "Retry-After for a 1 s window"
+    );
+    let response = wait_for(Duration::from_secs(5), "the limit to lift", || {
+        let response = server.try_login("alice", "alice-password");
+        (response.status != 429).then_some(response)
+    });
+    response.assert_status(200, "login after the window");
 }
 
 /// 400 for malformed JSON, 413 over the body limit, 404 for unknown routes, 401 without a usable token.
