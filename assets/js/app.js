@@ -1,6 +1,7 @@
 // app.js — the entry point: picks the sign-in screen or the chat, wires the
 // modules together, routes (/r/<room>, /dm/<id>, history API), and owns the
-// page-level bits: the connection banner, toasts, the screen-reader
+// page-level bits: the connection banner (with a quiet "(long-polling)"
+// hint when the socket fell back to LongPoll), toasts, the screen-reader
 // announcer, the title with the unread count, and keyboard shortcuts
 // (Alt+↑/↓ previous/next topic, Escape closes the sidebar on phones).
 
@@ -227,6 +228,7 @@ function renderBanner(c) {
       // Say that we are back, briefly.
       banner.dataset.state = "back";
       text.textContent = "Connected.";
+      transportHint(c, text);
       show(retry, false);
       bannerTimer = setTimeout(() => show(banner, false), 1500);
     } else {
@@ -242,6 +244,7 @@ function renderBanner(c) {
       if (c !== chat || c.status === "online") return;
       banner.dataset.state = "connecting";
       text.textContent = "Connecting…";
+      transportHint(c, text);
       show(retry, true);
       show(banner, true);
     }, 1000);
@@ -249,11 +252,17 @@ function renderBanner(c) {
   }
   banner.dataset.state = "offline";
   text.textContent = "Reconnecting… Messages you send will be delivered when the connection is back.";
+  transportHint(c, text);
   show(retry, true);
   show(banner, true);
   document.body.classList.add("is-offline");
   // Pending rows say "Waiting for connection…" now.
   if (c.active) ui.pane.render({});
+}
+
+/** Appends the quiet "(long-polling)" hint to the banner text when WebSockets are not in use. */
+function transportHint(c, text) {
+  if (c.longPolling) text.append(" ", h("span", { class: "banner-hint" }, "(long-polling)"));
 }
 
 byId("banner-retry").addEventListener("click", () => chat && chat.reconnectNow());

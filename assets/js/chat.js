@@ -11,6 +11,10 @@
 // an outbox item resolves that item. An epoch change or a server behind our
 // cache drops the cache. Unread = last seq known − read position.
 //
+// Transport: a WebSocket, or LongPoll where WebSockets cannot open (the
+// socket falls back by itself after LONGPOLL_FALLBACK_MS, see phoenix.js);
+// nothing above the socket depends on which one.
+//
 // Emits (EventTarget): "status" (connection), "topics" (list/unread),
 // "messages" {topic}, "presence" {topic}, "typing" {topic},
 // "removed" {topic}, "announce" {text}, "notice" {text}.
@@ -25,6 +29,8 @@ const MAX_JOINED = 90;
 const TYPING_SEND_MS = 2500;
 const TYPING_SHOW_MS = 5000;
 const PAGE = 50;
+/** How long a new WebSocket gets to open and answer a ping before the socket falls back to LongPoll. */
+const LONGPOLL_FALLBACK_MS = 2500;
 
 export class Chat extends EventTarget {
   constructor(me) {
@@ -46,7 +52,10 @@ export class Chat extends EventTarget {
       acked: (item, ack) => this.acked(item, ack),
       changed: (topic) => this.emit("messages", { topic }),
     });
-    this.socket = new Socket("/socket", { params: () => ({ token: session.token() }) });
+    this.socket = new Socket("/socket", {
+      params: () => ({ token: session.token() }),
+      longPollFallbackMs: LONGPOLL_FALLBACK_MS,
+    });
     this.socket.onOpen(() => this.onOpen());
     this.socket.onClose((event) => this.onDown(event));
     this.socket.onError(() => this.onDown(null));
@@ -84,6 +93,11 @@ export class Chat extends EventTarget {
     document.removeEventListener("visibilitychange", this.visibleListener);
     this.socket.disconnect();
     for (const t of this.topics.values()) for (const entry of t.typing.values()) clearTimeout(entry.timer);
+  }
+
+  /** Whether the connection is (or will be) long-polling instead of a WebSocket. */
+  get longPolling() {
+    return this.socket.isLongPoll();
   }
 
   /** Tries to connect at once instead of waiting for the backoff. */

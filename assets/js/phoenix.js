@@ -11,6 +11,15 @@
 //             250, 500, 1000, 2000, then 5000 ms; reset on open). While the
 //             page is hidden a due reconnect waits until it is visible again.
 //             Frames sent while disconnected are buffered and flushed on open.
+//   Fallback  with `longPollFallbackMs`, as phoenix.js 1.8: the WebSocket must
+//             open AND answer a heartbeat ping within that window, else (or at
+//             once on a WebSocket error before that) the socket switches to
+//             the LongPoll transport (longpoll.js) for good, and once LongPoll
+//             opens remembers it in sessionStorage `phx:fallback:LongPoll`, so
+//             later page loads of the tab go straight to LongPoll. One
+//             deviation: once the WebSocket has passed that check, later
+//             reconnects stay on it (a failure then means the server is away,
+//             not that WebSockets are blocked; phoenix.js falls back then too).
 //   Channel   join / rejoin with rejoinAfterMs backoff (1 s, 2 s, 5 s, then
 //             10 s), join timeout → phx_leave + rejoin, errored on transport
 //             loss and rejoined as soon as the socket opens. `params` may be a
@@ -23,11 +32,17 @@
 //             Phoenix.Presence (diffs are queued until the state for the
 //             current join arrives).
 //
-// No dependencies; an ES module.
+// No dependencies but longpoll.js; an ES module.
+
+import { LongPoll } from "./longpoll.js";
+
+export { LongPoll };
 
 const VSN = "2.0.0";
 const DEFAULT_TIMEOUT = 10000;
 const HEARTBEAT_INTERVAL = 30000;
+const LONGPOLL_TIMEOUT = 20000;
+const FALLBACK_KEY = "phx:fallback:LongPoll";
 
 const CHANNEL_EVENTS = {
   close: "phx_close",
@@ -351,7 +366,9 @@ export class Channel {
  * The connection. `endPoint` is e.g. "/socket" (→ ws(s)://<host>/socket/websocket).
  * Options: params (object or function), timeout, heartbeatIntervalMs,
  * reconnectAfterMs(tries), rejoinAfterMs(tries), logger(kind, msg, data),
- * transport (WebSocket constructor).
+ * transport (WebSocket constructor, or LongPoll), longPollFallbackMs (off
+ * unless set), longpollerTimeout (20 s per LongPoll request), sessionStorage
+ * (where the fallback is remembered; default the page's).
  */
 export class Socket {
   constructor(endPoint, opts = {}) {
@@ -362,7 +379,14 @@ export class Socket {
     this.reconnectAfterMs = opts.reconnectAfterMs || defaultReconnectAfterMs;
     this.rejoinAfterMs = opts.rejoinAfterMs || defaultRejoinAfterMs;
     this.logger = opts.logger || null;
-    this.transport = opts.transport || globalThis.WebSocket;
+    this.transport = opts.transport || globalThis.WebSocket || LongPoll;
+    this.longPollFallbackMs = opts.longPollFallbackMs || 0;
+    this.longpollerTimeout = opts.longpollerTimeout || LONGPOLL_TIMEOUT;
+    this.sessionStore = opts.sessionStorage !== undefined ? opts.sessionStorage : pageSessionStorage();
+    // The WebSocket attempt on probation, see connectWithFallback.
+    this.fallbackCheck = null;
+    this.primaryPassedHealthCheck = false;
+    this.fellBack = false;
     this.channels = [];
     this.sendBuffer = [];
     this.ref = 0;
@@ -409,9 +433,18 @@ export class Socket {
     if (this.conn) return;
     this.closeWasClean = false;
     this.waitingForVisible = false;
+    if (this.longPollFallbackMs && this.transport !== LongPoll && !this.primaryPassedHealthCheck) {
+      this.connectWithFallback();
+    } else {
+      this.transportConnect();
+    }
+  }
+
+  transportConnect() {
     const conn = new this.transport(this.endPointURL());
     this.conn = conn;
     conn.binaryType = "arraybuffer";
+    conn.timeout = this.longpollerTimeout;
     conn.onopen = () => this.onConnOpen(conn);
     conn.onerror = (error) => this.onConnError(conn, error);
     conn.onmessage = (event) => this.onConnMessage(conn, event);
@@ -457,6 +490,11 @@ export class Socket {
 
   isConnected() {
     return Boolean(this.conn) && this.conn.readyState === 1;
+  }
+
+  /** Whether the socket uses (or will use, once connected) the LongPoll transport. */
+  isLongPoll() {
+    return this.transport === LongPoll;
   }
 
   connectionState() {
@@ -508,9 +546,13 @@ export class Socket {
   teardown(callback, code, reason) {
     const conn = this.conn;
     this.clearHeartbeat();
+    this.cancelFallback();
     if (conn) {
       this.conn = null;
-      conn.onopen = conn.onerror = conn.onmessage = conn.onclose = null;
+      // No-ops, not null: `ws` (Node) reports closing a CONNECTING socket as an
+      // error event, which throws when nothing listens.
+      const ignore = () => {};
+      conn.onopen = conn.onerror = conn.onmessage = conn.onclose = ignore;
       if (conn.readyState === 0 || conn.readyState === 1) {
         try {
           if (code) conn.close(code, reason || "");
@@ -535,11 +577,13 @@ export class Socket {
 
   onConnOpen(conn) {
     if (conn !== this.conn) return;
-    this.log("transport", `connected to ${this.endPoint}`);
+    this.log("transport", `${this.isLongPoll() ? "LongPoll" : "WebSocket"} connected to ${this.endPoint}`);
     this.closeWasClean = false;
     this.reconnectTimer.reset();
     this.flushSendBuffer();
     this.resetHeartbeat();
+    if (this.fallbackCheck && this.fallbackCheck.conn === conn) this.pingForFallback();
+    if (this.fellBack && this.isLongPoll() && !this.primaryPassedHealthCheck) this.storeSession(FALLBACK_KEY, "true");
     this.fire("open");
   }
 
@@ -548,11 +592,16 @@ export class Socket {
     this.log("transport", "error", error);
     this.fire("error", error);
     this.triggerChanError("connection_error");
+    if (this.conn === conn && this.fallbackCheck && this.fallbackCheck.conn === conn) this.fallBack("error");
   }
 
   onConnClose(conn, event) {
     if (conn !== this.conn) return;
     this.log("transport", `close ${event.code} ${event.reason || ""}`);
+    if (this.fallbackCheck && this.fallbackCheck.conn === conn) {
+      this.fallBack(`close ${event.code}`);
+      return;
+    }
     this.conn = null;
     this.clearHeartbeat();
     this.triggerChanError("connection_closed");
@@ -585,6 +634,11 @@ export class Socket {
     }
     if (!Array.isArray(frame)) return;
     const [joinRef, ref, topic, eventName, payload] = frame;
+    if (this.fallbackCheck && ref != null && ref === this.fallbackCheck.pingRef) {
+      this.log("transport", "the WebSocket answered its first ping: no LongPoll fallback");
+      this.primaryPassedHealthCheck = true;
+      this.cancelFallback();
+    }
     if (ref !== null && ref !== undefined && ref === this.pendingHeartbeatRef) {
       clearTimeout(this.heartbeatTimeoutTimer);
       this.heartbeatTimeoutTimer = null;
@@ -600,6 +654,7 @@ export class Socket {
 
   resetHeartbeat() {
     this.clearHeartbeat();
+    if (this.conn && this.conn.skipHeartbeat) return; // LongPoll: no heartbeats
     this.heartbeatTimer = setTimeout(() => this.sendHeartbeat(), this.heartbeatIntervalMs);
   }
 
@@ -616,6 +671,67 @@ export class Socket {
     this.pendingHeartbeatRef = this.makeRef();
     this.push({ topic: "phoenix", event: "heartbeat", payload: {}, ref: this.pendingHeartbeatRef });
     this.heartbeatTimeoutTimer = setTimeout(() => this.heartbeatTimeout(), this.heartbeatIntervalMs);
+  }
+
+  // ------------------------------------------------------- LongPoll fallback
+
+  /**
+   * Connects over the WebSocket on probation: it must open and answer a ping
+   * within `longPollFallbackMs` (restarted when it opens, as phoenix.js), or
+   * the socket falls back to LongPoll; an error or close before that falls
+   * back at once. Straight to LongPoll if this tab already fell back.
+   */
+  connectWithFallback() {
+    if (this.getSession(FALLBACK_KEY)) {
+      this.log("transport", "LongPoll remembered from an earlier page of this tab");
+      this.fellBack = true;
+      this.transport = LongPoll;
+      this.transportConnect();
+      return;
+    }
+    this.transportConnect();
+    const check = { conn: this.conn, pingRef: null, timer: null };
+    check.timer = setTimeout(() => this.fallBack("timeout"), this.longPollFallbackMs);
+    this.fallbackCheck = check;
+  }
+
+  pingForFallback() {
+    const check = this.fallbackCheck;
+    clearTimeout(check.timer);
+    check.timer = setTimeout(() => this.fallBack("no answer to the ping"), this.longPollFallbackMs);
+    check.pingRef = this.makeRef();
+    this.push({ topic: "phoenix", event: "heartbeat", payload: {}, ref: check.pingRef });
+  }
+
+  cancelFallback() {
+    if (!this.fallbackCheck) return;
+    clearTimeout(this.fallbackCheck.timer);
+    this.fallbackCheck = null;
+  }
+
+  /** Drops the WebSocket attempt (channels error and rejoin later) and connects over LongPoll now. */
+  fallBack(reason) {
+    this.log("transport", `falling back to LongPoll (${reason})`);
+    this.cancelFallback();
+    this.fellBack = true;
+    this.transport = LongPoll;
+    this.teardown(() => this.connect());
+  }
+
+  getSession(key) {
+    try {
+      return this.sessionStore ? this.sessionStore.getItem(key) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  storeSession(key, value) {
+    try {
+      if (this.sessionStore) this.sessionStore.setItem(key, value);
+    } catch {
+      // Storage full or denied: the fallback is just not remembered.
+    }
   }
 
   heartbeatTimeout() {
@@ -730,6 +846,15 @@ export class Presence {
   /** `chooser(key, presence)` over the state (default: the presences). */
   static list(presences, chooser = (key, presence) => presence) {
     return Object.entries(presences).map(([key, presence]) => chooser(key, presence));
+  }
+}
+
+/** The page's sessionStorage, or null where there is none or it is denied. */
+function pageSessionStorage() {
+  try {
+    return globalThis.sessionStorage || null;
+  } catch {
+    return null;
   }
 }
 

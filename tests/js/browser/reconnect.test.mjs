@@ -80,13 +80,15 @@ test("a pending message survives a page reload and is sent once when the socket 
   const token = await a.evaluate(() => JSON.parse(localStorage.getItem("confab:session")).token);
   const before = (await server.messages(token, "lobby", "limit=200")).messages.length;
 
-  // From now on the page's sockets reach nothing (they open, but nobody answers).
+  // From now on the page's sockets reach nothing (they open, but nobody answers),
+  // and neither does the LongPoll the UI falls back to when a WebSocket stays mute.
   let blocked = true;
   const held = [];
   await a.routeWebSocket(/\/socket\/websocket/, (ws) => {
     if (blocked) held.push(ws);
     else ws.connectToServer();
   });
+  await a.route(/\/socket\/longpoll/, (route) => (blocked ? route.abort() : route.continue()));
   await a.reload();
   await a.locator("#composer-input").waitFor();
   await H.send(a, "typed into a dead connection");
