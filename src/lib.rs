@@ -24,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
