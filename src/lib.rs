@@ -35,7 +35,6 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
@@ -53,8 +52,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let metrics = Arc::new(metrics::Metrics::default());
     let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, Some(metrics.clone()))
         .map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(cfg.listen_addr())
-        .await
+    let listener = server::bind(cfg.listen_addr())
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let shutdown = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown.clone());

@@ -147,8 +147,11 @@ fn main() -> ExitCode {
             tracing::warn!(variable = %key, "unknown CONFAB_ environment variable ignored");
         }
     }
+    // Store reads and password hashing run on the blocking pool; a bounded
+    // pool keeps a burst of joins from spawning hundreds of threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(32)
         .build()
     {
         Ok(rt) => rt,

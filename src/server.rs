@@ -69,6 +69,23 @@ pub async fn serve(state: State, listener: TcpListener) {
     }
 }
 
+/// Pending connections the kernel queues before `accept` (tokio's default
+/// of 128 drops SYNs when a crowd reconnects at once; the kernel caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket with a backlog sized for reconnect storms.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises the soft open-files limit to the hard limit; returns the new soft limit.
 pub fn raise_open_files_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.

@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Load generator for Phoenix Channels V2 JSON servers (confab or any other).
 #[derive(Parser, Debug)]
-#[command(name = "confab-load", version, about, long_about = None)]
+#[command(
+    name = "confab-load",
+    version,
+    about = "Load generator for Phoenix Channels V2 JSON servers (confab or any other)",
+    long_about = None
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub mode: Mode,
@@ -130,8 +135,11 @@ pub struct Common {
     /// targets only; 0 = let the kernel choose)
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(0..=250))]
     pub source_ips: u32,
-    /// Most WebSocket handshakes (and joins) in flight at once
-    #[arg(long, default_value_t = 256)]
+    /// Most WebSocket handshakes (and joins) in flight at once. The default
+    /// stays below the listen backlog of 128 that Rust servers get from
+    /// std/mio, so the kernel does not drop SYNs (each drop costs the client
+    /// a 1 s retransmit); raise it to open connections truly at once
+    #[arg(long, default_value_t = 100)]
     pub connect_concurrency: usize,
     /// Timeout of one connect, join or request
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

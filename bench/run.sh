@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Benchmarks confab with target/release/confab-load.
+#
+#   bench/run.sh                      # every scenario
+#   bench/run.sh publish fanout       # only these
+#   QUICK=1 bench/run.sh              # 5 s windows instead of 20 s (smoke test)
+#
+# Scenarios: publish (C = 1, 8, 64), fanout (1000 subscribers), rtt,
+# connect (5,000 sockets in rooms of 100), storm (reconnect storm, 1,000 clients).
+#
+# For each scenario the script starts a fresh server (new data directory
+# from mktemp -d, free loopback port, raised open-files limit), registers
+# the load generator's users, runs confab-load with --server-pid so the
+# server's CPU and RSS (from /proc) are recorded next to the generator's,
+# stops the server, and writes the generator's final JSON line to
+# bench/out/<date>-<scenario>.json (a scenario with several runs, such as
+# publish, writes one line per run). The human summaries go to the terminal
+# and bench/out/<date>-<scenario>.log with the server's log.
+#
+# The server runs with limits raised for benchmarking (see BENCHMARKS.md):
+#   CONFAB_PUSH_BURST / CONFAB_PUSH_REFILL_PER_SEC   per-socket push rate limit
+#                                                   (default 50 burst, 20/s)
+#   CONFAB_MAX_SOCKETS_PER_USER                     default 20
+#   CONFAB_ARGON2_MEMORY_KIB / _ITERATIONS          cheap password hashing for
+#                                                   the set-up registrations only
+# Override any of them (or add others, e.g. CONFAB_OUTBOUND_QUEUE_FRAMES) in
+# the environment; BENCH_ENV_* below are the defaults.
+#
+# Other knobs: LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
+# port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
+# CONNECT_SOCKETS (5000), FANOUT_SUBS (1000), STORM_CLIENTS (1000).
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+QUICK="${QUICK:-0}"
+OUT_DIR="${OUT_DIR:-$ROOT/bench/out}"
+LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+SERVER="$ROOT/target/release/confab"
+LOADGEN="$ROOT/target/release/confab-load"
+ALL_SCENARIOS=(publish fanout rtt connect storm)
+
+export CONFAB_PUSH_BURST="${CONFAB_PUSH_BURST:-1000000}"
+export CONFAB_PUSH_REFILL_PER_SEC="${CONFAB_PUSH_REFILL_PER_SEC:-1000000}"
+export CONFAB_MAX_SOCKETS_PER_USER="${CONFAB_MAX_SOCKETS_PER_USER:-100000}"
+export CONFAB_ARGON2_MEMORY_KIB="${CONFAB_ARGON2_MEMORY_KIB:-8192}"
+export CONFAB_ARGON2_ITERATIONS="${CONFAB_ARGON2_ITERATIONS:-1}"
+export CONFAB_LOG_LEVEL="${CONFAB_LOG_LEVEL:-warn}"
+
+# QUICK=1 shortens the runs; the sizes stay the same. Sizes can be
+# overridden (CONNECT_SOCKETS, FANOUT_SUBS, STORM_CLIENTS); keep sockets well
+# under the open-files hard limit (each socket is one file in the server
+# and one in the generator).
+if [[ "$QUICK" == 1 ]]; then
+  DURATION="${DURATION:-5s}"; WARMUP="${WARMUP:-1s}"
+else
+  DURATION="${DURATION:-20s}"; WARMUP="${WARMUP:-3s}"
+fi
+CONNECT_SOCKETS="${CONNECT_SOCKETS:-5000}"
+FANOUT_SUBS="${FANOUT_SUBS:-1000}"
+STORM_CLIENTS="${STORM_CLIENTS:-1000}"
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- set-up -------------------------------------------------------------------
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "cargo build --release"
+  cargo build --release --bins
+fi
+mkdir -p "$OUT_DIR"
+
+# Each socket costs one file in both processes; the hard limit caps both.
+ulimit -n "$(ulimit -Hn)"
+FILES="$(ulimit -n)"
+log "open files limit: $FILES; $(nproc) cores; $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+if (( CONNECT_SOCKETS + 200 > FILES )); then
+  CONNECT_SOCKETS=$(( FILES - 500 ))
+  log "connect scenario reduced to $CONNECT_SOCKETS sockets by the open-files limit"
+fi
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+    || echo $(( 20000 + RANDOM % 20000 ))
+}
+
+SERVER_PID=""
+DATA_DIR=""
+PORT=""
+
+start_server() {
+  local log_file="$1"
+  DATA_DIR="$(mktemp -d -t confab-bench.XXXXXX)"
+  PORT="${BENCH_PORT:-$(free_port)}"
+  "$SERVER" --data "$DATA_DIR" --listen "127.0.0.1:$PORT" >>"$log_file" 2>&1 &
+  SERVER_PID=$!
+  local i
+  for i in $(seq 1 200); do
+    if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+      log "server pid $SERVER_PID ready on port $PORT (data $DATA_DIR)"
+      return 0
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "server exited during start-up; see $log_file"
+      return 1
+    fi
+    sleep 0.05
+  done
+  log "server not ready after 10 s"
+  return 1
+}
+
+stop_server() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "server $SERVER_PID did not stop within 10 s of SIGTERM; killing it"
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+  if [[ -n "$DATA_DIR" ]]; then
+    rm -rf "$DATA_DIR"
+    DATA_DIR=""
+  fi
+}
+trap stop_server EXIT INT TERM
+
+# loadgen SCENARIO MODE ARGS...: runs confab-load against the current
+# server; appends its final JSON line to the scenario's .json file.
+loadgen() {
+  local scenario="$1"; shift
+  local json_file="$OUT_DIR/$STAMP-$scenario.json"
+  local log_file="$OUT_DIR/$STAMP-$scenario.log"
+  local args=("$@" --url "ws://127.0.0.1:$PORT/socket/websocket"
+    --server-pid "$SERVER_PID" --threads "$LOADGEN_THREADS"
+    --register-prefix loadgen --users 4 --create-rooms)
+  log "confab-load ${args[*]}"
+  echo "\$ confab-load ${args[*]}" >>"$log_file"
+  local out status=0
+  out="$("$LOADGEN" "${args[@]}" 2>>"$log_file")" || status=$?
+  printf '%s\n' "$out" | tee -a "$log_file" | sed '$d' >&2
+  printf '%s\n' "$out" | tail -n 1 >>"$json_file"
+  if (( status != 0 )); then
+    log "confab-load exited with status $status (see $log_file)"
+  fi
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    log "SERVER DIED during $scenario (see $log_file)"
+    SERVER_PID=""
+  fi
+  return 0
+}
+
+# scenario NAME MODE ARGS...: one confab-load run against a fresh server.
+scenario() {
+  local name="$1"; shift
+  local log_file="$OUT_DIR/$STAMP-$name.log"
+  log "=== $name: $1 ==="
+  start_server "$log_file" || { stop_server; return 0; }
+  loadgen "$name" "$@"
+  stop_server
+}
+
+# --- scenarios ----------------------------------------------------------------
+
+run_publish() {
+  local c
+  for c in 1 8 64; do
+    # One topic per publisher: measures durable writes, not fan-out.
+    scenario publish publish --concurrency "$c" \
+      --topic-pattern 'room:pub-{i}' --rooms "$c" \
+      --duration "$DURATION" --warmup "$WARMUP" --label "publish-c$c"
+  done
+}
+
+run_fanout() {
+  scenario fanout fanout --subscribers "$FANOUT_SUBS" --publishers 1 \
+    --rate 100 --topic room:fanout --duration "$DURATION" --warmup "$WARMUP" \
+    --label "fanout-$FANOUT_SUBS"
+}
+
+run_rtt() {
+  scenario rtt rtt --concurrency 1 --duration "$DURATION" --warmup "$WARMUP" \
+    --label rtt-heartbeat
+}
+
+run_connect() {
+  local rooms=$(( CONNECT_SOCKETS / 100 ))
+  scenario connect connect --sockets "$CONNECT_SOCKETS" --topics-per-socket 1 \
+    --topic-pattern 'room:conn-{i}' --rooms "$rooms" --heartbeat-interval 5s \
+    --duration "$DURATION" --warmup "$WARMUP" --label "connect-$CONNECT_SOCKETS"
+}
+
+run_storm() {
+  # Every client reconnects at the same moment (as browsers whose first
+  # retry comes after 10 ms would): no cap on handshakes in flight.
+  scenario storm reconnect-storm --clients "$STORM_CLIENTS" --rate 50 \
+    --topic room:storm --warmup "$WARMUP" --duration "$DURATION" \
+    --connect-concurrency "$STORM_CLIENTS" --label "storm-$STORM_CLIENTS"
+}
+
+scenarios=("$@")
+if (( ${#scenarios[@]} == 0 )); then
+  scenarios=("${ALL_SCENARIOS[@]}")
+fi
+for s in "${scenarios[@]}"; do
+  case "$s" in
+    publish) run_publish ;;
+    fanout) run_fanout ;;
+    rtt) run_rtt ;;
+    connect) run_connect ;;
+    storm|reconnect-storm) run_storm ;;
+    *) log "unknown scenario $s (known: ${ALL_SCENARIOS[*]})"; exit 2 ;;
+  esac
+done
+log "results in $OUT_DIR/$STAMP-*.json"

@@ -1,0 +1,301 @@
+//! CPU and memory of a process from /proc: `utime + stime` from
+//! `/proc/PID/stat` (clock ticks), `VmRSS` and `Threads` from
+//! `/proc/PID/status`. [`Meter`] samples this process and, with
+//! `--server-pid`, the server at start-up, at the start and end of the
+//! measured window, and every 200 ms for peak RSS; CPU shares are CPU
+//! seconds over wall seconds of the window (100 % = one core busy).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::stats::round1;
+
+/// One reading of a process.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size in KiB.
+    pub rss_kib: u64,
+    /// Number of threads.
+    pub threads: u64,
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (`None`: this process).
+pub fn sample(pid: Option<u32>) -> Option<Sample> {
+    let dir = match pid {
+        Some(pid) => format!("/proc/{pid}"),
+        None => "/proc/self".to_string(),
+    };
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+    let value = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(Sample {
+        cpu_ticks: utime + stime,
+        rss_kib: value("VmRSS:").unwrap_or(0),
+        threads: value("Threads:").unwrap_or(0),
+    })
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, usually 100).
+pub fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Cores and memory of this machine.
+pub fn host() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let open_files = {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        limit.rlim_cur
+    };
+    json!({"cores": cores, "mem_total_mib": mem_kib / 1024, "loadgen_open_files_limit": open_files})
+}
+
+/// TCP counters of this network namespace that show a server's listen
+/// queue overflowing (a dropped SYN costs the client a 1 s retransmit):
+/// `TcpExt` ListenOverflows, ListenDrops and TCPSynRetrans from
+/// /proc/net/netstat. They count every process in the namespace.
+pub fn tcp_counters() -> Option<[u64; 3]> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |key: &str| -> u64 {
+        names
+            .iter()
+            .position(|n| *n == key)
+            .and_then(|i| values.get(i)?.parse().ok())
+            .unwrap_or(0)
+    };
+    Some([
+        get("ListenOverflows"),
+        get("ListenDrops"),
+        get("TCPSynRetrans"),
+    ])
+}
+
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    me: Option<Sample>,
+    server: Option<Sample>,
+    /// Frames received by this process so far.
+    frames: u64,
+    tcp: Option<[u64; 3]>,
+}
+
+impl Mark {
+    fn now(server_pid: Option<u32>) -> Mark {
+        Mark {
+            at: Instant::now(),
+            me: sample(None),
+            server: server_pid.and_then(|pid| sample(Some(pid))),
+            frames: crate::client::FRAMES_RECEIVED.load(Relaxed),
+            tcp: tcp_counters(),
+        }
+    }
+}
+
+/// Samples this process and the server over a run.
+pub struct Meter {
+    server_pid: Option<u32>,
+    start: Mark,
+    begin: Mutex<Option<Mark>>,
+    end: Mutex<Option<Mark>>,
+    me_peak_rss: AtomicU64,
+    server_peak_rss: AtomicU64,
+}
+
+impl Meter {
+    /// Takes the start-up sample and starts the 200 ms RSS sampler.
+    pub fn start(server_pid: Option<u32>) -> Arc<Meter> {
+        let meter = Arc::new(Meter {
+            server_pid,
+            start: Mark::now(server_pid),
+            begin: Mutex::new(None),
+            end: Mutex::new(None),
+            me_peak_rss: AtomicU64::new(0),
+            server_peak_rss: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&meter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(meter) = weak.upgrade() else { break };
+                meter.peaks();
+            }
+        });
+        meter
+    }
+
+    fn peaks(&self) {
+        if let Some(s) = sample(None) {
+            self.me_peak_rss.fetch_max(s.rss_kib, Relaxed);
+        }
+        if let Some(s) = self.server_pid.and_then(|pid| sample(Some(pid))) {
+            self.server_peak_rss.fetch_max(s.rss_kib, Relaxed);
+        }
+    }
+
+    /// Marks the start of the measured window.
+    pub fn begin_window(&self) {
+        *self.begin.lock().unwrap() = Some(Mark::now(self.server_pid));
+    }
+
+    /// Marks the end of the measured window.
+    pub fn end_window(&self) {
+        self.peaks();
+        *self.end.lock().unwrap() = Some(Mark::now(self.server_pid));
+    }
+
+    fn window(&self) -> Option<(Mark, Mark)> {
+        let begin = (*self.begin.lock().unwrap())?;
+        let end = (*self.end.lock().unwrap()).unwrap_or_else(|| Mark::now(self.server_pid));
+        Some((begin, end))
+    }
+
+    /// `{"loadgen": {...}, "server": {...} | null, "kernel_tcp":
+    /// {"whole_run": {...}, "window": {...}}}` and problems noticed.
+    pub fn figures(&self) -> (Value, Vec<String>) {
+        let mut problems = Vec::new();
+        let last = Mark::now(self.server_pid);
+        let (begin, end) = self.window().unwrap_or((self.start, last));
+        let wall = end.at.duration_since(begin.at).as_secs_f64().max(1e-9);
+        let share = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
+            (Some(a), Some(b)) => json!(round1(100.0 * cpu_secs(a, b) / wall)),
+            _ => Value::Null,
+        };
+        let rss = |s: Option<Sample>| s.map(|s| s.rss_kib);
+        let total_wall = last
+            .at
+            .duration_since(self.start.at)
+            .as_secs_f64()
+            .max(1e-9);
+        let frames = end.frames.saturating_sub(begin.frames);
+        let us_per_frame = match (begin.me, end.me) {
+            (Some(a), Some(b)) if frames > 0 => {
+                json!(round1(cpu_secs(a, b) * 1e6 / frames as f64))
+            }
+            _ => Value::Null,
+        };
+        let loadgen = json!({
+            "cpu_pct": share(begin.me, end.me),
+            "frames_received": frames,
+            "cpu_us_per_frame_received": us_per_frame,
+            "cpu_pct_whole_run": share(self.start.me, last.me),
+            "rss_kib_peak": self.me_peak_rss.load(Relaxed).max(rss(last.me).unwrap_or(0)),
+            "threads": last.me.map(|s| s.threads),
+            "wall_s_whole_run": round1(total_wall),
+        });
+        let server = match self.server_pid {
+            None => Value::Null,
+            Some(pid) => {
+                if last.server.is_none() {
+                    problems.push(format!(
+                        "server process {pid} is gone at the end of the run (crashed or killed)"
+                    ));
+                }
+                json!({
+                    "pid": pid,
+                    "alive_at_end": last.server.is_some(),
+                    "cpu_pct": share(begin.server, end.server),
+                    "cpu_pct_whole_run": share(self.start.server, last.server),
+                    "rss_kib_at_start": rss(self.start.server),
+                    "rss_kib_window_start": rss(begin.server),
+                    "rss_kib_window_end": rss(end.server),
+                    "rss_kib_peak": self.server_peak_rss.load(Relaxed),
+                    "threads": end.server.map(|s| s.threads),
+                })
+            }
+        };
+        let delta = |a: Option<[u64; 3]>, b: Option<[u64; 3]>| match (a, b) {
+            (Some(a), Some(b)) => {
+                let d = |i: usize| b[i].saturating_sub(a[i]);
+                json!({"listen_overflows": d(0), "listen_drops": d(1), "syn_retransmits": d(2)})
+            }
+            _ => Value::Null,
+        };
+        let kernel = json!({
+            "whole_run": delta(self.start.tcp, last.tcp),
+            "window": delta(begin.tcp, end.tcp),
+        });
+        if let Some(n) = kernel["whole_run"]["listen_overflows"]
+            .as_u64()
+            .filter(|&n| n > 0)
+        {
+            problems.push(format!(
+                "the kernel dropped {n} connection attempts on a full listen queue ({} of them in the measured window; ListenOverflows of the whole network namespace); each costs the client a 1 s SYN retransmit",
+                kernel["window"]["listen_overflows"]
+            ));
+        }
+        (
+            json!({"loadgen": loadgen, "server": server, "kernel_tcp": kernel}),
+            problems,
+        )
+    }
+
+    /// Server RSS (KiB) at start-up and now.
+    pub fn server_rss(&self) -> Option<(u64, u64)> {
+        let pid = self.server_pid?;
+        Some((self.start.server?.rss_kib, sample(Some(pid))?.rss_kib))
+    }
+}
+
+fn cpu_secs(a: Sample, b: Sample) -> f64 {
+    b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / ticks_per_sec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let s = sample(None).unwrap();
+        assert!(s.rss_kib > 0);
+        assert!(s.threads >= 1);
+        assert!(sample(Some(u32::MAX - 1)).is_none());
+        assert!(tcp_counters().is_some());
+    }
+}
