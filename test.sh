@@ -22,7 +22,7 @@ run_suite() {
 }
 
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust "* ]]; then
-  run_suite "rust tests" cargo test --locked
+  run_suite "rust tests" cargo test --locked --no-fail-fast
 fi
 
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]] || [[ " $ONLY " == *" browser "* ]]; then

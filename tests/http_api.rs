@@ -1044,11 +1044,10 @@ fn if_none_match_uses_weak_comparison() {
 
 #[test]
 fn unknown_socket_paths_are_not_the_web_ui() {
-    // `/socket/...` is not a static path (the server itself does not treat
-    // it as one): an unknown route there is a 404 in the error shape, not
-    // index.html, so e.g. a Phoenix long-poll fallback fails clearly.
+    // `/socket/...` is not a static path: an unknown route there is a 404 in
+    // the error shape, not index.html.
     let server = TestServer::start();
-    for path in ["/socket/longpoll", "/socket/nope"] {
+    for path in ["/socket/nope", "/socket/websocket/extra"] {
         let response = server.get(path, None);
         response.assert_error(404, "not_found", path);
     }
