@@ -29,13 +29,28 @@ pub async fn serve(state: State, listener: TcpListener) {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let st = state.clone();
-                    let service = service_fn(move |req| crate::http::handle(st.clone(), peer, req));
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let first_byte = Duration::from_secs(state.cfg.header_read_timeout_secs);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
+                        // A connection that sends nothing is cut off by the
+                        // same timeout as one that dribbles its headers.
+                        // HTTP/2 is not served, so a connection opening with its
+                        // preface ("PRI * HTTP/2.0") is closed rather than left
+                        // waiting for the rest of it.
+                        let mut probe = [0u8; 3];
+                        let opened = tokio::select! {
+                            peeked = tokio::time::timeout(first_byte, stream.peek(&mut probe)) => peeked,
+                            () = st.shutdown.cancelled() => return,
+                        };
+                        match opened {
+                            Ok(Ok(n)) if n > 0 && &probe[..n] != b"PRI" => {}
+                            _ => return,
+                        }
+                        let service =
+                            service_fn(move |req| crate::http::handle(st.clone(), peer, req));
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
                             tracing::debug!(error = %e, %peer, "connection ended with an error");
                         }
                     });

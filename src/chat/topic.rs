@@ -22,10 +22,17 @@ pub fn parse(topic: &str) -> Option<TopicKind<'_>> {
     let (prefix, rest) = topic.split_once(':')?;
     match prefix {
         "room" if !rest.is_empty() => Some(TopicKind::Room(rest)),
-        "dm" => rest.parse().ok().map(TopicKind::Dm),
-        "user" => rest.parse().ok().map(TopicKind::User),
+        "dm" => canonical_id(rest).map(TopicKind::Dm),
+        "user" => canonical_id(rest).map(TopicKind::User),
         _ => None,
     }
+}
+
+/// An id written the way the server writes it (digits, no sign, no leading
+/// zero), so one conversation or user has exactly one topic name.
+fn canonical_id(text: &str) -> Option<u64> {
+    let id: u64 = text.parse().ok()?;
+    (id.to_string() == text).then_some(id)
 }
 
 /// The personal topic of a user.
@@ -144,6 +151,9 @@ mod tests {
         assert_eq!(parse("user:7"), Some(TopicKind::User(7)));
         assert_eq!(parse("room:"), None);
         assert_eq!(parse("dm:x"), None);
+        assert_eq!(parse("dm:012"), None);
+        assert_eq!(parse("dm:+12"), None);
+        assert_eq!(parse("user:07"), None);
         assert_eq!(parse("phoenix"), None);
         assert_eq!(parse("foo:bar"), None);
     }
