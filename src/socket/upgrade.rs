@@ -106,7 +106,6 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + state.cfg.max_frame_bytes * 4)
         .max_message_size(Some(state.cfg.max_frame_bytes))
         .max_frame_size(Some(state.cfg.max_frame_bytes));
     let session_state = state.clone();
