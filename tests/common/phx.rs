@@ -322,6 +322,14 @@ impl PhxClient {
         }
     }
 
+    /// The client's end of the TCP connection (to match server-side traces).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(stream) => stream.local_addr().ok(),
+            _ => None,
+        }
+    }
+
     /// How the connection ended, once it has.
     pub fn end(&self) -> Option<&End> {
         self.end.as_ref()
