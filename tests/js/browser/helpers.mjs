@@ -16,7 +16,7 @@ import { unique } from "../harness.mjs";
 export const CHROMIUM = process.env.CONFAB_CHROMIUM || "/usr/bin/chromium";
 export const PASSWORD = "correct horse battery";
 /** Deadline for one UI expectation. */
-export const UI_DEADLINE = 10000;
+export const UI_DEADLINE = 20000;
 
 let shotDir = null;
 
