@@ -39,13 +39,27 @@ pub async fn serve(state: State, listener: TcpListener) {
                         // preface ("PRI * HTTP/2.0") is closed rather than left
                         // waiting for the rest of it.
                         let mut probe = [0u8; 3];
-                        let opened = tokio::select! {
-                            peeked = tokio::time::timeout(first_byte, stream.peek(&mut probe)) => peeked,
-                            () = st.shutdown.cancelled() => return,
-                        };
-                        match opened {
-                            Ok(Ok(n)) if n > 0 && &probe[..n] != b"PRI" => {}
-                            _ => return,
+                        let deadline = tokio::time::Instant::now() + first_byte;
+                        loop {
+                            let peeked = tokio::select! {
+                                peeked = tokio::time::timeout_at(deadline, stream.peek(&mut probe)) => peeked,
+                                () = st.shutdown.cancelled() => return,
+                            };
+                            let n = match peeked {
+                                Ok(Ok(n)) if n > 0 => n,
+                                _ => return,
+                            };
+                            if &probe[..n] == b"PRI" {
+                                return;
+                            }
+                            if n >= 3 || !b"PRI".starts_with(&probe[..n]) {
+                                break;
+                            }
+                            // Too short to tell a request from a preface yet.
+                            if tokio::time::Instant::now() >= deadline {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         let service =
                             service_fn(move |req| crate::http::handle(st.clone(), peer, req));

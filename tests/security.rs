@@ -1067,6 +1067,8 @@ enum Slow {
     Silent,
     /// The first bytes of an HTTP/2 preface, then nothing.
     PartialPreface,
+    /// One byte that could start a request or a preface ("P"), then nothing.
+    OneByte,
     /// One complete request on a keep-alive connection, then nothing.
     IdleKeepAlive,
 }
@@ -1094,6 +1096,7 @@ fn slow_client(addr: SocketAddr, kind: Slow, pace: Duration, give_up: Duration) 
         Slow::Dribble => b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
         Slow::Silent => b"",
         Slow::PartialPreface => b"PRI * HTTP/2.0\r\n",
+        Slow::OneByte => b"P",
         Slow::IdleKeepAlive => b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
     };
     stream.write_all(opening).unwrap();
@@ -1244,7 +1247,8 @@ fn slowloris_dribbled_headers_are_cut_off() {
 }
 
 /// Connections that send nothing at all after connecting (or only part of
-/// an HTTP/2 preface) must be closed by the header timeout too; otherwise
+/// an HTTP/2 preface, or a lone "P") must be closed by the header timeout
+/// too; otherwise
 /// anyone can hold file descriptors and tasks forever with bare connects.
 #[test]
 fn silent_connections_are_cut_off_by_the_header_timeout() {
@@ -1255,7 +1259,11 @@ fn silent_connections_are_cut_off_by_the_header_timeout() {
     );
     let (ends, worst) = slowloris(
         &server,
-        &[(Slow::Silent, 10), (Slow::PartialPreface, 5)],
+        &[
+            (Slow::Silent, 10),
+            (Slow::PartialPreface, 5),
+            (Slow::OneByte, 5),
+        ],
         Duration::from_secs(12),
     );
     eprintln!("slowloris (silent): worst healthz {worst:?}");

@@ -260,9 +260,10 @@ fn metrics_text(addr: std::net::SocketAddr) -> String {
 /// Every `step`-th sample (and the last) as table rows.
 fn curve_table(samples: &[Sample], max_rows: usize) -> String {
     let step = samples.len().div_ceil(max_rows.max(1)).max(1);
-    let mut out =
-        String::from("| t (s) | RSS (KiB) | fds | threads | sockets | messages stored |\n");
-    out.push_str("|---:|---:|---:|---:|---:|---:|\n");
+    let mut out = String::from(
+        "| t (s) | RSS (KiB) | fds | threads | sockets | messages stored | connections made |\n",
+    );
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
     for (i, s) in samples.iter().enumerate() {
         if i % step == 0 || i + 1 == samples.len() {
             out.push_str(&format!(
