@@ -3,7 +3,9 @@
 // counts characters near the limit and refuses to send past it (the send
 // button is disabled and the counter says by how much). Drafts are kept
 // per topic in localStorage, so switching rooms or reloading keeps them.
-// Typing notifies the others (throttled in chat.js).
+// Typing notifies the others (throttled in chat.js). Until a topic is open
+// (the room list is still loading after sign-in) the box is disabled: there
+// is nowhere to send to yet, and opening the topic puts its draft in the box.
 
 import { byId, icon } from "./dom.js";
 import { charCount } from "./format.js";
@@ -32,7 +34,7 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
     const n = charCount(input.value);
     const over = n > limit;
     const empty = input.value.trim().length === 0;
-    send.disabled = empty || over;
+    send.disabled = !topic || empty || over;
     form.classList.toggle("is-over", over);
     if (over) {
       counter.textContent = `${n - limit} over limit`;
@@ -109,6 +111,8 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
   });
 
   window.addEventListener("resize", autosize);
+  input.disabled = true;
+  update();
 
   return {
     setTopic(t) {
@@ -123,7 +127,14 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
         }
       }
       topic = t;
-      if (!t) return;
+      input.disabled = !t;
+      if (!t) {
+        // What was typed is saved above as the previous topic's draft.
+        input.value = "";
+        autosize();
+        update();
+        return;
+      }
       const name = t.kind === "room" ? `#${t.name}` : t.label;
       label.textContent = `Message ${name}`;
       input.placeholder = `Message ${name}`;

@@ -82,27 +82,38 @@ export async function openPage(browser, server, { viewport = { width: 1280, heig
   return page;
 }
 
-/** Registers a new account through the sign-in screen; resolves once the chat shows. */
+/**
+ * Resolves once the chat has a topic open. The composer shows as soon as
+ * the chat does, but it takes text only once the room list has loaded and
+ * a topic is open (until then it is disabled), so this, not its
+ * visibility, is what to wait for before typing a message.
+ */
+export async function chatReady(page) {
+  await page.locator("#composer-input:enabled").waitFor({ state: "visible", timeout: UI_DEADLINE });
+}
+
+/** Registers a new account through the sign-in screen; resolves once a topic is open. */
 export async function registerViaUi(page, { username = unique("ui"), password = PASSWORD, displayName } = {}) {
   await page.getByRole("tab", { name: "Create account" }).click();
   await page.getByLabel("Username").fill(username);
   if (displayName) await page.getByLabel("Display name").fill(displayName);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.locator("#composer-input").waitFor({ state: "visible", timeout: UI_DEADLINE });
+  await chatReady(page);
   return { username, password, displayName: displayName || username };
 }
 
-/** Signs in through the sign-in screen. */
+/** Signs in through the sign-in screen; resolves once a topic is open. */
 export async function signInViaUi(page, { username, password = PASSWORD }) {
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#composer-input").waitFor({ state: "visible", timeout: UI_DEADLINE });
+  await chatReady(page);
 }
 
-/** Types into the composer and presses Enter. */
+/** Types into the composer (once a topic is open) and presses Enter. */
 export async function send(page, text) {
+  await chatReady(page);
   const box = page.locator("#composer-input");
   await box.fill(text);
   await box.press("Enter");

@@ -186,7 +186,7 @@ test("a reload after the fallback goes straight to LongPoll", async () => {
   const upgrades = proxy.upgrades.items.length;
 
   await a.reload();
-  await a.locator("#composer-input").waitFor({ timeout: H.UI_DEADLINE });
+  await H.chatReady(a);
   await H.send(a, "sent after a reload");
   await H.messageRow(a, "sent after a reload").waitFor({ timeout: H.UI_DEADLINE });
   const token = await tokenOf(a);

@@ -101,6 +101,38 @@ test("the composer refuses bodies over the limit and shows a counter", async () 
   H.assertClean(a);
 });
 
+test("until a room is open the composer is disabled, so nothing typed after sign-in is lost", async () => {
+  const a = await H.openPage(browser, server);
+  // Hold the room list back until the test lets it through.
+  let requested;
+  let release;
+  const roomsRequested = new Promise((resolve) => (requested = resolve));
+  const released = new Promise((resolve) => (release = resolve));
+  await a.route("**/api/rooms", async (route) => {
+    requested();
+    await released;
+    await route.continue();
+  });
+  await a.getByRole("tab", { name: "Create account" }).click();
+  await a.getByLabel("Username").fill(unique("early"));
+  await a.getByLabel("Password").fill(H.PASSWORD);
+  await a.getByRole("button", { name: "Create account" }).click();
+  await roomsRequested;
+  const box = a.locator("#composer-input");
+  await box.waitFor({ state: "visible", timeout: H.UI_DEADLINE });
+  assert.equal(await box.isDisabled(), true, "no topic open yet: the box takes no text");
+  assert.equal(await a.getByRole("button", { name: "Send message" }).isDisabled(), true);
+
+  release();
+  await H.chatReady(a);
+  await a.locator("#topic-title", { hasText: "lobby" }).waitFor();
+  assert.equal(await box.inputValue(), "");
+  await H.send(a, "typed the moment the room opened");
+  await H.messageRow(a, "typed the moment the room opened").waitFor({ timeout: H.UI_DEADLINE });
+  await a.unroute("**/api/rooms");
+  H.assertClean(a);
+});
+
 test("typing shows for the others and new messages are announced", async () => {
   const a = await H.openPage(browser, server);
   await H.registerViaUi(a, { displayName: "Tina Typer" });

@@ -90,7 +90,7 @@ test("a pending message survives a page reload and is sent once when the socket 
   });
   await a.route(/\/socket\/longpoll/, (route) => (blocked ? route.abort() : route.continue()));
   await a.reload();
-  await a.locator("#composer-input").waitFor();
+  await H.chatReady(a);
   await H.send(a, "typed into a dead connection");
   const pending = a.locator("#message-list li.is-pending", { hasText: "typed into a dead connection" });
   await pending.waitFor({ timeout: H.UI_DEADLINE });

@@ -1,4 +1,5 @@
-// A message the server refuses is shown as failed, never lost: in a file of its own, with a fresh browser.
+// A message the server refuses is shown as failed, never lost: on a server
+// of its own with a lower body limit than the UI knows about.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -86,7 +86,7 @@ test("keyboard only: sign in, switch rooms, send", async () => {
   await page.keyboard.press("Tab");
   await page.keyboard.type(user.password);
   await page.keyboard.press("Enter");
-  await page.locator("#composer-input").waitFor({ timeout: H.UI_DEADLINE });
+  await H.chatReady(page);
   await H.eventually(() => page.evaluate(() => document.activeElement && document.activeElement.id === "composer-input"), { what: "focus in the composer after sign-in" });
 
   // Alt+Down goes to the next topic; the composer follows.
