@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 use crate::state::State;
 
@@ -16,10 +16,11 @@ use crate::state::State;
 /// then stops accepting and lets in-flight requests and socket sessions
 /// finish within one grace period.
 pub async fn serve(state: State, listener: TcpListener) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // Plain HTTP/1 (no protocol sniffing wrapper), so an upgraded connection
+    // hands back the TcpStream itself and sockets own their buffers.
+    let connections = TaskTracker::new();
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(state.cfg.header_read_timeout_secs))
         .max_buf_size(64 * 1024);
@@ -30,9 +31,8 @@ pub async fn serve(state: State, listener: TcpListener) {
                     let _ = stream.set_nodelay(true);
                     let st = state.clone();
                     let builder = builder.clone();
-                    let watcher = graceful.watcher();
                     let first_byte = Duration::from_secs(state.cfg.header_read_timeout_secs);
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         // A connection that sends nothing is cut off by the
                         // same timeout as one that dribbles its headers.
                         // HTTP/2 is not served, so a connection opening with its
@@ -61,10 +61,20 @@ pub async fn serve(state: State, listener: TcpListener) {
                             }
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
+                        let shutdown = st.shutdown.clone();
                         let service =
                             service_fn(move |req| crate::http::handle(st.clone(), peer, req));
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            result = conn.as_mut() => result,
+                            () = shutdown.cancelled() => {
+                                // Finish the request in flight, then close.
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!(error = %e, %peer, "connection ended with an error");
                         }
                     });
@@ -85,8 +95,9 @@ pub async fn serve(state: State, listener: TcpListener) {
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     state.sessions.close();
+    connections.close();
     let drained = async {
-        graceful.shutdown().await;
+        connections.wait().await;
         state.sessions.wait().await;
     };
     if tokio::time::timeout_at(deadline, drained).await.is_err() {

@@ -1,5 +1,6 @@
 //! The Phoenix Channels socket: frame codec, handshake, per-socket session,
-//! frame routing, channel events and the push rate limit.
+//! frame routing, channel events, the push rate limit, and the WebSocket
+//! framing itself.
 
 pub mod events;
 pub mod frame;
@@ -8,3 +9,5 @@ pub mod longpoll;
 pub mod router;
 pub mod session;
 pub mod upgrade;
+pub mod ws_codec;
+pub mod ws_stream;

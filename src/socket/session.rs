@@ -7,30 +7,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::{Ref, Vsn};
 use super::limits::TokenBucket;
+use super::ws_codec::WireError;
+use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
-use crate::hub::{ConnTx, Out};
+use crate::hub::{ConnTx, Out, Outbox};
 use crate::metrics::Metrics;
 use crate::state::State;
-
-/// The WebSocket over an upgraded hyper connection.
-pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Most queued frames written per flush.
 const WRITE_BATCH: usize = 64;
 /// How long one batch may take to reach the kernel before the peer counts as stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the closing handshake may take once the session has ended.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One joined channel instance on this socket.
 pub struct Channel {
@@ -115,7 +111,11 @@ impl Session {
     }
 
     /// Runs until the socket ends; then leaves every channel.
-    pub async fn run(mut self, mut ws: Ws, mut outbound: mpsc::Receiver<Out>) {
+    ///
+    /// The future of this loop lives as long as the socket, so what it
+    /// awaits only now and then (routing a frame, writing, re-checking
+    /// credentials) is boxed for the moment it runs instead of widening it.
+    pub async fn run(mut self, mut ws: WsStream, mut outbound: Outbox) {
         match self.state.store.ignores(self.identity.user.id).await {
             Ok(ignores) => self.ignores = Arc::new(ignores),
             Err(e) => tracing::warn!(error = %e, "could not load ignores"),
@@ -125,7 +125,8 @@ impl Session {
         tokio::pin!(idle);
         let shutdown = self.state.shutdown.clone();
         let conn = self.conn.clone();
-        let mut batch: Vec<Out> = Vec::with_capacity(WRITE_BATCH);
+        // Both grow for a burst and are given back after it (see `write_all`).
+        let mut batch: Vec<Out> = Vec::new();
         let mut immediate: Vec<Message> = Vec::new();
         let closing = loop {
             tokio::select! {
@@ -138,10 +139,11 @@ impl Session {
                         break None;
                     }
                     let recheck = self.render(&mut batch, &mut immediate);
-                    if let Err(closing) = self.write(&mut ws, &mut immediate).await {
+                    batch = Vec::new();
+                    if let Err(closing) = Box::pin(self.write(&mut ws, &mut immediate)).await {
                         break closing;
                     }
-                    if recheck && !self.credentials_valid().await {
+                    if recheck && !Box::pin(self.credentials_valid()).await {
                         break Some(Closing::REVOKED);
                     }
                 }
@@ -150,28 +152,30 @@ impl Session {
                     Metrics::inc(&self.state.metrics.frames_in);
                     match frame {
                         None => break None,
-                        Some(Ok(Message::Close(_))) => {
-                            // Send back the close frame tungstenite queued (RFC 6455 §5.5.1).
-                            let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
+                        Some(Ok(Message::Close(frame))) => {
+                            // Echo the peer's close (RFC 6455 §5.5.1), then end.
+                            let echo = Message::Close(frame.map(|f| CloseFrame { code: f.code, reason: "".into() }));
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send_all(&[echo])).await;
                             break None;
                         }
-                        Some(Err(WsError::Capacity(_))) => break Some(Closing::TOO_BIG),
-                        Some(Err(WsError::Utf8(_))) => break Some(Closing::MALFORMED),
-                        Some(Err(WsError::Protocol(_))) => break Some(Closing::PROTOCOL),
-                        Some(Err(_)) => break None,
+                        Some(Err(ReadError::Wire(WireError::TooBig))) => break Some(Closing::TOO_BIG),
+                        Some(Err(ReadError::Wire(WireError::BadUtf8))) => break Some(Closing::MALFORMED),
+                        Some(Err(ReadError::Wire(WireError::Protocol(_)))) => break Some(Closing::PROTOCOL),
+                        Some(Err(ReadError::Io(_))) => break None,
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(closing) = self.on_text(text.as_str(), &mut immediate).await {
+                            if let Err(closing) = Box::pin(self.on_text(text.as_str(), &mut immediate)).await {
                                 break Some(closing);
                             }
                         }
                         Some(Ok(Message::Binary(data))) => {
-                            if let Err(closing) = self.on_binary(data, &mut immediate).await {
+                            if let Err(closing) = Box::pin(self.on_binary(data, &mut immediate)).await {
                                 break Some(closing);
                             }
                         }
+                        Some(Ok(Message::Ping(data))) => immediate.push(Message::Pong(data)),
                         Some(Ok(_)) => {}
                     }
-                    if let Err(closing) = self.write(&mut ws, &mut immediate).await {
+                    if let Err(closing) = Box::pin(self.write(&mut ws, &mut immediate)).await {
                         break closing;
                     }
                 }
@@ -191,15 +195,22 @@ impl Session {
                 code: CloseCode::from(closing.code),
                 reason: closing.reason.into(),
             };
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
-                    .await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if ws.send_all(&[Message::Close(Some(frame))]).await.is_ok() {
+                    ws.finish().await;
+                }
+            })
+            .await;
         }
         self.leave_all();
     }
 
     /// Writes frames, counting them.
-    async fn write(&self, ws: &mut Ws, frames: &mut Vec<Message>) -> Result<(), Option<Closing>> {
+    async fn write(
+        &self,
+        ws: &mut WsStream,
+        frames: &mut Vec<Message>,
+    ) -> Result<(), Option<Closing>> {
         self.state
             .metrics
             .frames_out
@@ -332,7 +343,7 @@ impl Session {
 /// Writes `frames` (feed each, one flush). A peer that does not take them
 /// within [`WRITE_TIMEOUT`], or a connection marked slow meanwhile, ends the session.
 async fn write_all(
-    ws: &mut Ws,
+    ws: &mut WsStream,
     frames: &mut Vec<Message>,
     conn: &ConnTx,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -340,13 +351,8 @@ async fn write_all(
     if frames.is_empty() {
         return Ok(());
     }
-    let write = async {
-        for frame in frames.drain(..) {
-            ws.feed(frame).await?;
-        }
-        ws.flush().await
-    };
-    tokio::select! {
+    let write = ws.send_all(frames);
+    let result = tokio::select! {
         result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
@@ -355,5 +361,8 @@ async fn write_all(
         () = conn.closed() => Err(Some(Closing::SLOW)),
         // A peer that stopped reading must not hold up shutdown.
         () = shutdown.cancelled() => Err(Some(Closing::SHUTDOWN)),
-    }
+    };
+    // An idle socket keeps no frame list.
+    *frames = Vec::new();
+    result
 }

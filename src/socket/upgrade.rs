@@ -12,12 +12,12 @@ use hyper::header::{
 use hyper::upgrade::OnUpgrade;
 use hyper::Method;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 
 use super::frame::Vsn;
 use super::session::Session;
+use super::ws_stream::WsStream;
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::http::call::Call;
@@ -27,11 +27,6 @@ use crate::hub::ConnTx;
 
 /// Prefix of the subprotocol that carries the token (phoenix.js `authToken`).
 const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.phx.";
-
-/// Per-socket read buffer: small, because most sockets are idle most of the time.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Writes are buffered up to this much before going to the kernel (flush forces them).
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Handles `GET /socket/websocket`.
 pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
@@ -103,25 +98,18 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     {
         return Err(Error::RateLimited(std::time::Duration::from_secs(5)));
     }
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(Some(state.cfg.max_frame_bytes))
-        .max_frame_size(Some(state.cfg.max_frame_bytes));
+    let max_message = state.cfg.max_frame_bytes;
     let session_state = state.clone();
     state.sessions.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+        match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+            Ok(Ok(parts)) => {
+                let ws = WsStream::new(parts.io.into_inner(), &parts.read_buf, max_message);
+                drop(parts.read_buf);
                 Session::new(session_state.clone(), conn.clone(), vsn, identity)
                     .run(ws, outbound)
                     .await;
             }
+            Ok(Err(_)) => tracing::warn!("upgraded connection is not a TCP stream"),
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
         session_state.hub.unregister(&conn);

@@ -1,0 +1,145 @@
+//! A server-side WebSocket over the raw TCP stream of an upgraded
+//! connection. Reads go through a stack buffer into [`Decoder`], which keeps
+//! bytes only while a frame is half-received; writes gather each frame's
+//! header and its (often shared) payload into one vectored write. So an idle
+//! socket holds no read or write buffer at all.
+
+use std::io::{self, IoSlice};
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::ws_codec::{self, Decoder, WireError};
+
+/// Bytes read from the kernel per call (on the stack, not kept per socket).
+const READ_CHUNK: usize = 16 * 1024;
+/// Frames per vectored write (two slices each, under the kernel's IOV_MAX).
+const FRAMES_PER_WRITE: usize = 256;
+
+/// What reading can fail with.
+#[derive(Debug)]
+pub enum ReadError {
+    Wire(WireError),
+    Io(io::Error),
+}
+
+/// One WebSocket connection, server role.
+pub struct WsStream {
+    tcp: TcpStream,
+    decoder: Decoder,
+    /// Messages decoded but not yet handed out.
+    ready: std::collections::VecDeque<Message>,
+    /// Set once the peer closed the TCP stream or sent bad bytes; reported
+    /// after the messages that came before it.
+    ended: Option<Option<ReadError>>,
+}
+
+impl WsStream {
+    /// Wraps an upgraded connection. `early` holds bytes that arrived with
+    /// the upgrade request (a client may send frames right behind it).
+    pub fn new(tcp: TcpStream, early: &[u8], max_message: usize) -> WsStream {
+        let mut stream = WsStream {
+            tcp,
+            decoder: Decoder::new(max_message),
+            ready: Default::default(),
+            ended: None,
+        };
+        if !early.is_empty() {
+            stream.feed(early);
+        }
+        stream
+    }
+
+    /// The next message, or `None` once the peer has gone. Cancel-safe: bytes
+    /// read are kept before any await.
+    pub async fn next(&mut self) -> Option<Result<Message, ReadError>> {
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Some(Ok(message));
+            }
+            if let Some(ended) = self.ended.take() {
+                self.ended = Some(None);
+                return ended.map(Err);
+            }
+            if let Err(e) = self.tcp.readable().await {
+                self.ended = Some(Some(ReadError::Io(e)));
+                continue;
+            }
+            self.read_available();
+        }
+    }
+
+    /// Reads what the kernel has (without waiting) and decodes it.
+    fn read_available(&mut self) {
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.tcp.try_read(&mut chunk) {
+            Ok(0) => self.ended = Some(None),
+            Ok(n) => self.feed(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.ended = Some(Some(ReadError::Io(e))),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut decoded = Vec::new();
+        let result = self.decoder.feed(bytes, &mut decoded);
+        self.ready.extend(decoded);
+        if let Err(e) = result {
+            self.ended = Some(Some(ReadError::Wire(e)));
+        }
+    }
+
+    /// Writes `frames` in order, as few system calls as the kernel allows.
+    pub async fn send_all(&mut self, frames: &[Message]) -> io::Result<()> {
+        for group in frames.chunks(FRAMES_PER_WRITE) {
+            self.send_group(group).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_group(&mut self, frames: &[Message]) -> io::Result<()> {
+        let mut headers = Vec::with_capacity(frames.len() * ws_codec::MAX_HEADER);
+        let mut header_ends = Vec::with_capacity(frames.len());
+        let payloads: Vec<_> = frames
+            .iter()
+            .map(|frame| {
+                let (opcode, payload) = ws_codec::outgoing(frame);
+                ws_codec::encode_header(opcode, payload.as_slice().len(), &mut headers);
+                header_ends.push(headers.len());
+                payload
+            })
+            .collect();
+        let mut slices = Vec::with_capacity(frames.len() * 2);
+        let mut start = 0;
+        for (end, payload) in header_ends.iter().zip(&payloads) {
+            slices.push(IoSlice::new(&headers[start..*end]));
+            start = *end;
+            if !payload.as_slice().is_empty() {
+                slices.push(IoSlice::new(payload.as_slice()));
+            }
+        }
+        let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+        while !remaining.is_empty() {
+            self.tcp.writable().await?;
+            match self.tcp.try_write_vectored(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut remaining, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// After our close frame: tells the peer no more data comes, then waits
+    /// (bounded by the caller) for its close frame or end of stream, so the
+    /// kernel does not reset the connection over unread bytes.
+    pub async fn finish(&mut self) {
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await;
+        while let Some(Ok(message)) = self.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    }
+}

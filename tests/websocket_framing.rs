@@ -1,0 +1,166 @@
+//! RFC 6455 framing as the server speaks it, tested from raw TCP bytes
+//! against the real binary: pings are answered with the same payload, a
+//! message split into fragments with a control frame between them is one
+//! message, frames a client sends glued together in one write are each
+//! handled, and an unmasked client frame ends the socket with close 1002.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::TestServer;
+use serde_json::Value;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A raw client: the upgrade by hand, frames byte by byte.
+struct RawSocket {
+    tcp: TcpStream,
+}
+
+/// A frame the server sent.
+#[derive(Debug)]
+struct ServerFrame {
+    fin: bool,
+    opcode: u8,
+    masked: bool,
+    payload: Vec<u8>,
+}
+
+impl RawSocket {
+    fn open(server: &TestServer, token: &str) -> RawSocket {
+        let mut tcp = TcpStream::connect(server.addr()).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let request = format!(
+            "GET /socket/websocket?token={token}&vsn=2.0.0 HTTP/1.1\r\nHost: {}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            server.addr()
+        );
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).expect("upgrade response");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+        assert!(
+            head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "wrong accept key: {head}"
+        );
+        RawSocket { tcp }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).unwrap();
+    }
+
+    fn read(&mut self) -> ServerFrame {
+        let mut head = [0u8; 2];
+        self.tcp.read_exact(&mut head).expect("frame header");
+        let mut len = u64::from(head[1] & 0x7F);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            self.tcp.read_exact(&mut ext).unwrap();
+            len = u64::from(u16::from_be_bytes(ext));
+        } else if len == 127 {
+            let mut ext = [0u8; 8];
+            self.tcp.read_exact(&mut ext).unwrap();
+            len = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.tcp.read_exact(&mut payload).unwrap();
+        ServerFrame {
+            fin: head[0] & 0x80 != 0,
+            opcode: head[0] & 0x0F,
+            masked: head[1] & 0x80 != 0,
+            payload,
+        }
+    }
+
+    /// The next text frame's JSON, skipping presence traffic.
+    fn next_reply(&mut self) -> Value {
+        loop {
+            let frame = self.read();
+            assert_eq!(frame.opcode, 1, "expected a text frame: {frame:?}");
+            let value: Value = serde_json::from_slice(&frame.payload).unwrap();
+            if value[3] == "phx_reply" {
+                return value;
+            }
+        }
+    }
+}
+
+/// A masked client frame.
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0xA1, 0xB2, 0xC3, 0xD4];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+#[test]
+fn framing_edges_over_raw_tcp() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("framer", "framing-password");
+    let mut socket = RawSocket::open(&server, &token);
+
+    // Ping: a pong with the same payload, unmasked and whole.
+    socket.send(&frame(0x89, b"are you there"));
+    let pong = socket.read();
+    assert_eq!((pong.opcode, pong.fin, pong.masked), (0xA, true, false));
+    assert_eq!(pong.payload, b"are you there");
+
+    // A join in three fragments with a ping between them, all in one write,
+    // followed by a heartbeat in the same write.
+    let join = br#"["1","1","room:lobby","phx_join",{}]"#;
+    let mut bytes = frame(0x01, &join[..10]);
+    bytes.extend(frame(0x00, &join[10..20]));
+    bytes.extend(frame(0x89, b"mid"));
+    bytes.extend(frame(0x80, &join[20..]));
+    bytes.extend(frame(0x81, br#"[null,"2","phoenix","heartbeat",{}]"#));
+    socket.send(&bytes);
+    let pong = socket.read();
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (0xA, &b"mid"[..]));
+    let reply = socket.next_reply();
+    assert_eq!(reply[1], "1", "join reply: {reply}");
+    assert_eq!(reply[4]["status"], "ok", "join reply: {reply}");
+    let heartbeat = socket.next_reply();
+    assert_eq!(heartbeat[1], "2");
+    assert_eq!(heartbeat[2], "phoenix");
+
+    // The same bytes dribbled one at a time are the same message.
+    for byte in frame(0x81, br#"[null,"3","phoenix","heartbeat",{}]"#) {
+        socket.send(&[byte]);
+    }
+    assert_eq!(socket.next_reply()[1], "3");
+
+    // An unmasked client frame is a protocol error: close 1002.
+    socket.send(&[0x81, 0x02, b'h', b'i']);
+    let close = loop {
+        let frame = socket.read();
+        if frame.opcode == 0x8 {
+            break frame;
+        }
+    };
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1002
+    );
+    // Then the server ends the connection.
+    let mut rest = Vec::new();
+    let _ = socket.tcp.read_to_end(&mut rest);
+    assert!(server.is_running());
+}
