@@ -1,15 +1,15 @@
 //! A connection as the hub sees it: its id, its user, and the sending end of
 //! its bounded outbound queue. Sending never waits: a full queue marks the
-//! connection for closing as a slow consumer.
+//! connection for closing as a slow consumer. The queue is a plain deque
+//! that holds no memory while empty, so an idle socket costs a few words here.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::Broadcast;
-
 /// What a session's writer receives.
 pub enum Out {
     /// A frame already encoded for this connection (replies, channel pushes).
@@ -34,12 +34,34 @@ pub enum CloseReason {
     SlowConsumer = 1,
 }
 
+/// A queue that gives its memory back once it has been drained after a burst.
+const KEEP_CAPACITY: usize = 8;
+
+struct Queue {
+    items: VecDeque<Out>,
+    /// The session ended: nothing more is accepted.
+    receiver_gone: bool,
+}
+
 struct Shared {
     id: u64,
     user_id: u64,
-    queue: mpsc::Sender<Out>,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    /// Something was queued.
+    ready: Notify,
     close: AtomicU8,
+    /// Closing was asked.
     wake: Notify,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // The lock guards plain pushes and drains; a panic cannot leave it inconsistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Cheap, cloneable handle to one connection.
@@ -48,18 +70,32 @@ pub struct ConnTx {
     shared: Arc<Shared>,
 }
 
+/// The receiving end of a connection's queue, owned by its session.
+pub struct Outbox {
+    shared: Arc<Shared>,
+}
+
 impl ConnTx {
     /// A handle and the receiving end of a queue of `capacity` frames.
-    pub fn new(id: u64, user_id: u64, capacity: usize) -> (ConnTx, mpsc::Receiver<Out>) {
-        let (queue, rx) = mpsc::channel(capacity.max(1));
+    pub fn new(id: u64, user_id: u64, capacity: usize) -> (ConnTx, Outbox) {
         let shared = Arc::new(Shared {
             id,
             user_id,
-            queue,
+            capacity: capacity.max(1),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                receiver_gone: false,
+            }),
+            ready: Notify::new(),
             close: AtomicU8::new(CloseReason::None as u8),
             wake: Notify::new(),
         });
-        (ConnTx { shared }, rx)
+        (
+            ConnTx {
+                shared: shared.clone(),
+            },
+            Outbox { shared },
+        )
     }
 
     /// Connection id, unique for the process lifetime.
@@ -75,14 +111,20 @@ impl ConnTx {
     /// Queues `out` without waiting. On a full queue the connection is
     /// marked slow and told to close; returns whether it was queued.
     pub fn send(&self, out: Out) -> bool {
-        match self.shared.queue.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(CloseReason::SlowConsumer);
-                false
+        {
+            let mut queue = self.shared.queue();
+            if queue.receiver_gone {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if queue.items.len() >= self.shared.capacity {
+                drop(queue);
+                self.close(CloseReason::SlowConsumer);
+                return false;
+            }
+            queue.items.push_back(out);
         }
+        self.shared.ready.notify_one();
+        true
     }
 
     /// Asks the session to close for `reason`.
@@ -107,5 +149,42 @@ impl ConnTx {
             }
             self.shared.wake.notified().await;
         }
+    }
+}
+
+impl Outbox {
+    /// Waits until something is queued, then moves up to `limit` items into
+    /// `into`; returns how many. Cancel-safe: nothing is taken before it returns.
+    pub async fn recv_many(&mut self, into: &mut Vec<Out>, limit: usize) -> usize {
+        loop {
+            {
+                let mut queue = self.shared.queue();
+                if !queue.items.is_empty() {
+                    let n = queue.items.len().min(limit.max(1));
+                    into.extend(queue.items.drain(..n));
+                    if queue.items.is_empty() && queue.items.capacity() > KEEP_CAPACITY {
+                        queue.items = VecDeque::new();
+                    }
+                    return n;
+                }
+            }
+            // A notification sent since the check above is kept as a permit.
+            self.shared.ready.notified().await;
+        }
+    }
+
+    /// The next queued item.
+    pub async fn recv(&mut self) -> Option<Out> {
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(&mut one, 1).await;
+        one.pop()
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let mut queue = self.shared.queue();
+        queue.receiver_gone = true;
+        queue.items = VecDeque::new();
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use broadcast::Broadcast;
-pub use conn::{CloseReason, ConnTx, Out};
+pub use conn::{CloseReason, ConnTx, Out, Outbox};
 use presence::{Meta, Presence};
 
 const SHARDS: usize = 32;

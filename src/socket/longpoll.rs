@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::query;
 use crate::http::reply::{self, HttpResponse};
-use crate::hub::{ConnTx, Out};
+use crate::hub::{ConnTx, Out, Outbox};
 use crate::state::{AppState, State};
 
 /// How long a GET is held when there is nothing to send.
@@ -413,7 +413,7 @@ async fn run(
     mut session: Session,
     shared: Arc<LongPoll>,
     mut posts: mpsc::Receiver<Post>,
-    mut outbound: mpsc::Receiver<Out>,
+    mut outbound: Outbox,
 ) {
     let shutdown = session.state.shutdown.clone();
     let conn = session.conn.clone();
