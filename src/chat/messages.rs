@@ -108,22 +108,15 @@ where
                 if let Some(id) = attachment_id {
                     attachments::check(ctx, id, topic_id, user_id)?;
                 }
-                let appended = messages::append(ctx, topic_id, user_id, body, client_id)?;
-                let (unread, attachment) = match &appended {
-                    Appended::New(stored) => {
-                        let attachment = match attachment_id {
-                            Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
-                            None => None,
-                        };
-                        // Posting implies having read the topic up to here.
-                        reads::advance(ctx, user_id, topic_id, stored.seq)?;
-                        (
-                            reads::members_unread(ctx, topic_id, stored.seq, user_id)?,
-                            attachment,
-                        )
-                    }
-                    Appended::Duplicate(_) => (Vec::new(), None),
+                let stored = messages::append(ctx, topic_id, user_id, body, client_id)?;
+                let attachment = match attachment_id {
+                    Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
+                    None => None,
                 };
+                // Posting implies having read the topic up to here.
+                reads::advance(ctx, user_id, topic_id, stored.seq)?;
+                let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
+                let appended = Appended::New(stored);
                 Ok((appended, unread, attachment))
             },
             move |result| {

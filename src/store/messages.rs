@@ -21,7 +21,7 @@ pub struct Stored {
     pub record: MessageRecord,
 }
 
-/// Outcome of [`append`].
+/// Outcome of posting: stored now, or found already stored.
 #[derive(Clone, Debug)]
 pub enum Appended {
     /// Stored now, with a new seq.
@@ -75,31 +75,15 @@ pub fn existing(
     }))
 }
 
-/// Stores a message with the next seq of its topic, unless `client_id`
-/// was already used by this user on this topic.
+/// Stores a message with the next seq of its topic. The caller has checked
+/// with [`existing`] in the same batch that `client_id` is not taken.
 pub fn append(
     ctx: &mut WriteCtx<'_>,
     topic_id: u64,
     user_id: u64,
     body: String,
     client_id: Option<String>,
-) -> Result<Appended> {
-    if let Some(client_id) = client_id.as_deref() {
-        let seen = ctx
-            .tx
-            .open_table(CLIENT_ID_SEQ)?
-            .get((topic_id, user_id, client_id))?
-            .map(|v| v.value());
-        if let Some(seq) = seen {
-            let record = get_in(ctx, topic_id, seq)?
-                .ok_or_else(|| Error::Store(format!("client_id points at missing seq {seq}")))?;
-            return Ok(Appended::Duplicate(Stored {
-                topic_id,
-                seq,
-                record,
-            }));
-        }
-    }
+) -> Result<Stored> {
     let seq = head(ctx, topic_id)? + 1;
     let record = MessageRecord {
         id: next_id(ctx.tx, "next_message_id")?,
@@ -119,11 +103,11 @@ pub fn append(
             .insert((topic_id, user_id, client_id), seq)?;
     }
     ctx.cache.topic_heads.insert(topic_id, seq);
-    Ok(Appended::New(Stored {
+    Ok(Stored {
         topic_id,
         seq,
         record,
-    }))
+    })
 }
 
 fn get_in(ctx: &WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
