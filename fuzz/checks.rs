@@ -340,3 +340,27 @@ pub fn query(data: &[u8]) {
         }
     }
 }
+
+/// WebSocket framing (`socket::ws_codec`): the first byte picks where the
+/// rest is split; fed in two parts or whole, the decoder yields the same
+/// messages and the same first error, and never panics.
+pub fn ws_frames(data: &[u8]) {
+    use confab::socket::ws_codec::{Decoder, WireError};
+    use tokio_tungstenite::tungstenite::Message;
+    let Some((&pick, input)) = data.split_first() else {
+        return;
+    };
+    let decode = |parts: &[&[u8]]| -> (Vec<Message>, Option<WireError>) {
+        let mut decoder = Decoder::new(1024);
+        let mut out = Vec::new();
+        for part in parts {
+            if let Err(e) = decoder.feed(part, &mut out) {
+                return (out, Some(e));
+            }
+        }
+        (out, None)
+    };
+    let at = usize::from(pick) % (input.len() + 1);
+    let (head, tail) = input.split_at(at);
+    assert_eq!(decode(&[input]), decode(&[head, tail]), "split at {at}");
+}

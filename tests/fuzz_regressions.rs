@@ -15,12 +15,13 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("frame_v1", checks::frame_v1),
     ("frame_v2", checks::frame_v2),
     ("join_payload", checks::join_payload),
     ("auth_header", checks::auth_header),
     ("query", checks::query),
+    ("ws_frames", checks::ws_frames),
 ];
 
 /// Replays every file under `fuzz/<dir>/<target>/` (dotfiles skipped);
