@@ -13,7 +13,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::error::Result;
-use crate::hub::{Hub, Out};
+use crate::hub::{Hub, Out, Relay};
 use crate::metrics::Metrics;
 use crate::socket::longpoll::LongPollSessions;
 use crate::store::Store;
@@ -26,6 +26,8 @@ pub struct AppState {
     pub passwords: PasswordHashing,
     pub login_throttle: LoginThrottle,
     pub hub: Arc<Hub>,
+    /// Runs post-commit work (broadcasts, acks) off the writer thread, in commit order.
+    pub relay: Arc<Relay>,
     pub metrics: Arc<Metrics>,
     /// Live LongPoll sessions.
     pub longpoll: LongPollSessions,
@@ -73,6 +75,7 @@ impl AppState {
             passwords,
             login_throttle,
             hub: Arc::new(Hub::default()),
+            relay: Arc::new(Relay::start()),
             metrics,
             longpoll: LongPollSessions::default(),
             shutdown,

@@ -85,6 +85,7 @@ where
     D: FnOnce(Result<Posted>) + Send + 'static,
 {
     let hub: Arc<Hub> = state.hub.clone();
+    let relay = state.relay.clone();
     let metrics = state.metrics.clone();
     let brief = UserBrief::from(author);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
@@ -120,31 +121,34 @@ where
                 Ok((appended, unread, attachment))
             },
             move |result| {
-                let posted = result.map(|(appended, unread, attachment)| {
-                    let (stored, duplicate) = match appended {
-                        Appended::New(stored) => (stored, false),
-                        Appended::Duplicate(stored) => (stored, true),
-                    };
-                    let view = MessageView::new(&topic, &stored, &brief)
-                        .with_attachment(attachment.as_ref());
-                    if !duplicate {
-                        crate::metrics::Metrics::inc(&metrics.messages_stored);
-                        let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
-                        broadcast.seq = Some(stored.seq);
-                        broadcast.author = Some(brief.id);
-                        hub.publish(Arc::new(broadcast));
-                        for (member, count) in unread {
-                            notify::unread(&hub, member, &topic, stored.seq, count);
+                // Broadcast, then ack, in commit order, off the writer thread.
+                relay.run(move || {
+                    let posted = result.map(|(appended, unread, attachment)| {
+                        let (stored, duplicate) = match appended {
+                            Appended::New(stored) => (stored, false),
+                            Appended::Duplicate(stored) => (stored, true),
+                        };
+                        let view = MessageView::new(&topic, &stored, &brief)
+                            .with_attachment(attachment.as_ref());
+                        if !duplicate {
+                            crate::metrics::Metrics::inc(&metrics.messages_stored);
+                            let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
+                            broadcast.seq = Some(stored.seq);
+                            broadcast.author = Some(brief.id);
+                            hub.publish(Arc::new(broadcast));
+                            for (member, count) in unread {
+                                notify::unread(&hub, member, &topic, stored.seq, count);
+                            }
                         }
-                    }
-                    let message = view.to_value();
-                    Posted {
-                        stored,
-                        duplicate,
-                        message,
-                    }
+                        let message = view.to_value();
+                        Posted {
+                            stored,
+                            duplicate,
+                            message,
+                        }
+                    });
+                    done(posted);
                 });
-                done(posted);
             },
         )
         .await;
@@ -183,6 +187,7 @@ pub async fn change(
     change: Change,
 ) -> Result<Value> {
     let hub = state.hub.clone();
+    let relay = state.relay.clone();
     let (editor_id, editor_admin) = (editor.id, editor.admin);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -223,24 +228,26 @@ pub async fn change(
                 Ok((stored, author, attachment))
             },
             move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>)>| {
-                let out = result.map(|(stored, author, attachment)| {
-                    let view = MessageView::new(&topic, &stored, &author)
-                        .with_attachment(attachment.as_ref());
-                    let broadcast = match kind {
-                        Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
-                        Change::Delete => Broadcast::new(
-                            topic.clone(),
-                            "msg_deleted",
-                            &json!({"seq": stored.seq}),
-                        ),
-                    };
-                    // Ignoring a user hides their edits and deletions too.
-                    let mut broadcast = broadcast;
-                    broadcast.author = Some(stored.record.user_id);
-                    hub.publish(Arc::new(broadcast));
-                    view.to_value()
+                relay.run(move || {
+                    let out = result.map(|(stored, author, attachment)| {
+                        let view = MessageView::new(&topic, &stored, &author)
+                            .with_attachment(attachment.as_ref());
+                        let broadcast = match kind {
+                            Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
+                            Change::Delete => Broadcast::new(
+                                topic.clone(),
+                                "msg_deleted",
+                                &json!({"seq": stored.seq}),
+                            ),
+                        };
+                        // Ignoring a user hides their edits and deletions too.
+                        let mut broadcast = broadcast;
+                        broadcast.author = Some(stored.record.user_id);
+                        hub.publish(Arc::new(broadcast));
+                        view.to_value()
+                    });
+                    let _ = tx.send(out);
                 });
-                let _ = tx.send(out);
             },
         )
         .await;

@@ -11,6 +11,7 @@
 pub mod broadcast;
 pub mod conn;
 pub mod presence;
+pub mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use broadcast::Broadcast;
 pub use conn::{CloseReason, ConnTx, Out, Outbox};
 use presence::{Meta, Presence};
+pub use relay::Relay;
 
 const SHARDS: usize = 32;
 
