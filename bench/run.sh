@@ -5,8 +5,10 @@
 #   bench/run.sh publish fanout       # only these
 #   QUICK=1 bench/run.sh              # 5 s windows instead of 20 s (smoke test)
 #
-# Scenarios: publish (C = 1, 8, 64), fanout (1000 subscribers), rtt,
-# connect (5,000 sockets in rooms of 100), storm (reconnect storm, 1,000 clients).
+# Scenarios: publish (C = 1, 8, 64, then 64 with PUBLISH_INFLIGHT pushes
+# outstanding each), fanout (1,000 subscribers at FANOUT_RATES msg/s),
+# fanout10k (10,000 subscribers), rtt, connect (19,000 sockets in rooms of
+# 100), storm (reconnect storm, 10,000 clients).
 #
 # For each scenario the script starts a fresh server (new data directory
 # from mktemp -d, free loopback port, raised open-files limit), registers
@@ -28,7 +30,9 @@
 #
 # Other knobs: LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
 # port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
-# CONNECT_SOCKETS (5000), FANOUT_SUBS (1000), STORM_CLIENTS (1000).
+# CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
+# FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
+# STORM_CLIENTS (10000), STORM_ROOMS (1).
 
 set -euo pipefail
 
@@ -41,7 +45,7 @@ LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 SERVER="$ROOT/target/release/confab"
 LOADGEN="$ROOT/target/release/confab-load"
-ALL_SCENARIOS=(publish fanout rtt connect storm)
+ALL_SCENARIOS=(publish fanout fanout10k rtt connect storm)
 
 export CONFAB_PUSH_BURST="${CONFAB_PUSH_BURST:-1000000}"
 export CONFAB_PUSH_REFILL_PER_SEC="${CONFAB_PUSH_REFILL_PER_SEC:-1000000}"
@@ -59,9 +63,14 @@ if [[ "$QUICK" == 1 ]]; then
 else
   DURATION="${DURATION:-20s}"; WARMUP="${WARMUP:-3s}"
 fi
-CONNECT_SOCKETS="${CONNECT_SOCKETS:-5000}"
+CONNECT_SOCKETS="${CONNECT_SOCKETS:-19000}"
 FANOUT_SUBS="${FANOUT_SUBS:-1000}"
-STORM_CLIENTS="${STORM_CLIENTS:-1000}"
+FANOUT_RATES="${FANOUT_RATES:-100 300}"
+FANOUT10K_SUBS="${FANOUT10K_SUBS:-10000}"
+FANOUT10K_RATE="${FANOUT10K_RATE:-50}"
+PUBLISH_INFLIGHT="${PUBLISH_INFLIGHT:-16}"
+STORM_CLIENTS="${STORM_CLIENTS:-10000}"
+STORM_ROOMS="${STORM_ROOMS:-1}"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -180,12 +189,26 @@ run_publish() {
       --topic-pattern 'room:pub-{i}' --rooms "$c" \
       --duration "$DURATION" --warmup "$WARMUP" --label "publish-c$c"
   done
+  # The same 64 publishers, each keeping PUBLISH_INFLIGHT pushes outstanding.
+  scenario publish publish --concurrency 64 --inflight "$PUBLISH_INFLIGHT" \
+    --topic-pattern 'room:pub-{i}' --rooms 64 \
+    --duration "$DURATION" --warmup "$WARMUP" --label "publish-c64-inflight$PUBLISH_INFLIGHT"
 }
 
 run_fanout() {
-  scenario fanout fanout --subscribers "$FANOUT_SUBS" --publishers 1 \
-    --rate 100 --topic room:fanout --duration "$DURATION" --warmup "$WARMUP" \
-    --label "fanout-$FANOUT_SUBS"
+  # --rate is messages/s per publisher; deliveries/s = rate x subscribers.
+  local rate
+  for rate in $FANOUT_RATES; do
+    scenario fanout fanout --subscribers "$FANOUT_SUBS" --publishers 1 \
+      --rate "$rate" --topic room:fanout --duration "$DURATION" --warmup "$WARMUP" \
+      --label "fanout-$FANOUT_SUBS-r$rate"
+  done
+}
+
+run_fanout10k() {
+  scenario fanout10k fanout --subscribers "$FANOUT10K_SUBS" --publishers 1 \
+    --rate "$FANOUT10K_RATE" --topic room:fanout --duration "$DURATION" --warmup "$WARMUP" \
+    --label "fanout-$FANOUT10K_SUBS-r$FANOUT10K_RATE"
 }
 
 run_rtt() {
@@ -203,9 +226,14 @@ run_connect() {
 run_storm() {
   # Every client reconnects at the same moment (as browsers whose first
   # retry comes after 10 ms would): no cap on handshakes in flight.
+  # STORM_ROOMS > 1 spreads the clients over that many rooms.
+  local where=(--topic room:storm)
+  if (( STORM_ROOMS > 1 )); then
+    where=(--topic-pattern 'room:storm-{i}' --rooms "$STORM_ROOMS")
+  fi
   scenario storm reconnect-storm --clients "$STORM_CLIENTS" --rate 50 \
-    --topic room:storm --warmup "$WARMUP" --duration "$DURATION" \
-    --connect-concurrency "$STORM_CLIENTS" --label "storm-$STORM_CLIENTS"
+    "${where[@]}" --warmup "$WARMUP" --duration "$DURATION" \
+    --connect-concurrency "$STORM_CLIENTS" --label "storm-$STORM_CLIENTS-rooms$STORM_ROOMS"
 }
 
 scenarios=("$@")
@@ -216,6 +244,7 @@ for s in "${scenarios[@]}"; do
   case "$s" in
     publish) run_publish ;;
     fanout) run_fanout ;;
+    fanout10k) run_fanout10k ;;
     rtt) run_rtt ;;
     connect) run_connect ;;
     storm|reconnect-storm) run_storm ;;

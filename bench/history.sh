@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# History latency in a large store: builds a store of MESSAGES messages
+# (default 10,000,000) spread over ROOMS rooms through `confab import`,
+# starts the server on it, and measures the `history` request (newest 50
+# of one room) with `confab-load rtt`, one request in flight.
+#
+#   bench/history.sh                     10M messages in 100 rooms
+#   MESSAGES=1000000 bench/history.sh    a smaller store
+#   KEEP=1 bench/history.sh              keep the data directory (path printed)
+#   DATA=/tmp/confab-history.X/data bench/history.sh
+#                                        measure again on a kept store
+#
+# The generated export goes through the same import as a restore, so the
+# store is what a real one with this much history looks like on disk.
+# Needs python3 (to write the export) and about 1.5 GB of disk per 10M messages.
+
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+MESSAGES="${MESSAGES:-10000000}"
+ROOMS="${ROOMS:-100}"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+OUT_DIR="${OUT_DIR:-$ROOT/bench/out}"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+SERVER="$ROOT/target/release/confab"
+LOADGEN="$ROOT/target/release/confab-load"
+log() { printf '[history %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "cargo build --release"
+  cargo build --release --bins
+fi
+mkdir -p "$OUT_DIR"
+work="$(mktemp -d /tmp/confab-history.XXXXXX)"
+cleanup() {
+  [[ -n "${pid:-}" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  if [[ "${KEEP:-0}" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# One user with a known password (cheap hashing: not what is measured); the
+# per-socket push rate limit raised so requests go back to back.
+export CONFAB_ARGON2_MEMORY_KIB=8192 CONFAB_ARGON2_ITERATIONS=1 CONFAB_LOG_LEVEL=warn
+export CONFAB_PUSH_BURST=1000000 CONFAB_PUSH_REFILL_PER_SEC=1000000
+if [[ -n "${DATA:-}" ]]; then
+  data="$DATA"
+  import_s="(kept store)"
+else
+data="$work/data"
+echo "history-password" | "$SERVER" --data "$work/seed" user add reader --password-stdin >/dev/null
+"$SERVER" --data "$work/seed" export >"$work/base.jsonl"
+
+log "writing an export with $MESSAGES messages in $ROOMS rooms"
+started=$(date +%s)
+python3 - "$work/base.jsonl" "$MESSAGES" "$ROOMS" >"$work/big.jsonl" <<'EOF'
+import json, sys
+base, total, rooms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+lines = [json.loads(l) for l in open(base)]
+counters = {l["name"]: l for l in lines if l["type"] == "counter"}
+first_topic = counters["next_topic_id"]["next"]
+counters["next_topic_id"]["next"] = first_topic + rooms
+counters["next_message_id"] = {"type": "counter", "name": "next_message_id", "next": total + 1}
+out = sys.stdout
+order = ["header", "counter", "user", "topic", "room"]
+for kind in order:
+    if kind == "counter":
+        for c in counters.values():
+            out.write(json.dumps(c) + "\n")
+        continue
+    for l in lines:
+        if l["type"] == kind:
+            out.write(json.dumps(l) + "\n")
+    if kind == "topic":
+        for r in range(rooms):
+            out.write(json.dumps({"type": "topic", "id": first_topic + r, "name": f"room:h{r}",
+                                  "epoch": f"histepoch{r:04d}", "created_at": 1795000000000}) + "\n")
+    if kind == "room":
+        for r in range(rooms):
+            out.write(json.dumps({"type": "room", "name": f"h{r}", "topic_id": first_topic + r,
+                                  "private": False, "description": "", "owner": 0,
+                                  "created_at": 1795000000000}) + "\n")
+per_room = total // rooms
+msg_id = 0
+write = out.write
+for r in range(rooms):
+    topic = first_topic + r
+    count = per_room if r < rooms - 1 else total - per_room * (rooms - 1)
+    prefix = '{"type":"message","topic_id":%d,"seq":' % topic
+    for seq in range(1, count + 1):
+        msg_id += 1
+        write('%s%d,"id":%d,"user_id":1,"body":"message %d of room h%d, long enough to look like chat","client_id":null,"inserted_at":%d,"edited_at":null,"deleted":false}\n'
+              % (prefix, seq, msg_id, seq, r, 1795000000000 + msg_id))
+EOF
+log "export written in $(( $(date +%s) - started )) s ($(du -h "$work/big.jsonl" | cut -f1))"
+rm -rf "$work/seed"
+
+started=$(date +%s)
+"$SERVER" --data "$data" import "$work/big.jsonl"
+import_s=$(( $(date +%s) - started ))
+rm -f "$work/big.jsonl"
+log "imported in $import_s s"
+fi
+store_size=$(du -h "$data/confab.redb" | cut -f1)
+log "store $store_size"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SERVER" --data "$data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+token=$(curl -fs -H 'content-type: application/json' \
+  -d '{"username":"reader","password":"history-password"}' \
+  "http://127.0.0.1:$port/api/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+room="room:h$(( ROOMS / 2 ))"
+log "history of $room (newest 50) on a store of $MESSAGES messages"
+"$LOADGEN" rtt --url "ws://127.0.0.1:$port/socket/websocket" --token "$token" \
+  --rtt-topic "$room" --rtt-event history --rtt-payload '{}' \
+  --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
+  --label "history-$MESSAGES" | tee "$OUT_DIR/$STAMP-history.json"
+echo "import: $import_s s, store: $store_size, messages: $MESSAGES" | tee -a "$OUT_DIR/$STAMP-history.log"
