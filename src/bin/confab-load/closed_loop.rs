@@ -343,3 +343,34 @@ pub fn totals(outcomes: &[LoopOutcome]) -> (u64, u64, Tally, u64, Tally) {
     }
     (sent, ok, errors, unanswered, ended)
 }
+
+/// What went wrong in a closed-loop run, one line each: sockets that did not
+/// open, error replies, sockets that ended early, requests never answered.
+/// `who` names the sockets ("publishers"), `what` the requests ("pushes").
+pub fn problems(
+    driven: &Driven,
+    errors: &Tally,
+    ended: &Tally,
+    unanswered: u64,
+    who: &str,
+    what: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if driven.open_errors.total() > 0 {
+        problems.push(format!(
+            "{} {who} could not connect or join ({})",
+            driven.open_errors.total(),
+            driven.open_errors.line()
+        ));
+    }
+    if errors.total() > 0 {
+        problems.push(format!("error replies: {}", errors.line()));
+    }
+    if ended.total() > 0 {
+        problems.push(format!("{who} disconnected: {}", ended.line()));
+    }
+    if unanswered > 0 {
+        problems.push(format!("{unanswered} {what} never answered"));
+    }
+    problems
+}

@@ -53,23 +53,8 @@ pub async fn run(ctx: Arc<Ctx>, args: PublishArgs) -> Result<Report, String> {
         .ok_in_window
         .load(std::sync::atomic::Ordering::Relaxed);
     let rate = per_sec(in_window, driven.window_us);
-    let mut problems = Vec::new();
-    if driven.open_errors.total() > 0 {
-        problems.push(format!(
-            "{} publishers could not connect or join ({})",
-            driven.open_errors.total(),
-            driven.open_errors.line()
-        ));
-    }
-    if errors.total() > 0 {
-        problems.push(format!("error replies: {}", errors.line()));
-    }
-    if ended.total() > 0 {
-        problems.push(format!("publishers disconnected: {}", ended.line()));
-    }
-    if unanswered > 0 {
-        problems.push(format!("{unanswered} pushes never answered"));
-    }
+    let problems =
+        closed_loop::problems(&driven, &errors, &ended, unanswered, "publishers", "pushes");
     if driven.ready == 0 {
         return Err(format!(
             "no publisher could connect and join: {}",

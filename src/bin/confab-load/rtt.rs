@@ -65,22 +65,8 @@ pub async fn run(ctx: Arc<Ctx>, args: RttArgs) -> Result<Report, String> {
             driven.open_errors.line()
         ));
     }
-    let mut problems = Vec::new();
-    if driven.open_errors.total() > 0 {
-        problems.push(format!(
-            "sockets failed to open: {}",
-            driven.open_errors.line()
-        ));
-    }
-    if errors.total() > 0 {
-        problems.push(format!("error replies: {}", errors.line()));
-    }
-    if ended.total() > 0 {
-        problems.push(format!("sockets disconnected: {}", ended.line()));
-    }
-    if unanswered > 0 {
-        problems.push(format!("{unanswered} requests never answered"));
-    }
+    let problems =
+        closed_loop::problems(&driven, &errors, &ended, unanswered, "sockets", "requests");
     let lines = vec![
         format!(
             "rtt: {}/{} sockets, {} round trips/s in the window ({ok} ok of {sent})",
