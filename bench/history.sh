@@ -15,35 +15,23 @@
 # Needs python3 (to write the export) and about 1.5 GB of disk per 10M messages.
 
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=history
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 MESSAGES="${MESSAGES:-10000000}"
 ROOMS="${ROOMS:-100}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
-OUT_DIR="${OUT_DIR:-$ROOT/bench/out}"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-SERVER="$ROOT/target/release/confab"
-LOADGEN="$ROOT/target/release/confab-load"
-log() { printf '[history %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "cargo build --release"
-  cargo build --release --bins
-fi
-mkdir -p "$OUT_DIR"
 work="$(mktemp -d /tmp/confab-history.XXXXXX)"
 cleanup() {
-  [[ -n "${pid:-}" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  stop_server
   if [[ "${KEEP:-0}" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-# One user with a known password (cheap hashing: not what is measured); the
-# per-socket push rate limit raised so requests go back to back.
-export CONFAB_ARGON2_MEMORY_KIB=8192 CONFAB_ARGON2_ITERATIONS=1 CONFAB_LOG_LEVEL=warn
-export CONFAB_PUSH_BURST=1000000 CONFAB_PUSH_REFILL_PER_SEC=1000000
+# One user with a known password (lib.sh makes hashing cheap and lifts the
+# push rate limit, so requests go back to back).
 if [[ -n "${DATA:-}" ]]; then
   data="$DATA"
   import_s="(kept store)"
@@ -105,20 +93,14 @@ fi
 store_size=$(du -h "$data/confab.redb" | cut -f1)
 log "store $store_size"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$SERVER" --data "$data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 200); do
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+start_server "$work/server.log" "$data"
 token=$(curl -fs -H 'content-type: application/json' \
   -d '{"username":"reader","password":"history-password"}' \
-  "http://127.0.0.1:$port/api/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  "http://127.0.0.1:$PORT/api/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 room="room:h$(( ROOMS / 2 ))"
 log "history of $room (newest 50) on a store of $MESSAGES messages"
-"$LOADGEN" rtt --url "ws://127.0.0.1:$port/socket/websocket" --token "$token" \
+"$LOADGEN" rtt --url "ws://127.0.0.1:$PORT/socket/websocket" --token "$token" \
   --rtt-topic "$room" --rtt-event history --rtt-payload '{}' \
-  --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
+  --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" \
   --label "history-$MESSAGES" | tee "$OUT_DIR/$STAMP-history.json"
 echo "import: $import_s s, store: $store_size, messages: $MESSAGES" | tee -a "$OUT_DIR/$STAMP-history.log"

@@ -19,14 +19,9 @@
 # publish, writes one line per run). The human summaries go to the terminal
 # and bench/out/<date>-<scenario>.log with the server's log.
 #
-# The server runs with limits raised for benchmarking (see BENCHMARKS.md):
-#   CONFAB_PUSH_BURST / CONFAB_PUSH_REFILL_PER_SEC   per-socket push rate limit
-#                                                   (default 50 burst, 20/s)
-#   CONFAB_MAX_SOCKETS_PER_USER                     default 20
-#   CONFAB_ARGON2_MEMORY_KIB / _ITERATIONS          cheap password hashing for
-#                                                   the set-up registrations only
-# Override any of them (or add others, e.g. CONFAB_OUTBOUND_QUEUE_FRAMES) in
-# the environment; BENCH_ENV_* below are the defaults.
+# The server runs with the benchmarking settings of bench/lib.sh (push rate
+# limit and sockets per user raised, cheap password hashing for set-up);
+# every other setting is the default and can be set as CONFAB_* here.
 #
 # Other knobs: LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
 # port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
@@ -36,23 +31,13 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=bench
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 QUICK="${QUICK:-0}"
-OUT_DIR="${OUT_DIR:-$ROOT/bench/out}"
 LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
-STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-SERVER="$ROOT/target/release/confab"
-LOADGEN="$ROOT/target/release/confab-load"
 ALL_SCENARIOS=(publish fanout fanout10k rtt connect storm)
-
-export CONFAB_PUSH_BURST="${CONFAB_PUSH_BURST:-1000000}"
-export CONFAB_PUSH_REFILL_PER_SEC="${CONFAB_PUSH_REFILL_PER_SEC:-1000000}"
-export CONFAB_MAX_SOCKETS_PER_USER="${CONFAB_MAX_SOCKETS_PER_USER:-100000}"
-export CONFAB_ARGON2_MEMORY_KIB="${CONFAB_ARGON2_MEMORY_KIB:-8192}"
-export CONFAB_ARGON2_ITERATIONS="${CONFAB_ARGON2_ITERATIONS:-1}"
-export CONFAB_LOG_LEVEL="${CONFAB_LOG_LEVEL:-warn}"
 
 # QUICK=1 shortens the runs; the sizes stay the same. Sizes can be
 # overridden (CONNECT_SOCKETS, FANOUT_SUBS, STORM_CLIENTS); keep sockets well
@@ -72,15 +57,7 @@ PUBLISH_INFLIGHT="${PUBLISH_INFLIGHT:-16}"
 STORM_CLIENTS="${STORM_CLIENTS:-10000}"
 STORM_ROOMS="${STORM_ROOMS:-1}"
 
-log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
 # --- set-up -------------------------------------------------------------------
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "cargo build --release"
-  cargo build --release --bins
-fi
-mkdir -p "$OUT_DIR"
 
 # Each socket costs one file in both processes; the hard limit caps both.
 ulimit -n "$(ulimit -Hn)"
@@ -91,57 +68,6 @@ if (( CONNECT_SOCKETS + 200 > FILES )); then
   log "connect scenario reduced to $CONNECT_SOCKETS sockets by the open-files limit"
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-    || echo $(( 20000 + RANDOM % 20000 ))
-}
-
-SERVER_PID=""
-DATA_DIR=""
-PORT=""
-
-start_server() {
-  local log_file="$1"
-  DATA_DIR="$(mktemp -d -t confab-bench.XXXXXX)"
-  PORT="${BENCH_PORT:-$(free_port)}"
-  "$SERVER" --data "$DATA_DIR" --listen "127.0.0.1:$PORT" >>"$log_file" 2>&1 &
-  SERVER_PID=$!
-  local i
-  for i in $(seq 1 200); do
-    if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-      log "server pid $SERVER_PID ready on port $PORT (data $DATA_DIR)"
-      return 0
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server exited during start-up; see $log_file"
-      return 1
-    fi
-    sleep 0.05
-  done
-  log "server not ready after 10 s"
-  return 1
-}
-
-stop_server() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server $SERVER_PID did not stop within 10 s of SIGTERM; killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-  if [[ -n "$DATA_DIR" ]]; then
-    rm -rf "$DATA_DIR"
-    DATA_DIR=""
-  fi
-}
 trap stop_server EXIT INT TERM
 
 # loadgen SCENARIO MODE ARGS...: runs confab-load against the current
