@@ -11,10 +11,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Jobs handed over per wake-up of the relay task.
 const JOBS_PER_WAKE: usize = 256;
 
-/// Handle to the relay task; without one (`Relay::inline`), jobs run where
-/// they are handed over.
+/// Handle to the relay task.
 pub struct Relay {
-    queue: Option<mpsc::UnboundedSender<Job>>,
+    queue: mpsc::UnboundedSender<Job>,
 }
 
 impl Relay {
@@ -30,23 +29,14 @@ impl Relay {
                 }
             }
         });
-        Relay { queue: Some(queue) }
+        Relay { queue }
     }
 
-    /// A relay that runs every job at once, on the caller's thread.
-    pub fn inline() -> Relay {
-        Relay { queue: None }
-    }
-
-    /// Runs `job` after every job handed over before it.
+    /// Runs `job` after every job handed over before it (at once, here, if
+    /// the runtime has already stopped the relay task).
     pub fn run(&self, job: impl FnOnce() + Send + 'static) {
-        match &self.queue {
-            Some(queue) => {
-                if let Err(mpsc::error::SendError(job)) = queue.send(Box::new(job)) {
-                    job();
-                }
-            }
-            None => job(),
+        if let Err(mpsc::error::SendError(job)) = self.queue.send(Box::new(job)) {
+            job();
         }
     }
 }

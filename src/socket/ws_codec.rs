@@ -61,11 +61,6 @@ impl Decoder {
         }
     }
 
-    /// Whether part of a frame or message is buffered.
-    pub fn is_mid_message(&self) -> bool {
-        !self.partial.is_empty() || self.fragment_opcode.is_some()
-    }
-
     /// Feeds bytes read from the client, appending every completed message
     /// to `out`. After an error the stream must be closed.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Message>) -> Result<(), WireError> {
@@ -373,7 +368,7 @@ mod tests {
             }
             assert_eq!(out.len(), 3, "step {step}");
             assert_eq!(out[2], Message::Text(long.as_str().into()));
-            assert!(!decoder.is_mid_message());
+            assert!(decoder.fragment_opcode.is_none());
             assert_eq!(decoder.partial.capacity(), 0, "nothing kept once idle");
         }
     }
