@@ -52,12 +52,12 @@ pub fn of_message(
 
 /// The attachment of message (topic, seq) inside a write batch.
 pub fn of_message_in(
-    ctx: &WriteCtx<'_>,
+    ctx: &mut WriteCtx<'_>,
     topic_id: u64,
     seq: u64,
 ) -> Result<Option<AttachmentRecord>> {
     let id = ctx
-        .tx
+        .tx()
         .open_table(MESSAGE_ATTACHMENT)?
         .get((topic_id, seq))?
         .map(|v| v.value());
@@ -67,15 +67,20 @@ pub fn of_message_in(
     }
 }
 
-fn get_in(ctx: &WriteCtx<'_>, id: u64) -> Result<Option<AttachmentRecord>> {
-    let table = ctx.tx.open_table(ATTACHMENTS)?;
+fn get_in(ctx: &mut WriteCtx<'_>, id: u64) -> Result<Option<AttachmentRecord>> {
+    let table = ctx.tx().open_table(ATTACHMENTS)?;
     let found = table.get(id)?;
     found.map(|v| codec::decode(v.value())).transpose()
 }
 
 /// The attachment `id` if `user_id` uploaded it to `topic_id` and no message
 /// carries it yet; a 422 otherwise. Writes nothing.
-pub fn check(ctx: &WriteCtx<'_>, id: u64, topic_id: u64, user_id: u64) -> Result<AttachmentRecord> {
+pub fn check(
+    ctx: &mut WriteCtx<'_>,
+    id: u64,
+    topic_id: u64,
+    user_id: u64,
+) -> Result<AttachmentRecord> {
     let record =
         get_in(ctx, id)?.ok_or_else(|| Error::field("attachment_id", "no such attachment"))?;
     if record.topic_id != topic_id || record.user_id != user_id {
@@ -94,29 +99,29 @@ pub fn check(ctx: &WriteCtx<'_>, id: u64, topic_id: u64, user_id: u64) -> Result
 }
 
 /// Links attachment `id` to message (topic, seq).
-pub fn link(ctx: &WriteCtx<'_>, id: u64, topic_id: u64, seq: u64) -> Result<AttachmentRecord> {
+pub fn link(ctx: &mut WriteCtx<'_>, id: u64, topic_id: u64, seq: u64) -> Result<AttachmentRecord> {
     let mut record =
         get_in(ctx, id)?.ok_or_else(|| Error::field("attachment_id", "no such attachment"))?;
     record.linked_seq = Some(seq);
-    ctx.tx
+    ctx.tx()
         .open_table(ATTACHMENTS)?
         .insert(id, codec::encode(&record).as_slice())?;
-    ctx.tx
+    ctx.tx()
         .open_table(MESSAGE_ATTACHMENT)?
         .insert((topic_id, seq), id)?;
     Ok(record)
 }
 
 /// Erases the attachment of message (topic, seq), bytes included.
-pub fn erase_of_message(ctx: &WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<()> {
+pub fn erase_of_message(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<()> {
     let id = ctx
-        .tx
+        .tx()
         .open_table(MESSAGE_ATTACHMENT)?
         .remove((topic_id, seq))?
         .map(|v| v.value());
     if let Some(id) = id {
-        ctx.tx.open_table(ATTACHMENTS)?.remove(id)?;
-        ctx.tx.open_table(ATTACHMENT_BYTES)?.remove(id)?;
+        ctx.tx().open_table(ATTACHMENTS)?.remove(id)?;
+        ctx.tx().open_table(ATTACHMENT_BYTES)?.remove(id)?;
     }
     Ok(())
 }
@@ -134,7 +139,7 @@ impl Store {
             .to_string();
         self.write(move |ctx| {
             let record = AttachmentRecord {
-                id: next_id(ctx.tx, "next_attachment_id")?,
+                id: next_id(ctx.tx(), "next_attachment_id")?,
                 topic_id,
                 user_id,
                 content_type,
@@ -142,10 +147,10 @@ impl Store {
                 created_at: clock::now_ms(),
                 linked_seq: None,
             };
-            ctx.tx
+            ctx.tx()
                 .open_table(ATTACHMENTS)?
                 .insert(record.id, codec::encode(&record).as_slice())?;
-            ctx.tx
+            ctx.tx()
                 .open_table(ATTACHMENT_BYTES)?
                 .insert(record.id, bytes.as_slice())?;
             Ok(record)

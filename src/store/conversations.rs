@@ -49,33 +49,33 @@ impl Store {
         let pair = (a.min(b), a.max(b));
         self.write(move |ctx| {
             let existing = ctx
-                .tx
+                .tx()
                 .open_table(USER_PAIR_CONVERSATION)?
                 .get(pair)?
                 .map(|v| v.value());
             if let Some(id) = existing {
-                let table = ctx.tx.open_table(CONVERSATIONS)?;
+                let table = ctx.tx().open_table(CONVERSATIONS)?;
                 let found = table.get(id)?;
                 if let Some(record) = found {
                     return Ok((codec::decode(record.value())?, false));
                 }
             }
-            let id = next_id(ctx.tx, "next_conversation_id")?;
-            let topic_id = topics::create(ctx.tx, &format!("dm:{id}"))?;
+            let id = next_id(ctx.tx(), "next_conversation_id")?;
+            let topic_id = topics::create(ctx.tx(), &format!("dm:{id}"))?;
             let record = ConversationRecord {
                 id,
                 users: pair,
                 topic_id,
                 created_at: clock::now_ms(),
             };
-            ctx.tx
+            ctx.tx()
                 .open_table(CONVERSATIONS)?
                 .insert(id, codec::encode(&record).as_slice())?;
-            ctx.tx
+            ctx.tx()
                 .open_table(USER_PAIR_CONVERSATION)?
                 .insert(pair, id)?;
-            topics::add_member(ctx.tx, topic_id, pair.0)?;
-            topics::add_member(ctx.tx, topic_id, pair.1)?;
+            topics::add_member(ctx.tx(), topic_id, pair.0)?;
+            topics::add_member(ctx.tx(), topic_id, pair.1)?;
             Ok((record, true))
         })
         .await

@@ -29,14 +29,14 @@ impl Store {
     pub async fn set_ignore(&self, user_id: u64, other: u64, ignore: bool) -> Result<HashSet<u64>> {
         self.write(move |ctx| {
             {
-                let mut table = ctx.tx.open_multimap_table(USER_IGNORES)?;
+                let mut table = ctx.tx().open_multimap_table(USER_IGNORES)?;
                 if ignore {
                     table.insert(user_id, other)?;
                 } else {
                     table.remove(user_id, other)?;
                 }
             }
-            let table = ctx.tx.open_multimap_table(USER_IGNORES)?;
+            let table = ctx.tx().open_multimap_table(USER_IGNORES)?;
             let mut out = HashSet::new();
             for value in table.get(user_id)? {
                 out.insert(value?.value());

@@ -6,9 +6,9 @@
 use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
-use super::meta::next_id;
+use super::meta;
 use super::records::MessageRecord;
-use super::tables::{CLIENT_ID_SEQ, MESSAGES};
+use super::tables::MESSAGES;
 use super::WriteCtx;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -30,27 +30,31 @@ pub enum Appended {
     Duplicate(Stored),
 }
 
+/// The `meta` counter that hands out message ids.
+const MESSAGE_ID_COUNTER: &str = "next_message_id";
+
 /// Longest `client_id` kept (longer ones are refused by the callers).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
 /// The last seq of a topic inside a write batch.
 pub fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {
-    if let Some(&seq) = ctx.cache.topic_heads.get(&topic_id) {
+    let (tables, cache) = ctx.tables_and_cache()?;
+    if let Some(&seq) = cache.topic_heads.get(&topic_id) {
         return Ok(seq);
     }
-    let table = ctx.tx.open_table(MESSAGES)?;
-    let last = table
+    let last = tables
+        .messages
         .range((topic_id, 0)..=(topic_id, u64::MAX))?
         .next_back()
         .transpose()?
         .map_or(0, |(k, _)| k.value().1);
-    ctx.cache.topic_heads.insert(topic_id, last);
+    cache.topic_heads.insert(topic_id, last);
     Ok(last)
 }
 
 /// The message this user already posted with `client_id` on this topic.
 pub fn existing(
-    ctx: &WriteCtx<'_>,
+    ctx: &mut WriteCtx<'_>,
     topic_id: u64,
     user_id: u64,
     client_id: Option<&str>,
@@ -59,8 +63,8 @@ pub fn existing(
         return Ok(None);
     };
     let seen = ctx
-        .tx
-        .open_table(CLIENT_ID_SEQ)?
+        .tables()?
+        .client_id_seq
         .get((topic_id, user_id, client_id))?
         .map(|v| v.value());
     let Some(seq) = seen else {
@@ -85,8 +89,9 @@ pub fn append(
     client_id: Option<String>,
 ) -> Result<Stored> {
     let seq = head(ctx, topic_id)? + 1;
+    let (tables, cache) = ctx.tables_and_cache()?;
     let record = MessageRecord {
-        id: next_id(ctx.tx, "next_message_id")?,
+        id: meta::next_id_in(&mut tables.meta, MESSAGE_ID_COUNTER)?,
         user_id,
         body,
         client_id,
@@ -94,15 +99,15 @@ pub fn append(
         edited_at: None,
         deleted: false,
     };
-    ctx.tx
-        .open_table(MESSAGES)?
+    tables
+        .messages
         .insert((topic_id, seq), codec::encode(&record).as_slice())?;
     if let Some(client_id) = record.client_id.as_deref() {
-        ctx.tx
-            .open_table(CLIENT_ID_SEQ)?
+        tables
+            .client_id_seq
             .insert((topic_id, user_id, client_id), seq)?;
     }
-    ctx.cache.topic_heads.insert(topic_id, seq);
+    cache.topic_heads.insert(topic_id, seq);
     Ok(Stored {
         topic_id,
         seq,
@@ -110,9 +115,8 @@ pub fn append(
     })
 }
 
-fn get_in(ctx: &WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
-    let table = ctx.tx.open_table(MESSAGES)?;
-    let found = table.get((topic_id, seq))?;
+fn get_in(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
+    let found = ctx.tables()?.messages.get((topic_id, seq))?;
     found.map(|v| codec::decode(v.value())).transpose()
 }
 
@@ -123,8 +127,8 @@ where
 {
     let mut record = get_in(ctx, topic_id, seq)?.ok_or(Error::NotFound("message"))?;
     change(&mut record)?;
-    ctx.tx
-        .open_table(MESSAGES)?
+    ctx.tables()?
+        .messages
         .insert((topic_id, seq), codec::encode(&record).as_slice())?;
     Ok(Stored {
         topic_id,

@@ -1,7 +1,7 @@
 //! The `meta` table: schema version, the generated JWT secret, and counters
 //! that hand out ids (`next_user_id`, ...).
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
 
 use super::tables::{self, META};
 use crate::error::Result;
@@ -42,7 +42,11 @@ fn decode_u64(bytes: &[u8]) -> u64 {
 
 /// Hands out the next value of a monotonic counter (starting at 1).
 pub fn next_id(tx: &WriteTransaction, counter: &str) -> Result<u64> {
-    let mut meta = tx.open_table(META)?;
+    next_id_in(&mut tx.open_table(META)?, counter)
+}
+
+/// [`next_id`] on an already open `meta` table.
+pub fn next_id_in(meta: &mut Table<'_, &'static str, &'static [u8]>, counter: &str) -> Result<u64> {
     let next = meta
         .get(counter)?
         .map(|v| decode_u64(v.value()))
@@ -64,7 +68,7 @@ impl super::Store {
             return Ok(secret);
         }
         self.write(|ctx| {
-            let mut meta = ctx.tx.open_table(META)?;
+            let mut meta = ctx.tx().open_table(META)?;
             if let Some(existing) = meta.get(JWT_SECRET_KEY)? {
                 return Ok(existing.value().to_vec());
             }

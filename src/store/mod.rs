@@ -6,6 +6,7 @@
 //! key layout next to the code that uses it; [`tables`] is the catalog.
 
 pub mod attachments;
+pub mod batch_tables;
 pub mod codec;
 pub mod conversations;
 pub mod export;

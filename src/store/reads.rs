@@ -3,7 +3,7 @@
 
 use redb::{ReadTransaction, ReadableMultimapTable, ReadableTable};
 
-use super::tables::{READ_POSITIONS, TOPIC_MEMBERS};
+use super::tables::READ_POSITIONS;
 use super::WriteCtx;
 use crate::error::Result;
 
@@ -17,7 +17,7 @@ pub fn get(tx: &ReadTransaction, user_id: u64, topic_id: u64) -> Result<u64> {
 
 /// Moves the read position forward to `seq` (never backwards); returns the new position.
 pub fn advance(ctx: &mut WriteCtx<'_>, user_id: u64, topic_id: u64, seq: u64) -> Result<u64> {
-    let mut table = ctx.tx.open_table(READ_POSITIONS)?;
+    let table = &mut ctx.tables()?.read_positions;
     let current = table.get((user_id, topic_id))?.map_or(0, |v| v.value());
     if seq > current {
         table.insert((user_id, topic_id), seq)?;
@@ -30,15 +30,15 @@ pub fn advance(ctx: &mut WriteCtx<'_>, user_id: u64, topic_id: u64, seq: u64) ->
 /// For every member of a topic other than `except`: `(user id, unread)`
 /// given the topic's last seq is `last_seq`.
 pub fn members_unread(
-    ctx: &WriteCtx<'_>,
+    ctx: &mut WriteCtx<'_>,
     topic_id: u64,
     last_seq: u64,
     except: u64,
 ) -> Result<Vec<(u64, u64)>> {
-    let members = ctx.tx.open_multimap_table(TOPIC_MEMBERS)?;
-    let positions = ctx.tx.open_table(READ_POSITIONS)?;
+    let tables = ctx.tables()?;
+    let positions = &tables.read_positions;
     let mut out = Vec::new();
-    for member in members.get(topic_id)? {
+    for member in tables.topic_members.get(topic_id)? {
         let member = member?.value();
         if member == except {
             continue;

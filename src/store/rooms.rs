@@ -82,7 +82,7 @@ pub fn all(tx: &ReadTransaction) -> Result<Vec<RoomRecord>> {
 impl Store {
     /// Creates a room; 422 on a taken name.
     pub async fn create_room(&self, new: NewRoom) -> Result<RoomRecord> {
-        self.write(move |ctx| insert(ctx.tx, new)).await
+        self.write(move |ctx| insert(ctx.tx(), new)).await
     }
 
     /// One room by name.

@@ -10,7 +10,7 @@ impl Store {
     pub async fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<()> {
         let jti = jti.to_string();
         self.write(move |ctx| {
-            let mut table = ctx.tx.open_table(REVOKED_JTI_EXPIRY)?;
+            let mut table = ctx.tx().open_table(REVOKED_JTI_EXPIRY)?;
             table.insert(jti.as_str(), expires_at)?;
             Ok(())
         })
@@ -31,7 +31,7 @@ impl Store {
     /// Returns how many were removed.
     pub async fn purge_expired_revocations(&self, now: u64) -> Result<usize> {
         self.write(move |ctx| {
-            let mut table = ctx.tx.open_table(REVOKED_JTI_EXPIRY)?;
+            let mut table = ctx.tx().open_table(REVOKED_JTI_EXPIRY)?;
             let removed = table.extract_if(|_, expires_at| expires_at <= now)?.count();
             Ok(removed)
         })

@@ -29,15 +29,15 @@ pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<UserRecord>> {
 }
 
 /// Reads one user by id inside a write batch.
-pub fn get_in(ctx: &WriteCtx<'_>, id: u64) -> Result<Option<UserRecord>> {
-    let users = ctx.tx.open_table(USERS)?;
+pub fn get_in(ctx: &mut WriteCtx<'_>, id: u64) -> Result<Option<UserRecord>> {
+    let users = ctx.tx().open_table(USERS)?;
     let found = users.get(id)?;
     found.map(|v| codec::decode(v.value())).transpose()
 }
 
 /// Writes a user record inside a write batch.
-pub fn put(ctx: &WriteCtx<'_>, user: &UserRecord) -> Result<()> {
-    let mut users = ctx.tx.open_table(USERS)?;
+pub fn put(ctx: &mut WriteCtx<'_>, user: &UserRecord) -> Result<()> {
+    let mut users = ctx.tx().open_table(USERS)?;
     users.insert(user.id, codec::encode(user).as_slice())?;
     Ok(())
 }
@@ -60,13 +60,13 @@ impl Store {
         self.write(move |ctx| {
             let key = new.username.to_lowercase();
             let first = {
-                let index = ctx.tx.open_table(USERNAME_USER)?;
+                let index = ctx.tx().open_table(USERNAME_USER)?;
                 if index.get(key.as_str())?.is_some() {
                     return Err(Error::field("username", "is already taken"));
                 }
                 index.len()? == 0
             };
-            let id = next_id(ctx.tx, "next_user_id")?;
+            let id = next_id(ctx.tx(), "next_user_id")?;
             let user = UserRecord {
                 id,
                 username: new.username,
@@ -79,7 +79,9 @@ impl Store {
                 created_at: clock::now_ms(),
             };
             put(ctx, &user)?;
-            ctx.tx.open_table(USERNAME_USER)?.insert(key.as_str(), id)?;
+            ctx.tx()
+                .open_table(USERNAME_USER)?
+                .insert(key.as_str(), id)?;
             Ok(user)
         })
         .await

@@ -11,6 +11,7 @@ use std::time::Instant;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch_tables::BatchTables;
 use crate::error::{Error, Result};
 
 /// Most operations applied in one commit.
@@ -28,8 +29,45 @@ pub struct WriterCache {
 
 /// What an operation sees while its batch is open.
 pub struct WriteCtx<'a> {
-    pub tx: &'a WriteTransaction,
+    tx: &'a WriteTransaction,
     pub cache: &'a mut WriterCache,
+    /// The hot-path tables, open until something needs the raw transaction.
+    tables: Option<BatchTables<'a>>,
+}
+
+impl<'a> WriteCtx<'a> {
+    fn new(tx: &'a WriteTransaction, cache: &'a mut WriterCache) -> WriteCtx<'a> {
+        WriteCtx {
+            tx,
+            cache,
+            tables: None,
+        }
+    }
+
+    /// The batch transaction. Closes the hot-path tables first, since redb
+    /// refuses to open a table twice; they reopen on the next [`Self::tables`].
+    pub fn tx(&mut self) -> &'a WriteTransaction {
+        self.tables = None;
+        self.tx
+    }
+
+    /// The hot-path tables, opened once and kept open across operations.
+    pub fn tables(&mut self) -> Result<&mut BatchTables<'a>> {
+        let tables = match self.tables.take() {
+            Some(tables) => tables,
+            None => BatchTables::open(self.tx)?,
+        };
+        Ok(self.tables.insert(tables))
+    }
+
+    /// [`Self::tables`] together with the writer's cache.
+    pub fn tables_and_cache(&mut self) -> Result<(&mut BatchTables<'a>, &mut WriterCache)> {
+        self.tables()?;
+        match self.tables.as_mut() {
+            Some(tables) => Ok((tables, &mut *self.cache)),
+            None => Err(Error::Internal("batch tables vanished".into())),
+        }
+    }
 }
 
 /// Figures of the last commits, for metrics.
@@ -206,7 +244,7 @@ fn apply_batch(
         .map_err(|e| e.to_string())?;
     let mut failure = None;
     {
-        let mut ctx = WriteCtx { tx: &tx, cache };
+        let mut ctx = WriteCtx::new(&tx, cache);
         for op in batch.iter_mut() {
             if let Err(message) = op.apply(&mut ctx) {
                 failure = Some(message);
@@ -220,5 +258,43 @@ fn apply_batch(
             Err(message)
         }
         None => tx.commit().map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tables::{self, MESSAGES};
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+    #[test]
+    fn raw_transaction_and_batch_tables_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tables::create_all(&tx).unwrap();
+        let mut cache = WriterCache::default();
+        {
+            let mut ctx = WriteCtx::new(&tx, &mut cache);
+            ctx.tables()
+                .unwrap()
+                .messages
+                .insert((1, 1), &b"one"[..])
+                .unwrap();
+            // The batch tables are open; the raw transaction must still be
+            // able to open the same table (redb refuses a second open).
+            let raw = ctx.tx().open_table(MESSAGES).unwrap();
+            assert_eq!(raw.get((1, 1)).unwrap().unwrap().value(), b"one");
+            drop(raw);
+            ctx.tables()
+                .unwrap()
+                .messages
+                .insert((1, 2), &b"two"[..])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(MESSAGES).unwrap();
+        assert_eq!(table.len().unwrap(), 2);
     }
 }

@@ -139,7 +139,7 @@ pub async fn add_member(call: &mut Call, name: &str) -> Result<HttpResponse> {
     let added = call
         .state
         .store
-        .write(move |ctx| topics::add_member(ctx.tx, topic_id, user_id))
+        .write(move |ctx| topics::add_member(ctx.tx(), topic_id, user_id))
         .await?;
     if added {
         let owner_id = room.owner;
@@ -171,7 +171,7 @@ pub async fn remove_member(call: &mut Call, name: &str, username: &str) -> Resul
     let removed = call
         .state
         .store
-        .write(move |ctx| topics::remove_member(ctx.tx, topic_id, user_id))
+        .write(move |ctx| topics::remove_member(ctx.tx(), topic_id, user_id))
         .await?;
     if removed {
         notify::send(
