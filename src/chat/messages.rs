@@ -53,8 +53,9 @@ pub struct Posted {
     pub stored: Stored,
     /// True when the `client_id` had been used: nothing new was stored.
     pub duplicate: bool,
-    /// The `message` object as JSON.
-    pub message: Value,
+    topic: Arc<str>,
+    author: UserBrief,
+    attachment: Option<AttachmentRecord>,
 }
 
 impl Posted {
@@ -63,8 +64,16 @@ impl Posted {
         json!({
             "id": self.stored.record.id,
             "seq": self.stored.seq,
-            "inserted_at": self.message["inserted_at"],
+            "inserted_at": crate::clock::rfc3339_ms(self.stored.record.inserted_at),
         })
+    }
+
+    /// The `message` object as JSON (built on demand: the socket ack does
+    /// not need it, and the broadcast serializes its own copy).
+    pub fn message(&self) -> Value {
+        MessageView::new(&self.topic, &self.stored, &self.author)
+            .with_attachment(self.attachment.as_ref())
+            .to_value()
     }
 }
 
@@ -128,10 +137,10 @@ where
                             Appended::New(stored) => (stored, false),
                             Appended::Duplicate(stored) => (stored, true),
                         };
-                        let view = MessageView::new(&topic, &stored, &brief)
-                            .with_attachment(attachment.as_ref());
                         if !duplicate {
                             crate::metrics::Metrics::inc(&metrics.messages_stored);
+                            let view = MessageView::new(&topic, &stored, &brief)
+                                .with_attachment(attachment.as_ref());
                             let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
                             broadcast.seq = Some(stored.seq);
                             broadcast.author = Some(brief.id);
@@ -140,11 +149,12 @@ where
                                 notify::unread(&hub, member, &topic, stored.seq, count);
                             }
                         }
-                        let message = view.to_value();
                         Posted {
                             stored,
                             duplicate,
-                            message,
+                            topic,
+                            author: brief,
+                            attachment,
                         }
                     });
                     done(posted);

@@ -13,9 +13,9 @@ use crate::socket::frame::Vsn;
 pub struct Broadcast {
     topic: Arc<str>,
     event: &'static str,
-    /// The payload object, serialized.
-    payload: String,
     v2: Utf8Bytes,
+    /// Where the serialized payload object sits inside `v2`.
+    payload: std::ops::Range<usize>,
     v1: OnceLock<Utf8Bytes>,
     /// The message seq, for `new_msg`: lets a joining session drop what its join reply already held.
     pub seq: Option<u64>,
@@ -31,13 +31,24 @@ pub struct Broadcast {
 impl Broadcast {
     /// Serializes `payload` once for `topic`/`event`.
     pub fn new(topic: Arc<str>, event: &'static str, payload: &impl serde::Serialize) -> Broadcast {
-        let payload = serde_json::to_string(payload).unwrap_or_else(|_| "{}".into());
-        let v2 = Utf8Bytes::from(format!(
-            "[null,null,{},{},{}]",
-            json_string(&topic),
-            json_string(event),
-            payload
-        ));
+        // One buffer: `[null,null,"topic","event",` payload `]`.
+        let mut v2 = String::with_capacity(320 + topic.len());
+        v2.push_str("[null,null,");
+        v2.push_str(&json_string(&topic));
+        v2.push(',');
+        v2.push_str(&json_string(event));
+        v2.push(',');
+        let start = v2.len();
+        let mut bytes = v2.into_bytes();
+        if serde_json::to_writer(&mut bytes, payload).is_err() {
+            bytes.truncate(start);
+            bytes.extend_from_slice(b"{}");
+        }
+        let payload = start..bytes.len();
+        bytes.push(b']');
+        // Only JSON text was written: serde_json emits UTF-8.
+        let v2 = String::from_utf8(bytes).unwrap_or_else(|_| "[null,null,null,null,{}]".into());
+        let v2 = Utf8Bytes::from(v2);
         Broadcast {
             topic,
             event,
@@ -78,6 +89,11 @@ impl Broadcast {
         self.exclude_conn == Some(conn_id)
     }
 
+    /// The serialized payload object.
+    fn payload(&self) -> &str {
+        self.v2.as_str().get(self.payload.clone()).unwrap_or("{}")
+    }
+
     /// The frame text for a client speaking `vsn` (shared bytes, not a copy).
     pub fn frame(&self, vsn: Vsn) -> Utf8Bytes {
         match vsn {
@@ -89,7 +105,7 @@ impl Broadcast {
                         "{{\"topic\":{},\"event\":{},\"payload\":{},\"ref\":null}}",
                         json_string(&self.topic),
                         json_string(self.event),
-                        self.payload
+                        self.payload()
                     ))
                 })
                 .clone(),

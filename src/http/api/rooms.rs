@@ -254,5 +254,5 @@ pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
     };
     let posted = messages::post_and_wait(&call.state, &identity.user, &access, draft).await?;
     let status = if posted.duplicate { 200 } else { 201 };
-    Ok(reply::json(status, &json!({"message": posted.message})))
+    Ok(reply::json(status, &json!({"message": posted.message()})))
 }
