@@ -6,9 +6,10 @@
 #   QUICK=1 bench/run.sh              # 5 s windows instead of 20 s (smoke test)
 #
 # Scenarios: publish (C = 1, 8, 64, then 64 with PUBLISH_INFLIGHT pushes
-# outstanding each), fanout (1,000 subscribers at FANOUT_RATES msg/s),
-# fanout10k (10,000 subscribers), rtt, connect (19,000 sockets in rooms of
-# 100), storm (reconnect storm, 10,000 clients).
+# outstanding each, then 64 at PUBLISH_RATE msg/s in all), fanout (1,000
+# subscribers at FANOUT_RATES msg/s), fanout10k (10,000 subscribers), rtt,
+# connect (19,000 sockets in rooms of 100), storm (reconnect storm, 10,000
+# clients).
 #
 # For each scenario the script starts a fresh server (new data directory
 # from mktemp -d, free loopback port, raised open-files limit), registers
@@ -27,6 +28,7 @@
 # port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
 # CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
 # FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
+# PUBLISH_RATE (10000),
 # STORM_CLIENTS (10000), STORM_ROOMS (1).
 
 set -euo pipefail
@@ -54,6 +56,7 @@ FANOUT_RATES="${FANOUT_RATES:-100 300}"
 FANOUT10K_SUBS="${FANOUT10K_SUBS:-10000}"
 FANOUT10K_RATE="${FANOUT10K_RATE:-50}"
 PUBLISH_INFLIGHT="${PUBLISH_INFLIGHT:-16}"
+PUBLISH_RATE="${PUBLISH_RATE:-10000}"
 STORM_CLIENTS="${STORM_CLIENTS:-10000}"
 STORM_ROOMS="${STORM_ROOMS:-1}"
 
@@ -119,6 +122,12 @@ run_publish() {
   scenario publish publish --concurrency 64 --inflight "$PUBLISH_INFLIGHT" \
     --topic-pattern 'room:pub-{i}' --rooms 64 \
     --duration "$DURATION" --warmup "$WARMUP" --label "publish-c64-inflight$PUBLISH_INFLIGHT"
+  # Ack latency at a steady PUBLISH_RATE msg/s in all (64 publishers,
+  # up to 8 pushes in flight each so a slow ack does not hold the schedule).
+  scenario publish publish --concurrency 64 --inflight 8 \
+    --rate "$(awk -v r="$PUBLISH_RATE" 'BEGIN { print r / 64 }')" \
+    --topic-pattern 'room:pub-{i}' --rooms 64 \
+    --duration "$DURATION" --warmup "$WARMUP" --label "publish-c64-rate$PUBLISH_RATE"
 }
 
 run_fanout() {

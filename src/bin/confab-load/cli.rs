@@ -223,6 +223,9 @@ pub struct PublishArgs {
     /// Unacknowledged pushes each publisher keeps in flight
     #[arg(long, default_value_t = 1)]
     pub inflight: usize,
+    /// Messages per second per publisher (0 = as fast as acks come back)
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Length of each message body in bytes
     #[arg(long, default_value_t = 100)]
     pub body_bytes: usize,

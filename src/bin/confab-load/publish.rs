@@ -1,6 +1,7 @@
 //! `publish` mode: C publisher sockets, each joined to its topic (topic j
 //! of the pattern, or the one `--topic`), push `new_msg` as fast as acks
-//! come back (`--inflight` outstanding per socket, default 1).
+//! come back (`--inflight` outstanding per socket, default 1), or at a
+//! steady `--rate` per socket to read the ack latency at a given load.
 //!
 //! Measures: acknowledged messages/s — confab acks a `new_msg` only after
 //! the message is durably stored (fsync, group commit), so this is durable
@@ -23,9 +24,14 @@ pub async fn run(ctx: Arc<Ctx>, args: PublishArgs) -> Result<Report, String> {
     let c = ctx.common.clone();
     let body_bytes = args.body_bytes;
     eprintln!(
-        "confab-load publish: {} publishers, {} in flight each, {} topic(s)",
+        "confab-load publish: {} publishers, {} in flight each, {}, {} topic(s)",
         args.concurrency,
         args.inflight,
+        if args.rate > 0.0 {
+            format!("{} msg/s each", args.rate)
+        } else {
+            "as fast as acks come back".into()
+        },
         c.topic_count().min(args.concurrency)
     );
     let topics = c.clone();
@@ -36,7 +42,11 @@ pub async fn run(ctx: Arc<Ctx>, args: PublishArgs) -> Result<Report, String> {
             topic: Box::new(move |j| (topics.topic_for(j), true)),
             event: "new_msg".into(),
             inflight: args.inflight,
-            spacing_us: 0,
+            spacing_us: if args.rate > 0.0 {
+                (1e6 / args.rate) as u64
+            } else {
+                0
+            },
             payload: Arc::new(move |j, t, n| {
                 format!(
                     "{{\"body\":\"{}\"}}",
@@ -79,6 +89,7 @@ pub async fn run(ctx: Arc<Ctx>, args: PublishArgs) -> Result<Report, String> {
         lines,
         params: json!({
             "url": c.url, "concurrency": args.concurrency, "inflight": args.inflight,
+            "rate_per_publisher": args.rate,
             "body_bytes": args.body_bytes, "count": args.count,
             "topic": c.topic, "topic_pattern": c.topic_pattern, "rooms": c.rooms,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
