@@ -71,6 +71,7 @@ const KEYS: &[&str] = &[
     "max_topics_per_socket",
     "max_sockets_per_user",
     "outbound_queue_frames",
+    "presence_state_limit",
     "join_history_limit",
     "login_max_failures",
     "login_window_secs",
@@ -132,6 +133,9 @@ pub struct Config {
     /// Outbound queue per socket, in frames; a socket whose queue fills is
     /// closed as a slow consumer; at least 16.
     pub outbound_queue_frames: usize,
+    /// Most users listed in the `presence_state` a joining socket receives
+    /// (the most recently joined); 0 = all.
+    pub presence_state_limit: usize,
     /// Messages in a join reply without `last_seq`; 1 to 1000.
     pub join_history_limit: usize,
     /// Failed logins per IP or per username within the window before 429;
@@ -176,6 +180,7 @@ impl Default for Config {
             max_topics_per_socket: 100,
             max_sockets_per_user: 20,
             outbound_queue_frames: 1024,
+            presence_state_limit: 1000,
             join_history_limit: 50,
             login_max_failures: 5,
             login_window_secs: 300,
@@ -225,6 +230,7 @@ impl fmt::Debug for Config {
             max_topics_per_socket,
             max_sockets_per_user,
             outbound_queue_frames,
+            presence_state_limit,
             join_history_limit,
             login_max_failures,
             login_window_secs,
@@ -255,6 +261,7 @@ impl fmt::Debug for Config {
             .field("max_topics_per_socket", max_topics_per_socket)
             .field("max_sockets_per_user", max_sockets_per_user)
             .field("outbound_queue_frames", outbound_queue_frames)
+            .field("presence_state_limit", presence_state_limit)
             .field("join_history_limit", join_history_limit)
             .field("login_max_failures", login_max_failures)
             .field("login_window_secs", login_window_secs)
@@ -694,6 +701,7 @@ impl Config {
             "max_topics_per_socket" => self.max_topics_per_socket = parse_int(text)?,
             "max_sockets_per_user" => self.max_sockets_per_user = parse_int(text)?,
             "outbound_queue_frames" => self.outbound_queue_frames = parse_int(text)?,
+            "presence_state_limit" => self.presence_state_limit = parse_int(text)?,
             "join_history_limit" => self.join_history_limit = parse_int(text)?,
             "login_max_failures" => self.login_max_failures = parse_int(text)?,
             "login_window_secs" => self.login_window_secs = parse_int(text)?,
@@ -782,7 +790,7 @@ impl Config {
         }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64); 19] = [
+        let ranges: [(&str, u64, u64, u64); 20] = [
             ("token_ttl_secs",           wide(self.token_ttl_secs),            1,    NO_MAX),
             ("heartbeat_timeout_secs",   wide(self.heartbeat_timeout_secs),    1,    NO_MAX),
             ("shutdown_grace_secs",      wide(self.shutdown_grace_secs),       1,    300),
@@ -795,6 +803,7 @@ impl Config {
             ("max_topics_per_socket",    wide(self.max_topics_per_socket),     1,    NO_MAX),
             ("max_sockets_per_user",     wide(self.max_sockets_per_user),      1,    NO_MAX),
             ("outbound_queue_frames",    wide(self.outbound_queue_frames),     16,   NO_MAX),
+            ("presence_state_limit",     wide(self.presence_state_limit),      0,    NO_MAX),
             ("join_history_limit",       wide(self.join_history_limit),        1,    1000),
             ("login_max_failures",       wide(self.login_max_failures),        1,    NO_MAX),
             ("login_window_secs",        wide(self.login_window_secs),         1,    NO_MAX),

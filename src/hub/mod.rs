@@ -142,8 +142,15 @@ impl Hub {
     }
 
     /// Tracks `meta` under `key` on `topic` and returns the `presence_state`
-    /// payload for the joining socket (which must already be subscribed).
-    pub fn track(&self, topic: &Arc<str>, key: String, mut meta: Meta) -> Arc<str> {
+    /// payload for the joining socket (which must already be subscribed),
+    /// with at most `state_limit` keys (0 = all).
+    pub fn track(
+        &self,
+        topic: &Arc<str>,
+        key: String,
+        mut meta: Meta,
+        state_limit: usize,
+    ) -> Arc<str> {
         meta.phx_ref = format!(
             "{}{}",
             self.ref_prefix,
@@ -154,7 +161,7 @@ impl Hub {
         entry.presence.track(key, meta);
         self.presences.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirty).insert(topic.clone());
-        entry.presence.state()
+        entry.presence.state(state_limit)
     }
 
     /// Publishes one `presence_diff` for every topic whose presence changed
@@ -326,10 +333,10 @@ mod tests {
         let (a, mut rx_a) = ConnTx::new(1, 10, 64);
         let (b, mut rx_b) = ConnTx::new(2, 20, 64);
         hub.subscribe(&topic, &a);
-        hub.track(&topic, "10".into(), meta(1));
+        hub.track(&topic, "10".into(), meta(1), 0);
         hub.subscribe(&topic, &b);
         // The state is shared until the next flush; what it lacks arrives in that diff.
-        let state = hub.track(&topic, "20".into(), meta(2));
+        let state = hub.track(&topic, "20".into(), meta(2), 0);
         assert!(state.contains("\"10\""));
         assert_eq!(hub.flush_presence(), 1);
         assert_eq!(hub.flush_presence(), 0);

@@ -9,6 +9,11 @@
 //! interval and shared: it reflects the last flush or later, and every change
 //! after it reaches the joiner in a later diff (joins of known refs and
 //! leaves of unknown refs are no-ops for the client).
+//!
+//! In a room with more users online than the configured
+//! `presence_state_limit`, the state a joiner receives lists only the users
+//! who joined most recently; diffs stay complete. Without the limit, N
+//! sockets joining one room receive O(N²) bytes of state between them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -91,14 +96,22 @@ impl Presence {
         self.entries.values().map(Vec::len).sum()
     }
 
-    /// The `presence_state` payload, `{key: {metas: [...]}}`.
-    pub fn state(&mut self) -> Arc<str> {
+    /// The `presence_state` payload, `{key: {metas: [...]}}`, holding at
+    /// most `limit` keys (0 = all): past the limit, the keys that joined
+    /// most recently. The cached copy is used whatever `limit` is (callers
+    /// pass the configured one).
+    pub fn state(&mut self, limit: usize) -> Arc<str> {
         if let Some(state) = &self.state {
             return state.clone();
         }
-        let view: BTreeMap<&str, Metas<'_>> = self
-            .entries
-            .iter()
+        let mut shown: Vec<(&String, &Vec<Meta>)> = self.entries.iter().collect();
+        if limit > 0 && shown.len() > limit {
+            let newest = |metas: &Vec<Meta>| metas.iter().map(|m| m.online_at).max();
+            shown.select_nth_unstable_by(limit - 1, |a, b| newest(b.1).cmp(&newest(a.1)));
+            shown.truncate(limit);
+        }
+        let view: BTreeMap<&str, Metas<'_>> = shown
+            .into_iter()
             .map(|(key, metas)| {
                 (
                     key.as_str(),
@@ -157,7 +170,7 @@ mod tests {
         let mut p = Presence::default();
         p.track("1".into(), meta("A", 10));
         p.track("1".into(), meta("B", 11));
-        let state: serde_json::Value = serde_json::from_str(&p.state()).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&p.state(0)).unwrap();
         assert_eq!(state["1"]["metas"].as_array().unwrap().len(), 2);
         let diff = p.flush().unwrap();
         assert_eq!(diff["joins"]["1"]["metas"].as_array().unwrap().len(), 2);
@@ -166,7 +179,7 @@ mod tests {
         let diff = p.flush().unwrap();
         assert_eq!(diff["leaves"]["1"]["metas"][0]["phx_ref"], "A");
         assert_eq!(diff["joins"], json!({}));
-        let state: serde_json::Value = serde_json::from_str(&p.state()).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&p.state(0)).unwrap();
         assert_eq!(state["1"]["metas"][0]["phx_ref"], "B");
         assert!(p.untrack(11));
         p.flush();
@@ -175,15 +188,42 @@ mod tests {
     }
 
     #[test]
+    fn a_limited_state_lists_the_most_recent_joiners() {
+        let mut p = Presence::default();
+        for user in 1..=5 {
+            let mut m = meta(&format!("R{user}"), user);
+            m.online_at = 100 + user as i64;
+            p.track(user.to_string(), m);
+        }
+        // User 1 opens a second tab last: its newest meta counts.
+        let mut late = meta("R1b", 9);
+        late.online_at = 200;
+        p.track("1".into(), late);
+        let state: serde_json::Value = serde_json::from_str(&p.state(3)).unwrap();
+        let mut keys: Vec<&str> = state
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["1", "4", "5"]);
+        assert_eq!(state["1"]["metas"].as_array().unwrap().len(), 2);
+        p.flush();
+        let all: serde_json::Value = serde_json::from_str(&p.state(0)).unwrap();
+        assert_eq!(all.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
     fn state_is_cached_until_flush_and_conn_ids_stay_private() {
         let mut p = Presence::default();
         p.track("2".into(), meta("C", 5));
-        let first = p.state();
+        let first = p.state(0);
         p.track("3".into(), meta("D", 6));
-        assert!(Arc::ptr_eq(&first, &p.state()));
+        assert!(Arc::ptr_eq(&first, &p.state(0)));
         assert!(!first.contains("conn_id"));
         p.flush();
-        assert!(p.state().contains("\"3\""));
+        assert!(p.state(0).contains("\"3\""));
         assert!(p.flush().is_none());
     }
 }

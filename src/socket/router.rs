@@ -200,10 +200,12 @@ impl Session {
             display_name: user.display_name.clone(),
             conn_id: self.conn.id(),
         };
-        let state = self
-            .state
-            .hub
-            .track(&access.name, user.id.to_string(), meta);
+        let state = self.state.hub.track(
+            &access.name,
+            user.id.to_string(),
+            meta,
+            self.state.cfg.presence_state_limit,
+        );
         out.push(self.raw_push(&join_ref, &msg.topic, "presence_state", &state));
         self.channels.insert(
             msg.topic.clone(),

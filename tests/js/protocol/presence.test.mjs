@@ -13,7 +13,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, join, joinChannel, unique, withDeadline } from "../harness.mjs";
+import { DEADLINE_MS, Server, join, joinChannel, unique, withDeadline } from "../harness.mjs";
 import {
   TrackedRaw,
   channelClosed,
@@ -569,5 +569,49 @@ describe("presence", () => {
 
     // And joining again is refused.
     await assert.rejects(join(m1, topic), (e) => e.response?.reason === "unauthorized");
+  });
+});
+
+describe("presence: a room past presence_state_limit", () => {
+  const server = new Server({ name: "presence-limit", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } });
+  let users;
+
+  before(async () => {
+    await server.start();
+    users = [];
+    for (let i = 0; i < 5; i++) users.push(await server.register());
+  });
+  after(() => server.cleanup());
+
+  test("a joiner's presence_state lists only the most recent users, and diffs stay complete", async () => {
+    const topic = "room:lobby";
+    const key = (i) => String(users[i].user.id);
+    const watches = [];
+    // Users 0, 1, 2 join one after another. User 0 joined an empty room,
+    // so it learns of each later user from a diff: once it has seen user i,
+    // that join has been flushed (and the server's cached state renewed).
+    for (let i = 0; i < 3; i++) {
+      const socket = await server.connect(users[i].token);
+      const { watch } = await joinWatched(socket, topic);
+      watches.push(watch);
+      await watches[0].until((v) => key(i) in v, DEADLINE_MS, `user 0 to see user ${i}`);
+    }
+
+    // User 3 joins a room of four: its state holds two users, itself and
+    // user 2, the most recent joiners; the oldest two are left out.
+    const late = await server.connect(users[3].token);
+    const { watch: lateWatch } = await joinWatched(late, topic);
+    const first = await lateWatch.syncs.count(1);
+    assert.deepEqual(Object.keys(first[0]).sort(), [key(2), key(3)].sort(), "the first sync is the limited state");
+
+    // Diffs are not limited: user 0, who joined an empty room, sees all four.
+    await watches[0].until((v) => [0, 1, 2, 3].every((i) => key(i) in v), DEADLINE_MS, "user 0 to see everyone");
+
+    // The late joiner learns of a new user through a diff, and never of
+    // the users its state left out.
+    const next = await server.connect(users[4].token);
+    await join(next, topic);
+    const view = await lateWatch.until((v) => key(4) in v, DEADLINE_MS, "user 3 to see user 4");
+    assert.deepEqual(Object.keys(view).sort(), [key(2), key(3), key(4)].sort());
   });
 });
