@@ -32,6 +32,10 @@ pub struct WsStream {
     /// Set once the peer closed the TCP stream or sent bad bytes; reported
     /// after the messages that came before it.
     ended: Option<Option<ReadError>>,
+    /// Set while a write is under way and left set if that write was
+    /// cancelled (a timeout, a slow-consumer close): the peer may have part
+    /// of a frame, so nothing more may be written, not even a close frame.
+    cut_off: bool,
 }
 
 impl WsStream {
@@ -43,6 +47,7 @@ impl WsStream {
             decoder: Decoder::new(max_message),
             ready: Default::default(),
             ended: None,
+            cut_off: false,
         };
         if !early.is_empty() {
             stream.feed(early);
@@ -90,6 +95,8 @@ impl WsStream {
     }
 
     /// Writes `frames` in order, as few system calls as the kernel allows.
+    /// If this future is dropped before it completes, the stream may end
+    /// mid-frame, and every later write fails instead of corrupting it.
     pub async fn send_all(&mut self, frames: &[Message]) -> io::Result<()> {
         for group in frames.chunks(FRAMES_PER_WRITE) {
             self.send_group(group).await?;
@@ -98,6 +105,9 @@ impl WsStream {
     }
 
     async fn send_group(&mut self, frames: &[Message]) -> io::Result<()> {
+        if self.cut_off {
+            return Err(io::Error::other("an earlier write was cut off mid-frame"));
+        }
         let mut headers = Vec::with_capacity(frames.len() * ws_codec::MAX_HEADER);
         let mut header_ends = Vec::with_capacity(frames.len());
         let payloads: Vec<_> = frames
@@ -119,6 +129,7 @@ impl WsStream {
             }
         }
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+        self.cut_off = true;
         while !remaining.is_empty() {
             self.tcp.writable().await?;
             match self.tcp.try_write_vectored(remaining) {
@@ -128,6 +139,7 @@ impl WsStream {
                 Err(e) => return Err(e),
             }
         }
+        self.cut_off = false;
         Ok(())
     }
 
@@ -141,5 +153,55 @@ impl WsStream {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_write_cut_off_mid_frame_stops_all_later_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        let mut ws = WsStream::new(server_side, &[], 1 << 20);
+
+        // Larger than both kernel buffers: with the client not reading,
+        // the write stalls part-way through the frame and is cancelled.
+        const SIZE: usize = 32 << 20;
+        let big = Message::Text("x".repeat(SIZE).into());
+        let cut = tokio::time::timeout(Duration::from_millis(300), ws.send_all(&[big])).await;
+        assert!(cut.is_err(), "the write was expected to stall");
+
+        let later = tokio::time::timeout(
+            Duration::from_millis(300),
+            ws.send_all(&[Message::Text("next".into())]),
+        )
+        .await;
+        assert!(
+            matches!(later, Ok(Err(_))),
+            "a write after a cut-off one must fail at once: {later:?}"
+        );
+        drop(ws);
+
+        // The client sees a prefix of the first frame and nothing after it.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got[..2], [0x81, 127], "a text frame with a 64-bit length");
+        assert!(
+            got.len() > 10 && got.len() < SIZE + 10,
+            "{} bytes",
+            got.len()
+        );
+        assert!(
+            got[10..].iter().all(|&b| b == b'x'),
+            "only payload bytes follow"
+        );
     }
 }
