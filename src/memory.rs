@@ -1,9 +1,13 @@
 //! Allocator settings for a long-running server. Password hashing allocates
-//! its whole argon2 memory cost (19 MiB by default) per hash on the blocking
-//! pool; with glibc's default, such blocks end up in per-thread arenas and
-//! are never returned, so a burst of logins would leave hundreds of MiB of
-//! RSS behind. A fixed mmap threshold makes every large block a mapping that
-//! is returned to the system when freed.
+//! its whole argon2 memory cost (19 MiB by default) per hash on a
+//! blocking-pool thread, which may then sit idle.
+//!
+//! The `confab` binary allocates with mimalloc (see `main.rs`), which gives
+//! freed memory back only when the freeing thread allocates again; so a
+//! thread that has just hashed returns it at once ([`release_freed`]). For
+//! glibc's malloc (what remains of C allocations, and library users), a fixed
+//! mmap threshold makes every large block a mapping that is unmapped when
+//! freed instead of staying in a per-thread arena.
 
 /// Allocations at least this large are served by `mmap` and unmapped on free.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -17,4 +21,11 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
+}
+
+/// Gives the memory this thread has freed back to the system now (mimalloc;
+/// a cheap no-op when mimalloc is linked but not the global allocator).
+pub fn release_freed() {
+    // SAFETY: mi_collect only walks this thread's own mimalloc heap.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }

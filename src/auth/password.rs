@@ -31,6 +31,7 @@ impl PasswordHashing {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
         let decoy = hash_with(&params, &super::random_token(24))?;
+        crate::memory::release_freed();
         let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(PasswordHashing {
             params,
@@ -71,9 +72,14 @@ impl PasswordHashing {
             .acquire()
             .await
             .map_err(|_| Error::Unavailable("shutting down".into()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| Error::Internal(format!("password task failed: {e}")))?
+        tokio::task::spawn_blocking(|| {
+            let result = job();
+            // The argon2 block was freed on this thread, which may idle now.
+            crate::memory::release_freed();
+            result
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password task failed: {e}")))?
     }
 }
 
