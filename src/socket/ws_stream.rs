@@ -32,9 +32,10 @@ pub struct WsStream {
     /// Set once the peer closed the TCP stream or sent bad bytes; reported
     /// after the messages that came before it.
     ended: Option<Option<ReadError>>,
-    /// Set while a write is under way and left set if that write was
-    /// cancelled (a timeout, a slow-consumer close): the peer may have part
-    /// of a frame, so nothing more may be written, not even a close frame.
+    /// Set while a write has stopped part-way through a frame, and left set
+    /// if that write was cancelled (a timeout, a slow-consumer close): the
+    /// peer has part of a frame, so nothing more may be written, not even a
+    /// close frame. A write cancelled between frames leaves it clear.
     cut_off: bool,
 }
 
@@ -120,26 +121,36 @@ impl WsStream {
             })
             .collect();
         let mut slices = Vec::with_capacity(frames.len() * 2);
-        let mut start = 0;
+        // Where each frame ends in the byte stream of this group.
+        let mut frame_ends = Vec::with_capacity(frames.len());
+        let (mut start, mut total) = (0, 0);
         for (end, payload) in header_ends.iter().zip(&payloads) {
             slices.push(IoSlice::new(&headers[start..*end]));
+            total += end - start;
             start = *end;
             if !payload.as_slice().is_empty() {
                 slices.push(IoSlice::new(payload.as_slice()));
+                total += payload.as_slice().len();
             }
+            frame_ends.push(total);
         }
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
-        self.cut_off = true;
+        let mut written = 0;
         while !remaining.is_empty() {
             self.tcp.writable().await?;
             match self.tcp.try_write_vectored(remaining) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut remaining, n),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut remaining, n);
+                    written += n;
+                    // If this future is dropped at the next await, the peer
+                    // is left mid-frame only when `written` is not a frame end.
+                    self.cut_off = inside_a_frame(&frame_ends, written);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
-        self.cut_off = false;
         Ok(())
     }
 
@@ -156,25 +167,54 @@ impl WsStream {
     }
 }
 
+/// Whether `written` bytes of a group whose frames end at `frame_ends`
+/// (ascending offsets) stop inside a frame.
+fn inside_a_frame(frame_ends: &[usize], written: usize) -> bool {
+    written > 0 && frame_ends.binary_search(&written).is_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::TcpSocket;
 
-    #[tokio::test]
-    async fn a_write_cut_off_mid_frame_stops_all_later_writes() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+    #[test]
+    fn only_a_stop_inside_a_frame_counts_as_cut_off() {
+        let ends = [10, 25, 40];
+        assert!(!inside_a_frame(&ends, 0));
+        assert!(inside_a_frame(&ends, 1));
+        assert!(!inside_a_frame(&ends, 10));
+        assert!(inside_a_frame(&ends, 11));
+        assert!(!inside_a_frame(&ends, 25));
+        assert!(!inside_a_frame(&ends, 40));
+    }
+
+    /// A connected pair with small kernel buffers on the server's side.
+    async fn small_buffered_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(64 * 1024).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(64 * 1024).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
+        (server_side, client)
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_off_mid_frame_stops_all_later_writes() {
+        let (server_side, mut client) = small_buffered_pair().await;
         let mut ws = WsStream::new(server_side, &[], 1 << 20);
 
-        // Larger than both kernel buffers: with the client not reading,
+        // Far larger than both kernel buffers: with the client not reading,
         // the write stalls part-way through the frame and is cancelled.
-        const SIZE: usize = 32 << 20;
+        const SIZE: usize = 8 << 20;
         let big = Message::Text("x".repeat(SIZE).into());
         let cut = tokio::time::timeout(Duration::from_millis(300), ws.send_all(&[big])).await;
         assert!(cut.is_err(), "the write was expected to stall");
