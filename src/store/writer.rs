@@ -46,27 +46,25 @@ impl<'a> WriteCtx<'a> {
 
     /// The batch transaction. Closes the hot-path tables first, since redb
     /// refuses to open a table twice; they reopen on the next [`Self::tables`].
-    pub fn tx(&mut self) -> &'a WriteTransaction {
+    /// What is opened through it borrows `self`, so it must be closed before
+    /// the hot-path tables can be used again.
+    pub fn tx(&mut self) -> &WriteTransaction {
         self.tables = None;
         self.tx
     }
 
     /// The hot-path tables, opened once and kept open across operations.
     pub fn tables(&mut self) -> Result<&mut BatchTables<'a>> {
-        let tables = match self.tables.take() {
-            Some(tables) => tables,
-            None => BatchTables::open(self.tx)?,
-        };
-        Ok(self.tables.insert(tables))
+        Ok(self.tables_and_cache()?.0)
     }
 
     /// [`Self::tables`] together with the writer's cache.
     pub fn tables_and_cache(&mut self) -> Result<(&mut BatchTables<'a>, &mut WriterCache)> {
-        self.tables()?;
-        match self.tables.as_mut() {
-            Some(tables) => Ok((tables, &mut *self.cache)),
-            None => Err(Error::Internal("batch tables vanished".into())),
-        }
+        let tables = match &mut self.tables {
+            Some(tables) => tables,
+            slot => slot.insert(BatchTables::open(self.tx)?),
+        };
+        Ok((tables, &mut *self.cache))
     }
 }
 
