@@ -124,9 +124,10 @@ run_publish() {
     --duration "$DURATION" --warmup "$WARMUP" --label "publish-c64-inflight$PUBLISH_INFLIGHT"
   # Ack latency at a steady PUBLISH_RATE msg/s in all (64 publishers,
   # up to 8 pushes in flight each so a slow ack does not hold the schedule).
-  scenario publish publish --concurrency 64 --inflight 8 \
-    --rate "$(awk -v r="$PUBLISH_RATE" 'BEGIN { print r / 64 }')" \
-    --topic-pattern 'room:pub-{i}' --rooms 64 \
+  local paced=64
+  scenario publish publish --concurrency "$paced" --inflight 8 \
+    --rate "$(awk -v r="$PUBLISH_RATE" -v c="$paced" 'BEGIN { print r / c }')" \
+    --topic-pattern 'room:pub-{i}' --rooms "$paced" \
     --duration "$DURATION" --warmup "$WARMUP" --label "publish-c64-rate$PUBLISH_RATE"
 }
 

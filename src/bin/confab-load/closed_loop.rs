@@ -117,7 +117,16 @@ pub async fn run(
                 )
                 .await
             {
-                Ok(r) => pending.push_back((r, t)),
+                // Paced: latency counts from the scheduled slot, so a send
+                // that leaves late does not hide the delay that made it late.
+                Ok(r) => pending.push_back((
+                    r,
+                    if spec.spacing_us == 0 {
+                        t
+                    } else {
+                        next_send.min(t)
+                    },
+                )),
                 Err(_) => {
                     out.ended = Some("send_error".into());
                     break;
@@ -258,7 +267,9 @@ pub async fn drive(ctx: Arc<Ctx>, d: Drive) -> Driven {
                     event: d.event.clone(),
                     inflight: d.inflight.max(1),
                     spacing_us: d.spacing_us,
-                    start_us,
+                    // Paced sockets start spread over one interval, so the
+                    // load is steady instead of arriving in lockstep bursts.
+                    start_us: start_us + d.spacing_us * j as u64 / d.sockets.max(1) as u64,
                     end_us,
                     deadline_us: end_us + micros(ctx.common.op_timeout),
                 };
