@@ -5,9 +5,9 @@
 //! The `confab` binary allocates with mimalloc (see `main.rs`), which gives
 //! freed memory back only when the freeing thread allocates again; so a
 //! thread that has just hashed returns it at once ([`release_freed`]). For
-//! glibc's malloc (what remains of C allocations, and library users), a fixed
-//! mmap threshold makes every large block a mapping that is unmapped when
-//! freed instead of staying in a per-thread arena.
+//! allocations that still go through glibc's malloc (C code), a fixed mmap
+//! threshold makes every large block a mapping that is unmapped when freed
+//! instead of staying in a per-thread arena.
 
 /// Allocations at least this large are served by `mmap` and unmapped on free.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -23,9 +23,11 @@ pub fn tune_allocator() {
     }
 }
 
-/// Gives the memory this thread has freed back to the system now (mimalloc;
-/// a cheap no-op when mimalloc is linked but not the global allocator).
+/// Gives the memory this thread has freed back to the system now (mimalloc:
+/// collects this thread's heap and purges freed pages). Where mimalloc is
+/// linked but not the global allocator it finds little to do.
 pub fn release_freed() {
-    // SAFETY: mi_collect only walks this thread's own mimalloc heap.
+    // SAFETY: mi_collect has no preconditions; it may be called from any
+    // thread at any time.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }

@@ -9,6 +9,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::socket::frame::Vsn;
 
+/// Bytes reserved up front for a frame besides its topic: a typical
+/// `new_msg` payload fits, so serializing rarely grows the buffer.
+const FRAME_CAPACITY: usize = 320;
+
 /// One event sent to a topic (`[null, null, topic, event, payload]`).
 pub struct Broadcast {
     topic: Arc<str>,
@@ -32,7 +36,7 @@ impl Broadcast {
     /// Serializes `payload` once for `topic`/`event`.
     pub fn new(topic: Arc<str>, event: &'static str, payload: &impl serde::Serialize) -> Broadcast {
         // One buffer: `[null,null,"topic","event",` payload `]`.
-        let mut v2 = String::with_capacity(320 + topic.len());
+        let mut v2 = String::with_capacity(FRAME_CAPACITY + topic.len());
         v2.push_str("[null,null,");
         v2.push_str(&json_string(&topic));
         v2.push(',');
@@ -44,10 +48,15 @@ impl Broadcast {
             bytes.truncate(start);
             bytes.extend_from_slice(b"{}");
         }
-        let payload = start..bytes.len();
+        let mut payload = start..bytes.len();
         bytes.push(b']');
-        // Only JSON text was written: serde_json emits UTF-8.
-        let v2 = String::from_utf8(bytes).unwrap_or_else(|_| "[null,null,null,null,{}]".into());
+        // Only JSON text was written (serde_json emits UTF-8), so the
+        // fallback is never taken; it keeps the range consistent anyway.
+        let v2 = String::from_utf8(bytes).unwrap_or_else(|_| {
+            const EMPTY: &str = "[null,null,null,null,{}]";
+            payload = EMPTY.len() - 3..EMPTY.len() - 1;
+            EMPTY.into()
+        });
         let v2 = Utf8Bytes::from(v2);
         Broadcast {
             topic,

@@ -3,8 +3,9 @@
 //! once per operation.
 //!
 //! Opening a redb table looks its definition up in the table tree and
-//! closing it writes the root back; a post touched seven tables, so a batch
-//! of a thousand messages paid for seven thousand opens. redb refuses to
+//! closing it writes the root back; a post made seven opens of these five
+//! tables, so a batch of a thousand messages made seven thousand. (That was
+//! a small part of the cost of a post, see BENCHMARKS.md.) redb refuses to
 //! open a table that is already open, so [`super::WriteCtx`] hands out the
 //! raw transaction only after closing these (see `WriteCtx::tx`).
 
