@@ -110,29 +110,29 @@ impl WsStream {
             return Err(io::Error::other("an earlier write was cut off mid-frame"));
         }
         let mut headers = Vec::with_capacity(frames.len() * ws_codec::MAX_HEADER);
-        let mut header_ends = Vec::with_capacity(frames.len());
+        // Per frame: where its header ends in `headers`, and where the frame
+        // ends in the byte stream of this group.
+        let mut ends = Vec::with_capacity(frames.len());
+        let mut total = 0;
         let payloads: Vec<_> = frames
             .iter()
             .map(|frame| {
                 let (opcode, payload) = ws_codec::outgoing(frame);
+                let before = headers.len();
                 ws_codec::encode_header(opcode, payload.as_slice().len(), &mut headers);
-                header_ends.push(headers.len());
+                total += headers.len() - before + payload.as_slice().len();
+                ends.push((headers.len(), total));
                 payload
             })
             .collect();
         let mut slices = Vec::with_capacity(frames.len() * 2);
-        // Where each frame ends in the byte stream of this group.
-        let mut frame_ends = Vec::with_capacity(frames.len());
-        let (mut start, mut total) = (0, 0);
-        for (end, payload) in header_ends.iter().zip(&payloads) {
-            slices.push(IoSlice::new(&headers[start..*end]));
-            total += end - start;
-            start = *end;
+        let mut start = 0;
+        for ((header_end, _), payload) in ends.iter().zip(&payloads) {
+            slices.push(IoSlice::new(&headers[start..*header_end]));
+            start = *header_end;
             if !payload.as_slice().is_empty() {
                 slices.push(IoSlice::new(payload.as_slice()));
-                total += payload.as_slice().len();
             }
-            frame_ends.push(total);
         }
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
         let mut written = 0;
@@ -145,7 +145,7 @@ impl WsStream {
                     written += n;
                     // If this future is dropped at the next await, the peer
                     // is left mid-frame only when `written` is not a frame end.
-                    self.cut_off = inside_a_frame(&frame_ends, written);
+                    self.cut_off = inside_a_frame(&ends, written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -167,10 +167,13 @@ impl WsStream {
     }
 }
 
-/// Whether `written` bytes of a group whose frames end at `frame_ends`
-/// (ascending offsets) stop inside a frame.
-fn inside_a_frame(frame_ends: &[usize], written: usize) -> bool {
-    written > 0 && frame_ends.binary_search(&written).is_err()
+/// Whether `written` bytes of a group stop inside a frame; `ends` holds
+/// `(header end, frame end)` per frame, frame ends ascending.
+fn inside_a_frame(ends: &[(usize, usize)], written: usize) -> bool {
+    written > 0
+        && ends
+            .binary_search_by_key(&written, |&(_, frame_end)| frame_end)
+            .is_err()
 }
 
 #[cfg(test)]
@@ -182,7 +185,8 @@ mod tests {
 
     #[test]
     fn only_a_stop_inside_a_frame_counts_as_cut_off() {
-        let ends = [10, 25, 40];
+        // Frames ending at bytes 10, 25 and 40 (header ends do not matter).
+        let ends = [(2, 10), (4, 25), (6, 40)];
         assert!(!inside_a_frame(&ends, 0));
         assert!(inside_a_frame(&ends, 1));
         assert!(!inside_a_frame(&ends, 10));
