@@ -132,7 +132,6 @@ fn parse_log_format(value: &str) -> Result<LogFormat, String> {
 }
 
 fn main() -> ExitCode {
-    confab::memory::tune_allocator();
     let cli = Cli::parse();
     let source = match &cli.global.config {
         Some(path) => ConfigSource::Explicit(path.clone()),
