@@ -90,8 +90,9 @@ pub async fn serve(state: State, listener: TcpListener) {
         }
     }
     drop(listener);
-    // One deadline for everything: in-flight requests finish and sockets
-    // (which saw the same cancellation) send their close frames.
+    // One deadline for everything: in-flight requests finish and sockets,
+    // told to close by the hub, send their close frames.
+    state.hub.shut_down();
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     state.sessions.close();

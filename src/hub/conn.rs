@@ -2,6 +2,10 @@
 //! its bounded outbound queue. Sending never waits: a full queue marks the
 //! connection for closing as a slow consumer. The queue is a plain deque
 //! that holds no memory while empty, so an idle socket costs a few words here.
+//!
+//! A session waits on one thing for everything the hub has for it: the next
+//! queued items or the order to close (slowness, shutdown) come out of the
+//! same [`Outbox::recv_many`], so each wake registers one waiter, not three.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,6 +36,8 @@ pub enum CloseReason {
     None = 0,
     /// Its outbound queue overflowed.
     SlowConsumer = 1,
+    /// The server is shutting down.
+    Shutdown = 2,
 }
 
 /// A queue that gives its memory back once it has been drained after a burst.
@@ -48,14 +54,22 @@ struct Shared {
     user_id: u64,
     capacity: usize,
     queue: Mutex<Queue>,
-    /// Something was queued.
+    /// Something was queued, or closing was asked.
     ready: Notify,
     close: AtomicU8,
-    /// Closing was asked.
+    /// Closing was asked (for waiters other than the queue's receiver).
     wake: Notify,
 }
 
 impl Shared {
+    fn close_reason(&self) -> CloseReason {
+        match self.close.load(Ordering::Acquire) {
+            1 => CloseReason::SlowConsumer,
+            2 => CloseReason::Shutdown,
+            _ => CloseReason::None,
+        }
+    }
+
     fn queue(&self) -> MutexGuard<'_, Queue> {
         // The lock guards plain pushes and drains; a panic cannot leave it inconsistent.
         self.queue
@@ -127,25 +141,29 @@ impl ConnTx {
         true
     }
 
-    /// Asks the session to close for `reason`.
+    /// Asks the session to close for `reason`; the first reason given stands.
     pub fn close(&self, reason: CloseReason) {
-        self.shared.close.store(reason as u8, Ordering::Release);
+        let _ = self.shared.close.compare_exchange(
+            CloseReason::None as u8,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         self.shared.wake.notify_one();
+        self.shared.ready.notify_one();
     }
 
     /// Why the connection must close, if it must.
     pub fn close_reason(&self) -> CloseReason {
-        match self.shared.close.load(Ordering::Acquire) {
-            1 => CloseReason::SlowConsumer,
-            _ => CloseReason::None,
-        }
+        self.shared.close_reason()
     }
 
-    /// Resolves once [`ConnTx::close`] has been called.
-    pub async fn closed(&self) {
+    /// Resolves with the reason once [`ConnTx::close`] has been called.
+    pub async fn closed(&self) -> CloseReason {
         loop {
-            if self.close_reason() != CloseReason::None {
-                return;
+            let reason = self.close_reason();
+            if reason != CloseReason::None {
+                return reason;
             }
             self.shared.wake.notified().await;
         }
@@ -154,9 +172,19 @@ impl ConnTx {
 
 impl Outbox {
     /// Waits until something is queued, then moves up to `limit` items into
-    /// `into`; returns how many. Cancel-safe: nothing is taken before it returns.
-    pub async fn recv_many(&mut self, into: &mut Vec<Out>, limit: usize) -> usize {
+    /// `into` and returns how many; or returns why the connection must close,
+    /// once that is asked (before anything still queued). Cancel-safe:
+    /// nothing is taken before it returns.
+    pub async fn recv_many(
+        &mut self,
+        into: &mut Vec<Out>,
+        limit: usize,
+    ) -> Result<usize, CloseReason> {
         loop {
+            let reason = self.shared.close_reason();
+            if reason != CloseReason::None {
+                return Err(reason);
+            }
             {
                 let mut queue = self.shared.queue();
                 if !queue.items.is_empty() {
@@ -165,18 +193,18 @@ impl Outbox {
                     if queue.items.is_empty() && queue.items.capacity() > KEEP_CAPACITY {
                         queue.items = VecDeque::new();
                     }
-                    return n;
+                    return Ok(n);
                 }
             }
-            // A notification sent since the check above is kept as a permit.
+            // A notification sent since the checks above is kept as a permit.
             self.shared.ready.notified().await;
         }
     }
 
-    /// The next queued item.
+    /// The next queued item, or `None` once the connection must close.
     pub async fn recv(&mut self) -> Option<Out> {
         let mut one = Vec::with_capacity(1);
-        self.recv_many(&mut one, 1).await;
+        self.recv_many(&mut one, 1).await.ok()?;
         one.pop()
     }
 }
@@ -186,5 +214,40 @@ impl Drop for Outbox {
         let mut queue = self.shared.queue();
         queue.receiver_gone = true;
         queue.items = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_overflow_closes_before_the_backlog_and_its_reason_stands() {
+        let (conn, mut outbox) = ConnTx::new(1, 10, 2);
+        assert!(conn.send(Out::Recheck));
+        assert!(conn.send(Out::Recheck));
+        // The third frame does not fit a queue of two.
+        assert!(!conn.send(Out::Recheck));
+        conn.close(CloseReason::Shutdown);
+        assert_eq!(conn.close_reason(), CloseReason::SlowConsumer);
+        let mut batch = Vec::new();
+        assert!(matches!(
+            outbox.recv_many(&mut batch, 64).await,
+            Err(CloseReason::SlowConsumer)
+        ));
+        assert!(batch.is_empty(), "nothing is written to a closing socket");
+        assert_eq!(conn.closed().await, CloseReason::SlowConsumer);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_blocked_on_an_empty_queue_hears_the_close() {
+        let (conn, mut outbox) = ConnTx::new(1, 10, 8);
+        let waiter = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            outbox.recv_many(&mut batch, 64).await
+        });
+        tokio::task::yield_now().await;
+        conn.close(CloseReason::Shutdown);
+        assert!(matches!(waiter.await.unwrap(), Err(CloseReason::Shutdown)));
     }
 }

@@ -15,7 +15,7 @@ pub mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub struct Hub {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     users: Mutex<HashMap<u64, Vec<ConnTx>>>,
+    /// Set (under the `users` lock) once the server shuts down.
+    shutting_down: AtomicBool,
     sockets: AtomicUsize,
     /// Topics with presence changes not yet published.
     dirty: Mutex<HashSet<Arc<str>>>,
@@ -60,6 +62,7 @@ impl Default for Hub {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: Default::default(),
             users: Mutex::default(),
+            shutting_down: AtomicBool::new(false),
             sockets: AtomicUsize::new(0),
             dirty: Mutex::default(),
             presences: AtomicUsize::new(0),
@@ -283,7 +286,20 @@ impl Hub {
         }
         list.push(conn.clone());
         self.sockets.fetch_add(1, Ordering::Relaxed);
+        if self.shutting_down.load(Ordering::Relaxed) {
+            conn.close(CloseReason::Shutdown);
+        }
         Ok(())
+    }
+
+    /// Tells every connection to close because the server shuts down, and
+    /// any connection registered from now on as soon as it registers.
+    pub fn shut_down(&self) {
+        let users = lock(&self.users);
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for conn in users.values().flatten() {
+            conn.close(CloseReason::Shutdown);
+        }
     }
 
     /// Forgets a connection (when its session ends).
@@ -363,5 +379,28 @@ mod tests {
         hub.flush_presence();
         assert_eq!(hub.presence_len(&topic), 0);
         assert_eq!(hub.subscriber_count(&topic), 0);
+    }
+
+    #[tokio::test]
+    async fn shutting_down_closes_connections_now_and_later() {
+        let hub = Hub::default();
+        let (before, mut rx_before) = ConnTx::new(1, 10, 64);
+        hub.register(&before, 8).unwrap();
+        before.send(Out::Recheck);
+        hub.shut_down();
+        let mut batch = Vec::new();
+        // Closing comes before what is still queued.
+        assert!(matches!(
+            rx_before.recv_many(&mut batch, 64).await,
+            Err(CloseReason::Shutdown)
+        ));
+        assert!(batch.is_empty());
+        let (after, mut rx_after) = ConnTx::new(2, 10, 64);
+        hub.register(&after, 8).unwrap();
+        assert!(matches!(
+            rx_after.recv_many(&mut batch, 64).await,
+            Err(CloseReason::Shutdown)
+        ));
+        assert_eq!(after.closed().await, CloseReason::Shutdown);
     }
 }

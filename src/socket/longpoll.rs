@@ -415,16 +415,12 @@ async fn run(
     mut posts: mpsc::Receiver<Post>,
     mut outbound: Outbox,
 ) {
-    let shutdown = session.state.shutdown.clone();
-    let conn = session.conn.clone();
     let mut batch: Vec<Out> = Vec::with_capacity(64);
     let mut frames: Vec<Message> = Vec::new();
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
     let closing: Option<Closing> = loop {
         tokio::select! {
             biased;
-            () = conn.closed() => break Some(Closing::SLOW),
-            () = shutdown.cancelled() => break Some(Closing::SHUTDOWN),
             _ = idle_check.tick() => {
                 if shared.idle_for() > IDLE_LIMIT {
                     break Some(Closing::IDLE);
@@ -453,9 +449,10 @@ async fn run(
                     break Some(Closing::SLOW);
                 }
             }
+            // Queued frames, or the hub's order to close (slowness, shutdown).
             received = outbound.recv_many(&mut batch, 64) => {
-                if received == 0 {
-                    break None;
+                if let Err(reason) = received {
+                    break Some(Closing::from(reason));
                 }
                 let recheck = session.render(&mut batch, &mut frames);
                 if !shared.queue(&mut frames, &session.state.metrics) {
@@ -469,7 +466,7 @@ async fn run(
     };
     if let Some(closing) = closing {
         tracing::debug!(
-            conn = conn.id(),
+            conn = session.conn.id(),
             reason = closing.reason,
             "longpoll session ended"
         );

@@ -4,7 +4,9 @@
 //! credentials or shutdown — never with code 1000, so clients come back.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,7 +19,7 @@ use super::ws_codec::WireError;
 use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
-use crate::hub::{ConnTx, Out, Outbox};
+use crate::hub::{CloseReason, ConnTx, Out, Outbox};
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -80,6 +82,15 @@ impl Closing {
     };
 }
 
+impl From<CloseReason> for Closing {
+    fn from(reason: CloseReason) -> Closing {
+        match reason {
+            CloseReason::Shutdown => Closing::SHUTDOWN,
+            CloseReason::SlowConsumer | CloseReason::None => Closing::SLOW,
+        }
+    }
+}
+
 /// State of one socket.
 pub struct Session {
     pub state: State,
@@ -123,7 +134,6 @@ impl Session {
         let idle_timeout = Duration::from_secs(self.state.cfg.heartbeat_timeout_secs);
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
-        let shutdown = self.state.shutdown.clone();
         let conn = self.conn.clone();
         // Both grow for a burst and are given back after it (see `write_all`).
         let mut batch: Vec<Out> = Vec::new();
@@ -131,12 +141,11 @@ impl Session {
         let closing = loop {
             tokio::select! {
                 biased;
-                () = conn.closed() => break Some(Closing::SLOW),
-                () = shutdown.cancelled() => break Some(Closing::SHUTDOWN),
                 () = &mut idle => break Some(Closing::IDLE),
+                // Queued frames, or the hub's order to close (slowness, shutdown).
                 received = outbound.recv_many(&mut batch, WRITE_BATCH) => {
-                    if received == 0 {
-                        break None;
+                    if let Err(reason) = received {
+                        break Some(Closing::from(reason));
                     }
                     let recheck = self.render(&mut batch, &mut immediate);
                     batch = Vec::new();
@@ -215,7 +224,7 @@ impl Session {
             .metrics
             .frames_out
             .fetch_add(frames.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        write_all(ws, frames, &self.conn, &self.state.shutdown).await
+        write_all(ws, frames, &self.conn).await
     }
 
     /// Turns queued items into frames for this socket, dropping what this
@@ -341,26 +350,31 @@ impl Session {
 }
 
 /// Writes `frames` (feed each, one flush). A peer that does not take them
-/// within [`WRITE_TIMEOUT`], or a connection marked slow meanwhile, ends the session.
+/// within [`WRITE_TIMEOUT`], or a connection told to close meanwhile (slow,
+/// shutdown), ends the session. Most writes fit the socket buffer and finish
+/// at once; only a write that has to wait arms the timer and the close watch.
 async fn write_all(
     ws: &mut WsStream,
     frames: &mut Vec<Message>,
     conn: &ConnTx,
-    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), Option<Closing>> {
     if frames.is_empty() {
         return Ok(());
     }
-    let write = ws.send_all(frames);
-    let result = tokio::select! {
-        result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some(Closing::SLOW)),
-        },
-        () = conn.closed() => Err(Some(Closing::SLOW)),
-        // A peer that stopped reading must not hold up shutdown.
-        () = shutdown.cancelled() => Err(Some(Closing::SHUTDOWN)),
+    let result = {
+        let mut write = std::pin::pin!(ws.send_all(frames));
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(written) => written.map_err(|_| None),
+            Poll::Pending => tokio::select! {
+                result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(None),
+                    Err(_) => Err(Some(Closing::SLOW)),
+                },
+                reason = conn.closed() => Err(Some(Closing::from(reason))),
+            },
+        }
     };
     // An idle socket keeps no frame list.
     *frames = Vec::new();
