@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redb::ReadTransaction;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::notify;
@@ -301,9 +302,10 @@ impl<'t> Authors<'t> {
         }
     }
 
-    fn views(&mut self, topic: &str, stored: &[Stored]) -> Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(stored.len());
-        for message in stored {
+    /// Everything the views of `stored` need, read in this transaction.
+    fn views(mut self, topic: &str, stored: Vec<Stored>) -> Result<MessageViews> {
+        let mut attachments = Vec::with_capacity(stored.len());
+        for message in &stored {
             let id = message.record.user_id;
             if !self.known.contains_key(&id) {
                 let brief = users::get(self.tx, id)?
@@ -311,15 +313,62 @@ impl<'t> Authors<'t> {
                     .unwrap_or_else(|| UserBrief::unknown(id));
                 self.known.insert(id, brief);
             }
-            let author = &self.known[&id];
-            let attachment = attachments::of_message(self.tx, message.topic_id, message.seq)?;
-            out.push(
-                MessageView::new(topic, message, author)
-                    .with_attachment(attachment.as_ref())
-                    .to_value(),
-            );
+            attachments.push(attachments::of_message(
+                self.tx,
+                message.topic_id,
+                message.seq,
+            )?);
         }
-        Ok(out)
+        Ok(MessageViews {
+            topic: topic.to_string(),
+            stored,
+            authors: self.known,
+            attachments,
+        })
+    }
+}
+
+/// Messages read for a reply, turned into views (`message` objects) only
+/// while the reply is serialized: a burst of rejoins each recovering
+/// hundreds of messages holds records, not a JSON tree per message, and
+/// the JSON is written where it is sent.
+pub struct MessageViews {
+    topic: String,
+    stored: Vec<Stored>,
+    authors: HashMap<u64, UserBrief>,
+    attachments: Vec<Option<AttachmentRecord>>,
+}
+
+impl MessageViews {
+    /// The views as a JSON array value (for replies built as values).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Array(Vec::new()))
+    }
+}
+
+impl Serialize for MessageViews {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.stored.len()))?;
+        for (message, attachment) in self.stored.iter().zip(&self.attachments) {
+            let id = message.record.user_id;
+            let unknown;
+            let author = match self.authors.get(&id) {
+                Some(author) => author,
+                None => {
+                    unknown = UserBrief::unknown(id);
+                    &unknown
+                }
+            };
+            seq.serialize_element(
+                &MessageView::new(&self.topic, message, author)
+                    .with_attachment(attachment.as_ref()),
+            )?;
+        }
+        seq.end()
     }
 }
 
@@ -332,7 +381,11 @@ pub struct Page {
 }
 
 /// A history page, ascending by seq: `(messages, has_more)`.
-pub async fn history(state: &AppState, access: &Access, page: Page) -> Result<(Vec<Value>, bool)> {
+pub async fn history(
+    state: &AppState,
+    access: &Access,
+    page: Page,
+) -> Result<(MessageViews, bool)> {
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     state
@@ -342,33 +395,21 @@ pub async fn history(state: &AppState, access: &Access, page: Page) -> Result<(V
                 Some(after) => messages::oldest_after(tx, topic_id, after, limit)?,
                 None => messages::newest_before(tx, topic_id, page.before, limit)?,
             };
-            Ok((Authors::new(tx).views(&topic, &stored)?, has_more))
+            Ok((Authors::new(tx).views(&topic, stored)?, has_more))
         })
         .await
 }
 
-/// The join reply of a topic with history (api.md §3).
-#[derive(Clone, Debug)]
+/// The join reply of a topic with history (api.md §3); it serializes as
+/// the join reply's response object.
+#[derive(Serialize)]
 pub struct Snapshot {
     pub epoch: String,
     /// The topic's last seq when the snapshot was read.
     pub last_seq: u64,
-    pub messages: Vec<Value>,
+    pub messages: MessageViews,
     pub recovered: bool,
     pub truncated: bool,
-}
-
-impl Snapshot {
-    /// The join reply's response object.
-    pub fn to_value(&self) -> Value {
-        json!({
-            "epoch": self.epoch,
-            "last_seq": self.last_seq,
-            "messages": self.messages,
-            "recovered": self.recovered,
-            "truncated": self.truncated,
-        })
-    }
 }
 
 /// Reads what a joining client gets: with `since` (and a matching or
@@ -399,7 +440,7 @@ pub async fn snapshot(
                     (stored, false, false)
                 }
             };
-            let messages = Authors::new(tx).views(&topic, &stored)?;
+            let messages = Authors::new(tx).views(&topic, stored)?;
             Ok(Snapshot {
                 epoch: record.epoch,
                 last_seq,

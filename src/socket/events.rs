@@ -281,7 +281,9 @@ impl Session {
             limit: optional_seq(payload, "limit")?.map(|n| n as usize),
         };
         match messages::history(&self.state, access, page).await {
-            Ok((messages, has_more)) => Ok(json!({"messages": messages, "has_more": has_more})),
+            Ok((messages, has_more)) => {
+                Ok(json!({"messages": messages.to_value(), "has_more": has_more}))
+            }
             Err(e) => reason(e.reason()),
         }
     }

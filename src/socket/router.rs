@@ -185,13 +185,7 @@ impl Session {
                     return;
                 }
             };
-        out.push(self.reply(
-            &msg.join_ref,
-            &msg.msg_ref,
-            &msg.topic,
-            "ok",
-            &snapshot.to_value(),
-        ));
+        out.push(self.reply(&msg.join_ref, &msg.msg_ref, &msg.topic, "ok", &snapshot));
         let user = &self.identity.user;
         let meta = Meta {
             phx_ref: String::new(),

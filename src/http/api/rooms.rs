@@ -212,10 +212,12 @@ pub async fn history(call: &mut Call, topic_name: &str) -> Result<HttpResponse> 
     let identity = call.identity().await?;
     let access = topic::require(&call.state, &identity.user, topic_name).await?;
     let (messages, has_more) = messages::history(&call.state, &access, page(call)?).await?;
-    Ok(reply::json(
-        200,
-        &json!({"messages": messages, "has_more": has_more}),
-    ))
+    #[derive(serde::Serialize)]
+    struct HistoryPage {
+        messages: messages::MessageViews,
+        has_more: bool,
+    }
+    Ok(reply::json(200, &HistoryPage { messages, has_more }))
 }
 
 #[derive(Deserialize)]
