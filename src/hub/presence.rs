@@ -10,13 +10,15 @@
 //! after it reaches the joiner in a later diff (joins of known refs and
 //! leaves of unknown refs are no-ops for the client).
 //!
-//! In a room with more users online than the configured
-//! `presence_state_limit`, the state a joiner receives lists only the users
-//! who joined most recently; diffs stay complete. Without the limit, N
-//! sockets joining one room receive O(N²) bytes of state between them. One
-//! inexactness follows for a user left out of a joiner's state: if they open
-//! another tab, that joiner knows only the new tab's meta, and when that tab
-//! closes it drops the user although their older tabs are still online.
+//! In a room with more presences (sockets) than the configured
+//! `presence_state_limit`, the state a joiner receives lists only the ones
+//! that joined most recently; diffs stay complete. Without the limit, N
+//! sockets joining one room receive O(N²) bytes of state between them, and
+//! a few users with many tabs are as costly as many users. One inexactness
+//! follows for a user whose tabs are partly or wholly left out of a
+//! joiner's state: that joiner knows only the tabs listed or opened later,
+//! and when those close it drops the user although older tabs are still
+//! online.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -100,33 +102,42 @@ impl Presence {
     }
 
     /// The `presence_state` payload, `{key: {metas: [...]}}`, holding at
-    /// most `limit` keys (0 = all): past the limit, the keys that joined
-    /// most recently. The cached copy is used whatever `limit` is (callers
+    /// most `limit` metas (0 = all): past the limit, the ones that joined
+    /// most recently, so its size is bounded however many users or tabs
+    /// are online. The cached copy is used whatever `limit` is (callers
     /// pass the configured one).
     pub fn state(&mut self, limit: usize) -> Arc<str> {
         if let Some(state) = &self.state {
             return state.clone();
         }
-        let mut shown: Vec<(&String, &Vec<Meta>)> = self.entries.iter().collect();
+        let mut shown: Vec<(&String, &Meta)> = self
+            .entries
+            .iter()
+            .flat_map(|(key, metas)| metas.iter().map(move |meta| (key, meta)))
+            .collect();
         if limit > 0 && shown.len() > limit {
-            let newest = |metas: &Vec<Meta>| metas.iter().map(|m| m.online_at).max();
-            // Newest first; ties (same millisecond) by key, so the choice is stable.
+            // Newest first; ties (same millisecond) by key and ref, so the choice is stable.
             shown.select_nth_unstable_by(limit - 1, |a, b| {
-                newest(b.1).cmp(&newest(a.1)).then_with(|| a.0.cmp(b.0))
+                b.1.online_at
+                    .cmp(&a.1.online_at)
+                    .then_with(|| a.0.cmp(b.0))
+                    .then_with(|| a.1.phx_ref.cmp(&b.1.phx_ref))
             });
             shown.truncate(limit);
+            // Back to key order, each key's metas in the order they joined.
+            shown.sort_by(|a, b| {
+                a.0.cmp(b.0)
+                    .then_with(|| a.1.online_at.cmp(&b.1.online_at))
+                    .then_with(|| a.1.phx_ref.cmp(&b.1.phx_ref))
+            });
         }
-        let view: BTreeMap<&str, Metas<'_>> = shown
-            .into_iter()
-            .map(|(key, metas)| {
-                (
-                    key.as_str(),
-                    Metas {
-                        metas: metas.iter().collect(),
-                    },
-                )
-            })
-            .collect();
+        let mut view: BTreeMap<&str, Metas<'_>> = BTreeMap::new();
+        for (key, meta) in shown {
+            view.entry(key.as_str())
+                .or_insert_with(|| Metas { metas: Vec::new() })
+                .metas
+                .push(meta);
+        }
         let state: Arc<str> =
             Arc::from(serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()));
         self.state = Some(state.clone());
@@ -194,14 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn a_limited_state_lists_the_most_recent_joiners() {
+    fn a_limited_state_lists_the_most_recent_presences() {
         let mut p = Presence::default();
         for user in 1..=5 {
             let mut m = meta(&format!("R{user}"), user);
             m.online_at = 100 + user as i64;
             p.track(user.to_string(), m);
         }
-        // User 1 opens a second tab last: its newest meta counts.
+        // User 1 opens a second tab last: that tab is listed, its first is not.
         let mut late = meta("R1b", 9);
         late.online_at = 200;
         p.track("1".into(), late);
@@ -214,22 +225,33 @@ mod tests {
             .collect();
         keys.sort();
         assert_eq!(keys, ["1", "4", "5"]);
-        assert_eq!(state["1"]["metas"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            state["1"]["metas"],
+            json!([{"phx_ref": "R1b", "online_at": 200, "username": "ada", "display_name": "Ada"}])
+        );
         p.flush();
         let all: serde_json::Value = serde_json::from_str(&p.state(0)).unwrap();
         assert_eq!(all.as_object().unwrap().len(), 5);
+        assert_eq!(all["1"]["metas"].as_array().unwrap().len(), 2);
     }
 
     #[test]
-    fn state_is_cached_until_flush_and_conn_ids_stay_private() {
+    fn one_user_with_many_tabs_is_limited_too() {
         let mut p = Presence::default();
-        p.track("2".into(), meta("C", 5));
-        let first = p.state(0);
-        p.track("3".into(), meta("D", 6));
-        assert!(Arc::ptr_eq(&first, &p.state(0)));
-        assert!(!first.contains("conn_id"));
-        p.flush();
-        assert!(p.state(0).contains("\"3\""));
-        assert!(p.flush().is_none());
+        for tab in 0..50 {
+            let mut m = meta(&format!("T{tab:02}"), tab);
+            m.online_at = 1_000 + tab as i64;
+            p.track("7".into(), m);
+        }
+        let state: serde_json::Value = serde_json::from_str(&p.state(10)).unwrap();
+        let refs: Vec<&str> = state["7"]["metas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["phx_ref"].as_str().unwrap())
+            .collect();
+        // The ten newest tabs, in the order they joined.
+        let expected: Vec<String> = (40..50).map(|tab| format!("T{tab}")).collect();
+        assert_eq!(refs, expected);
     }
 }

@@ -615,3 +615,42 @@ describe("presence: a room past presence_state_limit", () => {
     assert.deepEqual(Object.keys(view).sort(), [key(2), key(3), key(4)].sort());
   });
 });
+
+describe("presence: one user's tabs count against presence_state_limit", () => {
+  const server = new Server({ name: "presence-limit-tabs", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } });
+  let many, late;
+
+  before(async () => {
+    await server.start();
+    many = await server.register();
+    late = await server.register();
+  });
+  after(() => server.cleanup());
+
+  test("a joiner's state lists the newest tabs only; a later tab still arrives by diff", async () => {
+    const topic = "room:lobby";
+    const key = String(many.user.id);
+    // One user opens three tabs, one after another; the first tab sees each
+    // later one arrive, so every join has been flushed before the next.
+    const { watch: first } = await joinWatched(await server.connect(many.token), topic);
+    await first.until((v) => v[key]?.length === 1, DEADLINE_MS, "the first tab to see itself");
+    for (let tabs = 2; tabs <= 3; tabs++) {
+      await join(await server.connect(many.token), topic);
+      await first.until((v) => v[key]?.length === tabs, DEADLINE_MS, `the first tab to see ${tabs} tabs`);
+    }
+    const joinedOrder = first.view()[key].map((m) => m.phx_ref);
+
+    // Another user joins: its state holds two presences, itself and the
+    // newest tab, so the older tabs are left out.
+    const { watch } = await joinWatched(await server.connect(late.token), topic);
+    const [state] = await watch.syncs.count(1);
+    assert.deepEqual(countsOf(state), sortedCounts({ [key]: 1, [String(late.user.id)]: 1 }));
+    assert.deepEqual(state[key].map((m) => m.phx_ref), joinedOrder.slice(-1), "the newest tab is the one listed");
+
+    // A fourth tab arrives through a diff.
+    await join(await server.connect(many.token), topic);
+    const view = await watch.until((v) => v[key]?.length === 2, DEADLINE_MS, "the late joiner to see the fourth tab");
+    assert.equal(view[key][0].phx_ref, joinedOrder.at(-1));
+  });
+});
+
