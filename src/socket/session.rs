@@ -139,6 +139,11 @@ impl Session {
         let mut batch: Vec<Out> = Vec::new();
         let mut immediate: Vec<Message> = Vec::new();
         let closing = loop {
+            // A close order (slowness, shutdown) goes before the idle timer.
+            let reason = conn.close_reason();
+            if reason != CloseReason::None {
+                break Some(Closing::from(reason));
+            }
             tokio::select! {
                 biased;
                 () = &mut idle => break Some(Closing::IDLE),
