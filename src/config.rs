@@ -133,8 +133,8 @@ pub struct Config {
     /// Outbound queue per socket, in frames; a socket whose queue fills is
     /// closed as a slow consumer; at least 16.
     pub outbound_queue_frames: usize,
-    /// Most users listed in the `presence_state` a joining socket receives
-    /// (the most recently joined); 0 = all.
+    /// Most presences (one per socket) listed in the `presence_state` a
+    /// joining socket receives (the most recently joined); 0 = all.
     pub presence_state_limit: usize,
     /// Messages in a join reply without `last_seq`; 1 to 1000.
     pub join_history_limit: usize,

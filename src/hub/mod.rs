@@ -2,7 +2,8 @@
 //! topic, and fan-out. A broadcast is serialized once into shared bytes;
 //! each subscriber gets a reference-counted handle in its bounded outbound
 //! queue. A connection whose queue is full is told to close as a slow
-//! consumer; nobody else waits.
+//! consumer; nobody else waits. At shutdown the hub tells every connection
+//! to close ([`Hub::shut_down`]), through the same queue.
 //!
 //! The topic registry is sharded by topic name so subscribing, leaving and
 //! publishing on different topics do not contend. The hub knows nothing of
@@ -146,7 +147,7 @@ impl Hub {
 
     /// Tracks `meta` under `key` on `topic` and returns the `presence_state`
     /// payload for the joining socket (which must already be subscribed),
-    /// with at most `state_limit` keys (0 = all).
+    /// with at most `state_limit` presences (0 = all).
     pub fn track(
         &self,
         topic: &Arc<str>,
@@ -339,6 +340,7 @@ mod tests {
             username: "u".into(),
             display_name: "U".into(),
             conn_id,
+            joined: 0,
         }
     }
 

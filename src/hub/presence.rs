@@ -36,6 +36,10 @@ pub struct Meta {
     /// The connection that tracked it (not sent).
     #[serde(skip)]
     pub conn_id: u64,
+    /// Its place in the topic's tracking order, set by [`Presence::track`]
+    /// (not sent; unlike `online_at`, unique and immune to clock steps).
+    #[serde(skip)]
+    pub joined: u64,
 }
 
 #[derive(Serialize)]
@@ -54,11 +58,15 @@ pub struct Presence {
     leaves: Vec<(String, Meta)>,
     /// The serialized state, shared by joiners until the next flush.
     state: Option<Arc<str>>,
+    /// Metas tracked so far (the next meta's `joined`).
+    tracked: u64,
 }
 
 impl Presence {
     /// Adds a meta under `key`.
-    pub fn track(&mut self, key: String, meta: Meta) {
+    pub fn track(&mut self, key: String, mut meta: Meta) {
+        meta.joined = self.tracked;
+        self.tracked += 1;
         self.by_conn.insert(meta.conn_id, key.clone());
         self.entries
             .entry(key.clone())
@@ -110,34 +118,23 @@ impl Presence {
         if let Some(state) = &self.state {
             return state.clone();
         }
-        let mut shown: Vec<(&String, &Meta)> = self
+        // Past the limit, only metas tracked at or after the `limit`-th newest.
+        let mut oldest_shown = 0;
+        if limit > 0 {
+            let mut joined: Vec<u64> = self.entries.values().flatten().map(|m| m.joined).collect();
+            if joined.len() > limit {
+                let (_, nth, _) = joined.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                oldest_shown = *nth;
+            }
+        }
+        let view: BTreeMap<&str, Metas<'_>> = self
             .entries
             .iter()
-            .flat_map(|(key, metas)| metas.iter().map(move |meta| (key, meta)))
+            .filter_map(|(key, metas)| {
+                let metas: Vec<&Meta> = metas.iter().filter(|m| m.joined >= oldest_shown).collect();
+                (!metas.is_empty()).then_some((key.as_str(), Metas { metas }))
+            })
             .collect();
-        if limit > 0 && shown.len() > limit {
-            // Newest first; ties (same millisecond) by key and ref, so the choice is stable.
-            shown.select_nth_unstable_by(limit - 1, |a, b| {
-                b.1.online_at
-                    .cmp(&a.1.online_at)
-                    .then_with(|| a.0.cmp(b.0))
-                    .then_with(|| a.1.phx_ref.cmp(&b.1.phx_ref))
-            });
-            shown.truncate(limit);
-            // Back to key order, each key's metas in the order they joined.
-            shown.sort_by(|a, b| {
-                a.0.cmp(b.0)
-                    .then_with(|| a.1.online_at.cmp(&b.1.online_at))
-                    .then_with(|| a.1.phx_ref.cmp(&b.1.phx_ref))
-            });
-        }
-        let mut view: BTreeMap<&str, Metas<'_>> = BTreeMap::new();
-        for (key, meta) in shown {
-            view.entry(key.as_str())
-                .or_insert_with(|| Metas { metas: Vec::new() })
-                .metas
-                .push(meta);
-        }
         let state: Arc<str> =
             Arc::from(serde_json::to_string(&view).unwrap_or_else(|_| "{}".into()));
         self.state = Some(state.clone());
@@ -179,6 +176,7 @@ mod tests {
             username: "ada".into(),
             display_name: "Ada".into(),
             conn_id,
+            joined: 0,
         }
     }
 
@@ -238,10 +236,10 @@ mod tests {
     #[test]
     fn one_user_with_many_tabs_is_limited_too() {
         let mut p = Presence::default();
+        // All in one millisecond, refs that do not sort as text ("T9" > "T10"):
+        // tracking order alone decides.
         for tab in 0..50 {
-            let mut m = meta(&format!("T{tab:02}"), tab);
-            m.online_at = 1_000 + tab as i64;
-            p.track("7".into(), m);
+            p.track("7".into(), meta(&format!("T{tab}"), tab));
         }
         let state: serde_json::Value = serde_json::from_str(&p.state(10)).unwrap();
         let refs: Vec<&str> = state["7"]["metas"]
@@ -253,5 +251,18 @@ mod tests {
         // The ten newest tabs, in the order they joined.
         let expected: Vec<String> = (40..50).map(|tab| format!("T{tab}")).collect();
         assert_eq!(refs, expected);
+    }
+
+    #[test]
+    fn state_is_cached_until_flush_and_conn_ids_stay_private() {
+        let mut p = Presence::default();
+        p.track("2".into(), meta("C", 5));
+        let first = p.state(0);
+        p.track("3".into(), meta("D", 6));
+        assert!(Arc::ptr_eq(&first, &p.state(0)));
+        assert!(!first.contains("conn_id"));
+        p.flush();
+        assert!(p.state(0).contains("\"3\""));
+        assert!(p.flush().is_none());
     }
 }

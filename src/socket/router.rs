@@ -193,6 +193,7 @@ impl Session {
             username: user.username.clone(),
             display_name: user.display_name.clone(),
             conn_id: self.conn.id(),
+            joined: 0,
         };
         let state = self.state.hub.track(
             &access.name,
