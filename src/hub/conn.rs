@@ -242,12 +242,17 @@ mod tests {
     #[tokio::test]
     async fn a_receiver_blocked_on_an_empty_queue_hears_the_close() {
         let (conn, mut outbox) = ConnTx::new(1, 10, 8);
-        let waiter = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            outbox.recv_many(&mut batch, 64).await
-        });
-        tokio::task::yield_now().await;
+        let mut batch = Vec::new();
+        let mut receiving = std::pin::pin!(outbox.recv_many(&mut batch, 64));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            std::future::Future::poll(receiving.as_mut(), &mut cx).is_pending(),
+            "an empty queue waits"
+        );
         conn.close(CloseReason::Shutdown);
-        assert!(matches!(waiter.await.unwrap(), Err(CloseReason::Shutdown)));
+        let received = tokio::time::timeout(std::time::Duration::from_secs(5), receiving)
+            .await
+            .expect("the close wakes the waiting receiver");
+        assert!(matches!(received, Err(CloseReason::Shutdown)));
     }
 }
