@@ -342,7 +342,10 @@ pub struct MessageViews {
 impl MessageViews {
     /// The views as a JSON array value (for replies built as values).
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| Value::Array(Vec::new()))
+        serde_json::to_value(self).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "message views did not serialize");
+            Value::Array(Vec::new())
+        })
     }
 }
 
