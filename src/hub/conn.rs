@@ -32,13 +32,14 @@ pub enum Out {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum CloseReason {
-    /// Still open.
-    None = 0,
     /// Its outbound queue overflowed.
     SlowConsumer = 1,
     /// The server is shutting down.
     Shutdown = 2,
 }
+
+/// The close flag's value while no [`CloseReason`] has been given.
+const OPEN: u8 = 0;
 
 /// A queue that gives its memory back once it has been drained after a burst.
 const KEEP_CAPACITY: usize = 8;
@@ -62,11 +63,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn close_reason(&self) -> CloseReason {
+    fn closing(&self) -> Option<CloseReason> {
         match self.close.load(Ordering::Acquire) {
-            1 => CloseReason::SlowConsumer,
-            2 => CloseReason::Shutdown,
-            _ => CloseReason::None,
+            1 => Some(CloseReason::SlowConsumer),
+            2 => Some(CloseReason::Shutdown),
+            _ => None,
         }
     }
 
@@ -101,7 +102,7 @@ impl ConnTx {
                 receiver_gone: false,
             }),
             ready: Notify::new(),
-            close: AtomicU8::new(CloseReason::None as u8),
+            close: AtomicU8::new(OPEN),
             wake: Notify::new(),
         });
         (
@@ -144,7 +145,7 @@ impl ConnTx {
     /// Asks the session to close for `reason`; the first reason given stands.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.shared.close.compare_exchange(
-            CloseReason::None as u8,
+            OPEN,
             reason as u8,
             Ordering::AcqRel,
             Ordering::Acquire,
@@ -154,15 +155,14 @@ impl ConnTx {
     }
 
     /// Why the connection must close, if it must.
-    pub fn close_reason(&self) -> CloseReason {
-        self.shared.close_reason()
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.shared.closing()
     }
 
     /// Resolves with the reason once [`ConnTx::close`] has been called.
     pub async fn closed(&self) -> CloseReason {
         loop {
-            let reason = self.close_reason();
-            if reason != CloseReason::None {
+            if let Some(reason) = self.closing() {
                 return reason;
             }
             self.shared.wake.notified().await;
@@ -181,8 +181,7 @@ impl Outbox {
         limit: usize,
     ) -> Result<usize, CloseReason> {
         loop {
-            let reason = self.shared.close_reason();
-            if reason != CloseReason::None {
+            if let Some(reason) = self.shared.closing() {
                 return Err(reason);
             }
             {
@@ -229,7 +228,7 @@ mod tests {
         // The third frame does not fit a queue of two.
         assert!(!conn.send(Out::Recheck));
         conn.close(CloseReason::Shutdown);
-        assert_eq!(conn.close_reason(), CloseReason::SlowConsumer);
+        assert_eq!(conn.closing(), Some(CloseReason::SlowConsumer));
         let mut batch = Vec::new();
         assert!(matches!(
             outbox.recv_many(&mut batch, 64).await,

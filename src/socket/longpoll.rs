@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::query;
 use crate::http::reply::{self, HttpResponse};
-use crate::hub::{CloseReason, ConnTx, Out, Outbox};
+use crate::hub::{ConnTx, Out, Outbox};
 use crate::state::{AppState, State};
 
 /// How long a GET is held when there is nothing to send.
@@ -421,8 +421,7 @@ async fn run(
     let closing: Option<Closing> = loop {
         // A close order (slowness, shutdown) goes before anything else, as
         // `recv_many` below only hears it when posts leave it a turn.
-        let reason = session.conn.close_reason();
-        if reason != CloseReason::None {
+        if let Some(reason) = session.conn.closing() {
             break Some(Closing::from(reason));
         }
         tokio::select! {

@@ -86,7 +86,7 @@ impl From<CloseReason> for Closing {
     fn from(reason: CloseReason) -> Closing {
         match reason {
             CloseReason::Shutdown => Closing::SHUTDOWN,
-            CloseReason::SlowConsumer | CloseReason::None => Closing::SLOW,
+            CloseReason::SlowConsumer => Closing::SLOW,
         }
     }
 }
@@ -140,8 +140,7 @@ impl Session {
         let mut immediate: Vec<Message> = Vec::new();
         let closing = loop {
             // A close order (slowness, shutdown) goes before the idle timer.
-            let reason = conn.close_reason();
-            if reason != CloseReason::None {
+            if let Some(reason) = conn.closing() {
                 break Some(Closing::from(reason));
             }
             tokio::select! {
