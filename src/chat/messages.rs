@@ -303,7 +303,7 @@ impl<'t> Authors<'t> {
     }
 
     /// Everything the views of `stored` need, read in this transaction.
-    fn views(mut self, topic: &str, stored: Vec<Stored>) -> Result<MessageViews> {
+    fn views(mut self, topic: Arc<str>, stored: Vec<Stored>) -> Result<MessageViews> {
         let mut attachments = Vec::with_capacity(stored.len());
         for message in &stored {
             let id = message.record.user_id;
@@ -320,7 +320,7 @@ impl<'t> Authors<'t> {
             )?);
         }
         Ok(MessageViews {
-            topic: topic.to_string(),
+            topic,
             stored,
             authors: self.known,
             attachments,
@@ -333,7 +333,7 @@ impl<'t> Authors<'t> {
 /// hundreds of messages holds records, not a JSON tree per message, and
 /// the JSON is written where it is sent.
 pub struct MessageViews {
-    topic: String,
+    topic: Arc<str>,
     stored: Vec<Stored>,
     authors: HashMap<u64, UserBrief>,
     attachments: Vec<Option<AttachmentRecord>>,
@@ -398,7 +398,7 @@ pub async fn history(
                 Some(after) => messages::oldest_after(tx, topic_id, after, limit)?,
                 None => messages::newest_before(tx, topic_id, page.before, limit)?,
             };
-            Ok((Authors::new(tx).views(&topic, stored)?, has_more))
+            Ok((Authors::new(tx).views(topic, stored)?, has_more))
         })
         .await
 }
@@ -443,7 +443,7 @@ pub async fn snapshot(
                     (stored, false, false)
                 }
             };
-            let messages = Authors::new(tx).views(&topic, stored)?;
+            let messages = Authors::new(tx).views(topic, stored)?;
             Ok(Snapshot {
                 epoch: record.epoch,
                 last_seq,
