@@ -1,28 +1,36 @@
 //! One Phoenix Channels V2 client connection: TCP from a spread loopback
-//! source address, the WebSocket handshake with small buffers (4 KiB read
-//! chunk, 4 KiB write threshold), and the frames a client sends (join,
-//! push, heartbeat, each with a fresh decimal ref) and receives (text
-//! frames; pings are answered by tungstenite).
+//! source address, the WebSocket handshake, and the frames a client sends
+//! (join, push, heartbeat, each with a fresh decimal ref) and receives
+//! (text frames; pings are answered with the next frame sent). Framing is
+//! [`crate::wire`]: reads go straight into a 4 KiB buffer, which is all an
+//! idle connection holds.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::cli::Common;
+use crate::wire::{self, Frame, Reader};
+
+/// Largest message accepted from the server.
+const MAX_MESSAGE: usize = 64 << 20;
+/// Largest upgrade response accepted.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Target {
     addr: SocketAddr,
-    /// `ws://host:port/path?vsn=2.0.0&params` without the token.
-    base_url: String,
+    /// The `Host` header: `host:port` as given in the URL.
+    authority: String,
+    /// `/path?vsn=2.0.0&params` without the token.
+    base_path: String,
     source_ips: u32,
     pub op_timeout: Duration,
 }
@@ -48,7 +56,10 @@ impl Target {
             .map_err(|e| format!("{}: {e}", common.url))?
             .next()
             .ok_or_else(|| format!("{}: no address", common.url))?;
-        let mut url = common.url.clone();
+        let mut url = rest[authority.len()..].to_string();
+        if !url.starts_with('/') {
+            url.insert(0, '/');
+        }
         let mut sep = if url.contains('?') { '&' } else { '?' };
         if !url.contains("vsn=") {
             url.push(sep);
@@ -68,23 +79,25 @@ impl Target {
         let loopback_v4 = matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
         Ok(Target {
             addr,
-            base_url: url,
+            authority: authority.to_string(),
+            base_path: url,
             source_ips: if loopback_v4 { common.source_ips } else { 0 },
             op_timeout: common.op_timeout,
         })
     }
 
-    fn url(&self, token: Option<&str>) -> String {
+    /// The request path and query, with the token if any.
+    fn path(&self, token: Option<&str>) -> String {
         match token {
             Some(token) => {
-                let sep = if self.base_url.contains('?') {
+                let sep = if self.base_path.contains('?') {
                     '&'
                 } else {
                     '?'
                 };
-                format!("{}{sep}token={}", self.base_url, encode(token))
+                format!("{}{sep}token={}", self.base_path, encode(token))
             }
-            None => self.base_url.clone(),
+            None => self.base_path.clone(),
         }
     }
 }
@@ -170,18 +183,14 @@ impl Recv {
 
 /// An open client socket.
 pub struct Conn {
-    ws: WebSocketStream<TcpStream>,
+    tcp: TcpStream,
+    reader: Reader,
+    /// Set once the server closed the TCP stream.
+    eof: bool,
+    /// Pongs owed to the server, written ahead of the next frame sent.
+    owed: Vec<u8>,
+    mask: [u8; 4],
     next_ref: u64,
-}
-
-/// Small per-connection buffers: most test sockets are idle most of the time.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(4096)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20))
 }
 
 /// Opens connection number `index` (its source address is
@@ -208,18 +217,7 @@ pub async fn open(
             .await
             .map_err(ConnectError::Tcp)?;
         let _ = stream.set_nodelay(true);
-        let request = target
-            .url(token)
-            .into_client_request()
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()))
-                .await
-                .map_err(|e| match e {
-                    WsError::Http(response) => ConnectError::Http(response.status().as_u16()),
-                    other => ConnectError::Handshake(other.to_string()),
-                })?;
-        Ok(Conn { ws, next_ref: 1 })
+        handshake(stream, &target.authority, &target.path(token)).await
     };
     tokio::time::timeout(target.op_timeout, attempt)
         .await
@@ -234,14 +232,18 @@ impl Conn {
         r
     }
 
-    /// Sends one text frame.
-    pub async fn send(&mut self, text: String) -> Result<(), WsError> {
-        self.ws.send(Message::text(text)).await
+    /// Sends one text frame (not cancel-safe: a send cut off mid-frame
+    /// leaves the connection unusable).
+    pub async fn send(&mut self, text: String) -> std::io::Result<()> {
+        let mut out = std::mem::take(&mut self.owed);
+        out.reserve(text.len() + 14);
+        wire::encode(wire::OP_TEXT, text.as_bytes(), self.mask, &mut out);
+        self.tcp.write_all(&out).await
     }
 
     /// Sends `phx_join` for `topic` (JSON-encoded, with quotes) with a JSON
     /// object payload; returns its ref, which is also the join_ref.
-    pub async fn join(&mut self, topic_json: &str, payload: &str) -> Result<u64, WsError> {
+    pub async fn join(&mut self, topic_json: &str, payload: &str) -> std::io::Result<u64> {
         let r = self.take_ref();
         self.send(format!(
             "[\"{r}\",\"{r}\",{topic_json},\"phx_join\",{payload}]"
@@ -258,7 +260,7 @@ impl Conn {
         topic_json: &str,
         event: &str,
         payload: &str,
-    ) -> Result<u64, WsError> {
+    ) -> std::io::Result<u64> {
         let r = self.take_ref();
         let text = match join_ref {
             Some(j) => format!("[\"{j}\",\"{r}\",{topic_json},\"{event}\",{payload}]"),
@@ -269,7 +271,7 @@ impl Conn {
     }
 
     /// Sends a heartbeat; returns its ref.
-    pub async fn heartbeat(&mut self) -> Result<u64, WsError> {
+    pub async fn heartbeat(&mut self) -> std::io::Result<u64> {
         let r = self.take_ref();
         self.send(format!("[null,\"{r}\",\"phoenix\",\"heartbeat\",{{}}]"))
             .await?;
@@ -279,17 +281,51 @@ impl Conn {
     /// The next text frame, or how the connection ended. Cancel-safe.
     pub async fn recv(&mut self) -> Recv {
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => {
+            if let Some(received) = self.buffered() {
+                return received;
+            }
+            // The only await: nothing read is lost if this future is dropped.
+            if let Err(e) = self.tcp.readable().await {
+                return Recv::Error(e.to_string());
+            }
+            match self.tcp.try_read_buf(self.reader.buffer()) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Recv::Error(e.to_string()),
+            }
+        }
+    }
+
+    /// The next text frame or end of connection among the bytes already
+    /// read, without touching the socket.
+    pub fn buffered(&mut self) -> Option<Recv> {
+        loop {
+            match self.reader.next() {
+                Ok(Some(Frame::Text(text))) => {
                     FRAMES_RECEIVED.fetch_add(1, Relaxed);
-                    return Recv::Text(text);
+                    return Some(Recv::Text(text));
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    return Recv::Closed(frame.map(|f| u16::from(f.code)))
+                Ok(Some(Frame::Close(code))) => return Some(Recv::Closed(code)),
+                Ok(Some(Frame::Ping(data))) => {
+                    wire::encode(wire::OP_PONG, &data, self.mask, &mut self.owed);
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Recv::Error(e.to_string()),
-                None => return Recv::Closed(None),
+                Ok(Some(Frame::Binary | Frame::Pong)) => {}
+                Ok(None) if self.eof => return Some(Recv::Closed(None)),
+                Ok(None) => return None,
+                Err(e) => return Some(Recv::Error(e.to_string())),
+            }
+        }
+    }
+
+    /// Hands every text frame already read to `each`, without touching the
+    /// socket (one wake-up then serves all of them); returns how the
+    /// connection ended, if it did.
+    pub fn drain_buffered(&mut self, mut each: impl FnMut(&str)) -> Option<Recv> {
+        loop {
+            match self.buffered()? {
+                Recv::Text(text) => each(&text),
+                end => return Some(end),
             }
         }
     }
@@ -348,6 +384,71 @@ impl Conn {
             Err(reason)
         }
     }
+}
+
+/// Upgrades `tcp` to a WebSocket: sends the request for `path`, checks the
+/// `101` answer and its accept key, and keeps bytes that came after it.
+async fn handshake(mut tcp: TcpStream, authority: &str, path: &str) -> Result<Conn, ConnectError> {
+    let mut nonce = [0u8; 16];
+    let mut mask = [0u8; 4];
+    getrandom::fill(&mut nonce).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    getrandom::fill(&mut mask).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes())
+        .await
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let mut head = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if head.len() > MAX_RESPONSE_HEAD {
+            return Err(ConnectError::Handshake("response head too long".into()));
+        }
+        head.reserve(1024);
+        match tcp.read_buf(&mut head).await {
+            Ok(0) => {
+                return Err(ConnectError::Handshake(
+                    "connection closed during the upgrade".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ConnectError::Handshake(e.to_string())),
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| ConnectError::Handshake("malformed status line".into()))?;
+    if status != 101 {
+        return Err(ConnectError::Http(status));
+    }
+    let accept = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-accept")
+            .then(|| value.trim().to_string())
+    });
+    if accept.as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        return Err(ConnectError::Handshake("wrong Sec-WebSocket-Accept".into()));
+    }
+    let mut reader = Reader::new(MAX_MESSAGE);
+    reader.buffer().extend_from_slice(&head[end..]);
+    Ok(Conn {
+        tcp,
+        reader,
+        eof: false,
+        owed: Vec::new(),
+        mask,
+        next_ref: 1,
+    })
 }
 
 /// A topic name as a JSON string literal.

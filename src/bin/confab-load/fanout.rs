@@ -376,17 +376,26 @@ async fn subscriber(
     shared.connected.fetch_add(1, Relaxed);
     let mut heartbeat = tokio::time::interval(ctx.common.heartbeat_interval);
     heartbeat.tick().await;
+    // Kept across wake-ups: one waiter for the whole run, not one per frame.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
-            received = conn.recv() => match received {
-                Recv::Text(text) => on_frame(&text, &shared, &mut out),
-                end => {
+            _ = &mut stopped => break,
+            received = conn.recv() => {
+                let end = match received {
+                    Recv::Text(text) => {
+                        on_frame(&text, &shared, &mut out);
+                        conn.drain_buffered(|text| on_frame(text, &shared, &mut out))
+                    }
+                    end => Some(end),
+                };
+                if let Some(end) = end {
                     out.ended = Some(end.end_class());
                     break;
                 }
-            },
+            }
             _ = heartbeat.tick() => {
                 if conn.heartbeat().await.is_err() {
                     out.ended = Some("send_error".into());

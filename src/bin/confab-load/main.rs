@@ -8,9 +8,10 @@
 //! process's CPU share and, with `--server-pid`, the server's CPU and RSS.
 //!
 //! The generator is built to cost little next to the server on a small
-//! machine: a current-thread runtime by default (`--threads`), 4 KiB socket
-//! buffers, and frames are inspected with a byte scanner ([`scan`]) instead
-//! of a full JSON parse. It does not depend on the confab library.
+//! machine: a current-thread runtime by default (`--threads`), its own
+//! WebSocket framing reading into 4 KiB buffers ([`wire`]), and frames
+//! are inspected with a byte scanner ([`scan`]) instead of a full JSON
+//! parse. It does not depend on the confab library.
 
 mod accounts;
 mod cli;
@@ -29,6 +30,7 @@ mod scan;
 mod seen;
 mod stats;
 mod storm;
+mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;

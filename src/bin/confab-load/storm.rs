@@ -574,23 +574,35 @@ async fn pump(
         if *phase.borrow_and_update() >= until {
             return Ok(());
         }
-        tokio::select! {
-            biased;
-            changed = phase.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+        // Kept across wake-ups until the phase moves.
+        let changed = phase.changed();
+        tokio::pin!(changed);
+        loop {
+            tokio::select! {
+                biased;
+                changed = &mut changed => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    break;
                 }
-            }
-            received = conn.recv() => match received {
-                Recv::Text(text) => {
-                    track.on_frame(&text);
+                received = conn.recv() => {
+                    let end = match received {
+                        Recv::Text(text) => {
+                            track.on_frame(&text);
+                            conn.drain_buffered(|text| track.on_frame(text))
+                        }
+                        end => Some(end),
+                    };
                     shared.last_seen[i].store(track.last, Relaxed);
+                    if let Some(end) = end {
+                        return Err(end.end_class());
+                    }
                 }
-                end => return Err(end.end_class()),
-            },
-            _ = heartbeat.tick() => {
-                if conn.heartbeat().await.is_err() {
-                    return Err("send_error".into());
+                _ = heartbeat.tick() => {
+                    if conn.heartbeat().await.is_err() {
+                        return Err("send_error".into());
+                    }
                 }
             }
         }
