@@ -29,7 +29,9 @@
 # CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
 # FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
 # PUBLISH_RATE (10000),
-# STORM_CLIENTS (10000), STORM_ROOMS (1).
+# STORM_CLIENTS (10000), STORM_ROOMS (1), STORM_DRAIN (60s: the longest the
+# storm waits, once publishing stops, for clients to catch up; a client still
+# behind then counts its missing messages as gaps).
 
 set -euo pipefail
 
@@ -59,6 +61,7 @@ PUBLISH_INFLIGHT="${PUBLISH_INFLIGHT:-16}"
 PUBLISH_RATE="${PUBLISH_RATE:-10000}"
 STORM_CLIENTS="${STORM_CLIENTS:-10000}"
 STORM_ROOMS="${STORM_ROOMS:-1}"
+STORM_DRAIN="${STORM_DRAIN:-60s}"
 
 # --- set-up -------------------------------------------------------------------
 
@@ -168,7 +171,7 @@ run_storm() {
     where=(--topic-pattern 'room:storm-{i}' --rooms "$STORM_ROOMS")
   fi
   scenario storm reconnect-storm --clients "$STORM_CLIENTS" --rate 50 \
-    "${where[@]}" --warmup "$WARMUP" --duration "$DURATION" \
+    "${where[@]}" --warmup "$WARMUP" --duration "$DURATION" --drain "$STORM_DRAIN" \
     --connect-concurrency "$STORM_CLIENTS" --label "storm-$STORM_CLIENTS-rooms$STORM_ROOMS"
 }
 

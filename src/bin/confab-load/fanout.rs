@@ -296,6 +296,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
             "url": c.url, "topic": topic, "subscribers": s, "publishers": p,
             "rate": args.rate, "body_bytes": args.body_bytes,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
+            "drain_s": args.drain.as_secs_f64(),
             "threads": c.threads, "users": ctx.tokens.len(),
         }),
         results: json!({

@@ -368,6 +368,7 @@ pub async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<Report, String> {
             "topic_pattern": c.topic_pattern, "rate": args.rate, "body_bytes": args.body_bytes,
             "warmup_s": c.warmup.as_secs_f64(), "duration_s": c.duration.as_secs_f64(),
             "reconnect_timeout_s": args.reconnect_timeout.as_secs_f64(),
+            "drain_s": args.drain.as_secs_f64(),
             "connect_concurrency": c.connect_concurrency, "threads": c.threads,
             "users": ctx.tokens.len(),
         }),
