@@ -124,10 +124,11 @@ impl Session {
     /// Runs until the socket ends; then leaves every channel.
     ///
     /// The future of this loop lives as long as the socket, so what it
-    /// awaits only now and then (routing a frame, writing, re-checking
-    /// credentials) is boxed for the moment it runs instead of widening it.
+    /// awaits only now and then (loading the ignore list, routing a frame,
+    /// writing, re-checking credentials, closing) is boxed for the moment
+    /// it runs instead of widening it.
     pub async fn run(mut self, mut ws: WsStream, mut outbound: Outbox) {
-        match self.state.store.ignores(self.identity.user.id).await {
+        match Box::pin(self.state.store.ignores(self.identity.user.id)).await {
             Ok(ignores) => self.ignores = Arc::new(ignores),
             Err(e) => tracing::warn!(error = %e, "could not load ignores"),
         }
@@ -167,8 +168,8 @@ impl Session {
                         None => break None,
                         Some(Ok(Message::Close(frame))) => {
                             // Echo the peer's close (RFC 6455 §5.5.1), then end.
-                            let echo = Message::Close(frame.map(|f| CloseFrame { code: f.code, reason: "".into() }));
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send_all(&[echo])).await;
+                            let echo = [Message::Close(frame.map(|f| CloseFrame { code: f.code, reason: "".into() }))];
+                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, ws.send_all(&echo))).await;
                             break None;
                         }
                         Some(Err(ReadError::Wire(WireError::TooBig))) => break Some(Closing::TOO_BIG),
@@ -208,11 +209,11 @@ impl Session {
                 code: CloseCode::from(closing.code),
                 reason: closing.reason.into(),
             };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
                 if ws.send_all(&[Message::Close(Some(frame))]).await.is_ok() {
                     ws.finish().await;
                 }
-            })
+            }))
             .await;
         }
         self.leave_all();

@@ -5,6 +5,7 @@
 //! under the server's session tracker.
 
 use base64::Engine;
+use futures_util::future::{FutureExt, OptionFuture};
 use hyper::header::{
     HeaderValue, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -100,20 +101,29 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     }
     let max_message = state.cfg.max_frame_bytes;
     let session_state = state.clone();
-    state.sessions.spawn(async move {
-        match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+    // Chained, not one `async` block: a block would keep a slot for each
+    // value it captured (the identity, the queue, ...) for the socket's
+    // whole life, even once they have moved into the session. Here the
+    // upgrade step and the session share the task's memory.
+    let session = on_upgrade.then(move |upgraded| {
+        let run = match upgraded.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
             Ok(Ok(parts)) => {
                 let ws = WsStream::new(parts.io.into_inner(), &parts.read_buf, max_message);
-                drop(parts.read_buf);
-                Session::new(session_state.clone(), conn.clone(), vsn, identity)
-                    .run(ws, outbound)
-                    .await;
+                let session = Session::new(session_state.clone(), conn.clone(), vsn, identity);
+                Some(session.run(ws, outbound))
             }
-            Ok(Err(_)) => tracing::warn!("upgraded connection is not a TCP stream"),
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
-        }
-        session_state.hub.unregister(&conn);
+            Ok(Err(_)) => {
+                tracing::warn!("upgraded connection is not a TCP stream");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                None
+            }
+        };
+        OptionFuture::from(run).map(move |_| session_state.hub.unregister(&conn))
     });
+    state.sessions.spawn(session);
 
     let mut response = reply::empty(101);
     let headers = response.headers_mut();
