@@ -107,7 +107,10 @@ pub struct Session {
 
 impl Session {
     /// A session for an authenticated socket.
-    pub fn new(state: State, conn: ConnTx, vsn: Vsn, identity: Identity) -> Session {
+    pub fn new(state: State, conn: ConnTx, vsn: Vsn, mut identity: Identity) -> Session {
+        // A session never needs the password hash: keep it out of every
+        // socket's memory (about 100 bytes each).
+        identity.user.password_hash = String::new();
         let bucket = TokenBucket::new(state.cfg.push_burst, state.cfg.push_refill_per_sec);
         Session {
             state,
