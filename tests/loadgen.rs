@@ -90,6 +90,26 @@ fn fanout_delivers_every_message_to_every_subscriber_once() {
         report["server"]["rss_kib_peak"].as_u64().unwrap_or(0) > 0,
         "{report}"
     );
+    // The server's write calls are counted (it also writes its log, so
+    // only their presence is certain) and the machine's CPU split covers
+    // all of its time.
+    assert!(
+        report["server"]["write_syscalls"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert!(
+        report["server"]["frames_received_per_write"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "{report}"
+    );
+    let machine = &report["machine_cpu"];
+    let total: f64 = ["user_pct", "system_pct", "idle_pct", "steal_pct"]
+        .iter()
+        .map(|k| machine[k].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((99.0..=101.0).contains(&total), "{report}");
 }
 
 #[test]

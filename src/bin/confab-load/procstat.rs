@@ -1,9 +1,13 @@
 //! CPU and memory of a process from /proc: `utime + stime` from
 //! `/proc/PID/stat` (clock ticks), `VmRSS` and `Threads` from
-//! `/proc/PID/status`. [`Meter`] samples this process and, with
-//! `--server-pid`, the server at start-up, at the start and end of the
-//! measured window, and every 200 ms for peak RSS; CPU shares are CPU
-//! seconds over wall seconds of the window (100 % = one core busy).
+//! `/proc/PID/status`, write system calls (`syscw`) from `/proc/PID/io`.
+//! [`Meter`] samples this process and, with `--server-pid`, the server at
+//! start-up, at the start and end of the measured window, and every 200 ms
+//! for peak RSS; CPU shares are CPU seconds over wall seconds of the window
+//! (100 % = one core busy). It also takes the whole machine's split of CPU
+//! time (user, system, idle, steal) over the window from `/proc/stat`: on
+//! a shared virtual machine, time stolen by the hypervisor is capacity
+//! neither process had.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -22,6 +26,8 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Number of threads.
     pub threads: u64,
+    /// Write system calls so far (`None`: `/proc/PID/io` not readable).
+    pub write_syscalls: Option<u64>,
 }
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (`None`: this process).
@@ -46,11 +52,52 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
             .parse()
             .ok()
     };
+    let write_syscalls = std::fs::read_to_string(format!("{dir}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscw:"))?
+                .trim()
+                .parse()
+                .ok()
+        });
     Some(Sample {
         cpu_ticks: utime + stime,
         rss_kib: value("VmRSS:").unwrap_or(0),
         threads: value("Threads:").unwrap_or(0),
+        write_syscalls,
     })
+}
+
+/// The machine's CPU time so far, in clock ticks summed over all cores:
+/// `[user, system, idle, steal]` from the first line of `/proc/stat`
+/// (user includes nice; system includes irq and softirq; idle includes
+/// iowait).
+pub fn machine_cpu() -> Option<[u64; 4]> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    Some([at(0) + at(1), at(2) + at(5) + at(6), at(3) + at(4), at(7)])
+}
+
+/// `{user_pct, system_pct, idle_pct, steal_pct}` of all cores between two
+/// [`machine_cpu`] readings.
+fn machine_split(a: Option<[u64; 4]>, b: Option<[u64; 4]>) -> Value {
+    let (Some(a), Some(b)) = (a, b) else {
+        return Value::Null;
+    };
+    let d: Vec<u64> = (0..4).map(|i| b[i].saturating_sub(a[i])).collect();
+    let total = d.iter().sum::<u64>();
+    if total == 0 {
+        return Value::Null;
+    }
+    let pct = |x: u64| round1(100.0 * x as f64 / total as f64);
+    json!({"user_pct": pct(d[0]), "system_pct": pct(d[1]), "idle_pct": pct(d[2]), "steal_pct": pct(d[3])})
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, usually 100).
@@ -121,6 +168,7 @@ struct Mark {
     /// Frames received by this process so far.
     frames: u64,
     tcp: Option<[u64; 3]>,
+    machine: Option<[u64; 4]>,
 }
 
 impl Mark {
@@ -131,6 +179,7 @@ impl Mark {
             server: server_pid.and_then(|pid| sample(Some(pid))),
             frames: crate::client::FRAMES_RECEIVED.load(Relaxed),
             tcp: tcp_counters(),
+            machine: machine_cpu(),
         }
     }
 }
@@ -219,6 +268,20 @@ impl Meter {
             }
             _ => Value::Null,
         };
+        // Frames this generator received per write call of the server: how
+        // many frames the server packs into one write, when this generator
+        // is its only client (the server also writes its log and store).
+        let server_writes = match (begin.server, end.server) {
+            (Some(a), Some(b)) => match (a.write_syscalls, b.write_syscalls) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let frames_per_write = match server_writes {
+            Some(w) if w > 0 => json!(round1(frames as f64 / w as f64)),
+            _ => Value::Null,
+        };
         let loadgen = json!({
             "cpu_pct": share(begin.me, end.me),
             "frames_received": frames,
@@ -246,6 +309,8 @@ impl Meter {
                     "rss_kib_window_end": rss(end.server),
                     "rss_kib_peak": self.server_peak_rss.load(Relaxed),
                     "threads": end.server.map(|s| s.threads),
+                    "write_syscalls": server_writes,
+                    "frames_received_per_write": frames_per_write,
                 })
             }
         };
@@ -269,8 +334,9 @@ impl Meter {
                 kernel["window"]["listen_overflows"]
             ));
         }
+        let machine = machine_split(begin.machine, end.machine);
         (
-            json!({"loadgen": loadgen, "server": server, "kernel_tcp": kernel}),
+            json!({"loadgen": loadgen, "server": server, "kernel_tcp": kernel, "machine_cpu": machine}),
             problems,
         )
     }
@@ -295,6 +361,15 @@ mod tests {
         let s = sample(None).unwrap();
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
+        assert!(s.write_syscalls.is_some());
+        let a = machine_cpu().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        let split = machine_split(Some(a), machine_cpu());
+        let sum: f64 = ["user_pct", "system_pct", "idle_pct", "steal_pct"]
+            .iter()
+            .map(|k| split[k].as_f64().unwrap_or(0.0))
+            .sum();
+        assert!((99.0..=101.0).contains(&sum), "{split}");
         assert!(sample(Some(u32::MAX - 1)).is_none());
         assert!(tcp_counters().is_some());
     }

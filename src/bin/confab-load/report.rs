@@ -53,6 +53,19 @@ pub fn emit(
             sv["rss_kib_peak"],
             sv["threads"]
         );
+        if !sv["write_syscalls"].is_null() {
+            println!(
+                "server:  {} write calls in the window, {} frames received per write",
+                sv["write_syscalls"], sv["frames_received_per_write"]
+            );
+        }
+    }
+    let m = &processes["machine_cpu"];
+    if !m.is_null() {
+        println!(
+            "machine: user {}%, system {}%, idle {}%, stolen {}% of all cores in the window",
+            m["user_pct"], m["system_pct"], m["idle_pct"], m["steal_pct"]
+        );
     }
     if ok {
         println!("ok: no problems noticed");
@@ -73,6 +86,7 @@ pub fn emit(
         "loadgen": processes["loadgen"],
         "server": processes["server"],
         "kernel_tcp": processes["kernel_tcp"],
+        "machine_cpu": processes["machine_cpu"],
     });
     println!("{line}");
     if report.violation {
