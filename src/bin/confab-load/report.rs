@@ -55,7 +55,7 @@ pub fn emit(
         );
         if !sv["write_syscalls"].is_null() {
             println!(
-                "server:  {} write calls in the window, {} frames received per write",
+                "server:  {} write/writev/pwrite calls in the window, {} frames received per call",
                 sv["write_syscalls"], sv["frames_received_per_write"]
             );
         }
