@@ -97,13 +97,10 @@ fn fanout_delivers_every_message_to_every_subscriber_once() {
         report["server"]["write_syscalls"].as_u64().unwrap_or(0) > 0,
         "{report}"
     );
-    assert!(
-        report["server"]["frames_received_per_write"]
-            .as_f64()
-            .unwrap_or(0.0)
-            > 0.0,
-        "{report}"
-    );
+    let per_write = report["server"]["frames_received_per_write"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(per_write > 0.0 && per_write <= 64.0, "{report}");
     let machine = &report["machine_cpu"];
     if machine.is_null() {
         return; // a kernel that does not advance /proc/stat
