@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 use super::Broadcast;
 /// What a session's writer receives.
 pub enum Out {
-    /// A frame already encoded for this connection (replies, channel pushes).
-    Frame(String),
+    /// The reply to a push, answered after later pushes may have been (a
+    /// `new_msg`, once durable): the session writes it in its channel's turn.
+    Reply(Box<LateReply>),
     /// A shared broadcast; the session filters and picks the encoding.
     Broadcast(Arc<Broadcast>),
     /// The channel on this topic ended server-side (membership removed).
@@ -26,6 +27,12 @@ pub enum Out {
     Recheck,
     /// The user's ignore list changed.
     Ignores(Arc<HashSet<u64>>),
+}
+
+/// A reply encoded for this connection, and the topic it answers on.
+pub struct LateReply {
+    pub topic: String,
+    pub frame: String,
 }
 
 /// Why the hub wants a connection closed.

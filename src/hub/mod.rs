@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use broadcast::Broadcast;
-pub use conn::{CloseReason, ConnTx, Out, Outbox};
+pub use conn::{CloseReason, ConnTx, LateReply, Out, Outbox};
 use presence::{Meta, Presence};
 pub use relay::Relay;
 

@@ -13,7 +13,7 @@ use super::session::Session;
 use crate::chat::messages::{self, Change, Page};
 use crate::chat::views::{AttachmentView, UserBrief};
 use crate::error::Error;
-use crate::hub::{Broadcast, Out};
+use crate::hub::{Broadcast, LateReply, Out};
 use crate::store::messages::MAX_CLIENT_ID_LEN;
 
 /// At most one `typing` broadcast per channel in this interval.
@@ -63,8 +63,10 @@ impl Session {
         };
         let answer = match msg.event.as_str() {
             "new_msg" => {
-                // The reply is sent by the writer once the message is durable.
-                self.new_msg(&join_ref, &msg, &access, &payload).await;
+                // Refused at once, or answered once the message is durable.
+                if let Err(why) = self.new_msg(&join_ref, &msg, &access, &payload).await {
+                    out.push(self.answer(&join_ref, &msg, reason(why)));
+                }
                 return;
             }
             "typing" => {
@@ -110,57 +112,38 @@ impl Session {
         }
     }
 
+    /// Validates a `new_msg` and hands it to the store; its reply comes
+    /// through the outbox once the message is durable, in this channel's
+    /// reply order. `Err` is a refusal to answer at once.
     async fn new_msg(
         &mut self,
         join_ref: &Ref,
         msg: &Inbound,
         access: &crate::chat::topic::Access,
         payload: &serde_json::Map<String, Value>,
-    ) {
-        let refuse = |session: &Session, why: &str| {
-            session.conn.send(Out::Frame(frame::encode_reply(
-                session.vsn,
-                join_ref,
-                &msg.msg_ref,
-                &msg.topic,
-                "error",
-                &json!({"reason": why}),
-            )));
-        };
+    ) -> Result<(), &'static str> {
         let attachment_id = match payload.get("attachment_id") {
             None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(id) => Some(id),
-                None => {
-                    refuse(self, "invalid_attachment");
-                    return;
-                }
-            },
+            Some(v) => Some(v.as_u64().ok_or("invalid_attachment")?),
         };
         let body = match payload.get("body") {
             None | Some(Value::Null) => "",
             Some(Value::String(body)) => body.as_str(),
-            Some(_) => {
-                refuse(self, "invalid_payload");
-                return;
-            }
+            Some(_) => return Err("invalid_payload"),
         };
         if let Some((why, _)) =
             messages::body_problem(body, self.state.cfg.max_body_chars, attachment_id.is_some())
         {
-            refuse(self, why);
-            return;
+            return Err(why);
         }
         let client_id = match payload.get("client_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_CLIENT_ID_LEN => {
                 Some(id.clone())
             }
-            Some(_) => {
-                refuse(self, "invalid_client_id");
-                return;
-            }
+            Some(_) => return Err("invalid_client_id"),
         };
+        self.order.expect(&msg.topic);
         let conn = self.conn.clone();
         let vsn = self.vsn;
         let (join_ref, msg_ref, topic) = (join_ref.clone(), msg.msg_ref.clone(), msg.topic.clone());
@@ -195,10 +178,11 @@ impl Session {
                         )
                     }
                 };
-                conn.send(Out::Frame(frame));
+                conn.send(Out::Reply(Box::new(LateReply { topic, frame })));
             },
         )
         .await;
+        Ok(())
     }
 
     /// Stores a binary `upload` (an image) for this topic.

@@ -6,6 +6,7 @@ pub mod events;
 pub mod frame;
 pub mod limits;
 pub mod longpoll;
+pub mod reply_order;
 pub mod router;
 pub mod session;
 pub mod upgrade;

@@ -37,10 +37,13 @@ impl Session {
         Ok(())
     }
 
-    /// Handles one binary frame (V2 only); `Err` closes the socket.
+    /// Handles one binary frame; `Err` closes the socket. Under V1 it holds
+    /// JSON, as in a text frame: Phoenix's V1 serializer decodes JSON
+    /// whatever the frame's opcode, and some clients send it so.
     pub async fn on_binary(&mut self, data: Bytes, out: &mut Vec<Message>) -> Result<(), Closing> {
         if self.vsn == Vsn::V1 {
-            return Err(Closing::UNSUPPORTED);
+            let text = std::str::from_utf8(&data).map_err(|_| Closing::MALFORMED)?;
+            return self.on_text(text, out).await;
         }
         let inbound = frame::decode_binary_bytes(self.vsn, data).map_err(|_| Closing::MALFORMED)?;
         self.route(inbound, out).await;
@@ -52,6 +55,19 @@ impl Session {
             out.push(self.reply(&EMPTY, &msg.msg_ref, "phoenix", "ok", &empty_object()));
             return;
         }
+        if self.order.holds(&msg.topic) {
+            // A reply on this topic is still to come: what this push
+            // answers waits behind it.
+            let topic = msg.topic.clone();
+            let mut answered = Vec::new();
+            self.dispatch(msg, &mut answered).await;
+            self.order.send(&topic, answered, out);
+        } else {
+            self.dispatch(msg, out).await;
+        }
+    }
+
+    async fn dispatch(&mut self, msg: Inbound, out: &mut Vec<Message>) {
         match msg.event.as_str() {
             "phx_join" => self.join(msg, out).await,
             "phx_leave" => self.leave(msg, out),

@@ -15,11 +15,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::{Ref, Vsn};
 use super::limits::TokenBucket;
+use super::reply_order::ReplyOrder;
 use super::ws_codec::WireError;
 use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
-use crate::hub::{CloseReason, ConnTx, Out, Outbox};
+use crate::hub::{CloseReason, ConnTx, LateReply, Out, Outbox};
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -76,10 +77,6 @@ impl Closing {
         code: 1009,
         reason: "frame too large",
     };
-    pub const UNSUPPORTED: Closing = Closing {
-        code: 1003,
-        reason: "binary frames need vsn 2.0.0",
-    };
 }
 
 impl From<CloseReason> for Closing {
@@ -103,6 +100,8 @@ pub struct Session {
     pub ignores: Arc<HashSet<u64>>,
     /// Whether binary frames may be sent (V2 over WebSocket; never LongPoll).
     pub binary_frames: bool,
+    /// Frames of a channel waiting behind a reply still to come.
+    pub order: ReplyOrder,
 }
 
 impl Session {
@@ -121,6 +120,7 @@ impl Session {
             bucket,
             ignores: Arc::default(),
             binary_frames: vsn == Vsn::V2,
+            order: ReplyOrder::default(),
         }
     }
 
@@ -241,7 +241,11 @@ impl Session {
         let mut recheck = false;
         for out in batch.drain(..) {
             match out {
-                Out::Frame(text) => frames.push(Message::Text(text.into())),
+                Out::Reply(reply) => {
+                    let LateReply { topic, frame } = *reply;
+                    self.order
+                        .arrive(&topic, Message::Text(frame.into()), frames);
+                }
                 Out::Broadcast(broadcast) => {
                     let Some(channel) = self.channels.get(broadcast.topic()) else {
                         continue;
@@ -252,22 +256,30 @@ impl Session {
                     if broadcast.author.is_some_and(|a| self.ignores.contains(&a)) {
                         continue;
                     }
-                    match broadcast.binary_frame() {
-                        Some(bytes) if self.binary_frames => frames.push(Message::Binary(bytes)),
-                        Some(_) => {}
-                        None => frames.push(Message::Text(broadcast.frame(self.vsn))),
+                    let frame = match broadcast.binary_frame() {
+                        Some(bytes) if self.binary_frames => Message::Binary(bytes),
+                        Some(_) => continue,
+                        None => Message::Text(broadcast.frame(self.vsn)),
+                    };
+                    // A broadcast never overtakes a reply or `phx_close`
+                    // still waiting on its topic.
+                    if self.order.holds_frames(broadcast.topic()) {
+                        self.order.send(broadcast.topic(), [frame], frames);
+                    } else {
+                        frames.push(frame);
                     }
                 }
                 Out::Eject(topic) => {
                     if let Some(channel) = self.channels.remove(topic.as_ref()) {
                         self.state.hub.unsubscribe(&topic, self.conn.id());
-                        frames.push(self.frame(
+                        let close = self.frame(
                             &channel.join_ref,
                             &channel.join_ref,
                             &topic,
                             "phx_close",
                             &serde_json::json!({}),
-                        ));
+                        );
+                        self.order.send(&topic, [close], frames);
                     }
                 }
                 Out::Recheck => recheck = true,
