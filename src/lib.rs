@@ -13,6 +13,7 @@
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
 //! - [`commands`]: the CLI subcommands other than `serve`.
 //! - [`state`], [`error`], [`clock`], [`logging`], [`shutdown`]: shared plumbing.
+//! - [`fault`]: faults tests inject into debug builds.
 
 pub mod accounts;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod hub;
 pub mod logging;

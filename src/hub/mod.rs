@@ -277,9 +277,14 @@ impl Hub {
         }
     }
 
-    /// Registers a new connection of its user; `Err` with the current count
-    /// if the user already has `max_per_user`.
-    pub fn register(&self, conn: &ConnTx, max_per_user: usize) -> Result<(), usize> {
+    /// Registers a new connection of its user and returns its
+    /// [`Registration`]; `Err` with the current count if the user already
+    /// has `max_per_user`.
+    pub fn register(
+        self: &Arc<Self>,
+        conn: &ConnTx,
+        max_per_user: usize,
+    ) -> Result<Registration, usize> {
         let mut users = lock(&self.users);
         let list = users.entry(conn.user_id()).or_default();
         if list.len() >= max_per_user {
@@ -290,7 +295,10 @@ impl Hub {
         if self.shutting_down.load(Ordering::Relaxed) {
             conn.close(CloseReason::Shutdown);
         }
-        Ok(())
+        Ok(Registration {
+            hub: self.clone(),
+            conn: conn.clone(),
+        })
     }
 
     /// Tells every connection to close because the server shuts down, and
@@ -303,8 +311,8 @@ impl Hub {
         }
     }
 
-    /// Forgets a connection (when its session ends).
-    pub fn unregister(&self, conn: &ConnTx) {
+    /// Forgets a connection (when its [`Registration`] is dropped).
+    fn unregister(&self, conn: &ConnTx) {
         let mut users = lock(&self.users);
         if let Some(list) = users.get_mut(&conn.user_id()) {
             let before = list.len();
@@ -326,6 +334,20 @@ impl Hub {
     /// Open sockets.
     pub fn socket_count(&self) -> usize {
         self.sockets.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection's place in the hub. Dropping it forgets the connection,
+/// so a session that ends in any way (returning, panicking, cancelled)
+/// leaves no socket behind in the counts and the per-user lists.
+pub struct Registration {
+    hub: Arc<Hub>,
+    conn: ConnTx,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.conn);
     }
 }
 
@@ -385,9 +407,9 @@ mod tests {
 
     #[tokio::test]
     async fn shutting_down_closes_connections_now_and_later() {
-        let hub = Hub::default();
+        let hub = Arc::new(Hub::default());
         let (before, mut rx_before) = ConnTx::new(1, 10, 64);
-        hub.register(&before, 8).unwrap();
+        let _before = hub.register(&before, 8).unwrap();
         before.send(Out::Recheck);
         hub.shut_down();
         let mut batch = Vec::new();
@@ -398,11 +420,15 @@ mod tests {
         ));
         assert!(batch.is_empty());
         let (after, mut rx_after) = ConnTx::new(2, 10, 64);
-        hub.register(&after, 8).unwrap();
+        let registered = hub.register(&after, 8).unwrap();
+        assert_eq!(hub.socket_count(), 2);
         assert!(matches!(
             rx_after.recv_many(&mut batch, 64).await,
             Err(CloseReason::Shutdown)
         ));
         assert_eq!(after.closed().await, CloseReason::Shutdown);
+        drop(registered);
+        assert_eq!(hub.socket_count(), 1, "dropping a registration forgets it");
+        assert!(hub.connections_of(10).iter().all(|c| c.id() == 1));
     }
 }

@@ -34,6 +34,7 @@ impl Session {
         };
         let join_ref = channel.join_ref.clone();
         let access = channel.access.clone();
+        crate::fault::on_channel_event(&msg.event);
         if !self.bucket.take() {
             out.push(self.answer(&join_ref, &msg, reason("rate_limited")));
             return;

@@ -262,13 +262,9 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         identity.user.id,
         state.cfg.outbound_queue_frames,
     );
-    if state
-        .hub
-        .register(&conn, state.cfg.max_sockets_per_user)
-        .is_err()
-    {
+    let Ok(registration) = state.hub.register(&conn, state.cfg.max_sockets_per_user) else {
         return Ok(status(call, 500));
-    }
+    };
     let sid = auth::random_token(18);
     let token = state.keys.issue_session(identity.user.id, &sid)?;
     let (inbox, posts) = mpsc::channel(8);
@@ -281,7 +277,7 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         max_buffered: state.cfg.outbound_queue_frames,
     });
     state.longpoll.insert(sid.clone(), shared.clone());
-    let mut session = Session::new(state.clone(), conn.clone(), vsn, identity);
+    let mut session = Session::new(state.clone(), registration, conn, vsn, identity);
     session.binary_frames = false;
     session.ignores = Arc::new(
         state
@@ -290,18 +286,36 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
             .await
             .unwrap_or_default(),
     );
-    let task_state = state.clone();
+    let ended = Ended {
+        state: state.clone(),
+        sid: sid.clone(),
+        shared: shared.clone(),
+    };
     state.sessions.spawn(async move {
-        run(session, shared.clone(), posts, outbound).await;
-        shared.closed.store(true, Ordering::Release);
-        shared.ready.notify_waiters();
-        task_state.longpoll.remove(&sid);
-        task_state.hub.unregister(&conn);
+        let _ended = ended;
+        run(session, shared, posts, outbound).await;
     });
     Ok(answer(
         call,
         &json!({"status": 410, "token": token, "messages": []}),
     ))
+}
+
+/// Ends a LongPoll session however its task ends (returning, a panic,
+/// cancelled): waiting polls are woken and answered 410, and the id is
+/// forgotten. The session itself leaves its channels when dropped.
+struct Ended {
+    state: crate::state::State,
+    sid: String,
+    shared: Arc<LongPoll>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.ready.notify_waiters();
+        self.state.longpoll.remove(&self.sid);
+    }
 }
 
 /// GET with a session: the buffered frames, or 204 after the window.
@@ -476,7 +490,6 @@ async fn run(
             "longpoll session ended"
         );
     }
-    session.leave_all();
 }
 
 #[cfg(test)]

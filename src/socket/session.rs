@@ -20,7 +20,7 @@ use super::ws_codec::WireError;
 use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
-use crate::hub::{CloseReason, ConnTx, LateReply, Out, Outbox};
+use crate::hub::{CloseReason, ConnTx, LateReply, Out, Outbox, Registration};
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -102,11 +102,30 @@ pub struct Session {
     pub binary_frames: bool,
     /// Frames of a channel waiting behind a reply still to come.
     pub order: ReplyOrder,
+    /// The connection's place in the hub, given up when the session is
+    /// dropped, after its channels (see the `Drop` impl).
+    _registration: Registration,
+}
+
+/// However a session ends (its loop returning, a panic, the task being
+/// cancelled), its channels are left, so its presences leave with a
+/// `presence_diff` and no topic keeps a dead subscriber; then the dropped
+/// [`Registration`] forgets the connection.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.leave_all();
+    }
 }
 
 impl Session {
-    /// A session for an authenticated socket.
-    pub fn new(state: State, conn: ConnTx, vsn: Vsn, mut identity: Identity) -> Session {
+    /// A session for an authenticated socket registered with the hub.
+    pub fn new(
+        state: State,
+        registration: Registration,
+        conn: ConnTx,
+        vsn: Vsn,
+        mut identity: Identity,
+    ) -> Session {
         // A session never needs the password hash: keep it out of every
         // socket's memory (about 100 bytes each).
         identity.user.password_hash = String::new();
@@ -121,6 +140,7 @@ impl Session {
             ignores: Arc::default(),
             binary_frames: vsn == Vsn::V2,
             order: ReplyOrder::default(),
+            _registration: registration,
         }
     }
 
@@ -219,7 +239,6 @@ impl Session {
             }))
             .await;
         }
-        self.leave_all();
     }
 
     /// Writes frames, counting them.

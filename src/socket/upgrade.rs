@@ -92,13 +92,9 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
         identity.user.id,
         state.cfg.outbound_queue_frames,
     );
-    if state
-        .hub
-        .register(&conn, state.cfg.max_sockets_per_user)
-        .is_err()
-    {
+    let Ok(registration) = state.hub.register(&conn, state.cfg.max_sockets_per_user) else {
         return Err(Error::RateLimited(std::time::Duration::from_secs(5)));
-    }
+    };
     let max_message = state.cfg.max_frame_bytes;
     let session_state = state.clone();
     // Chained, not one `async` block: a block would keep a slot for each
@@ -109,7 +105,7 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
         let run = match upgraded.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
             Ok(Ok(parts)) => {
                 let ws = WsStream::new(parts.io.into_inner(), &parts.read_buf, max_message);
-                let session = Session::new(session_state.clone(), conn.clone(), vsn, identity);
+                let session = Session::new(session_state, registration, conn, vsn, identity);
                 Some(session.run(ws, outbound))
             }
             Ok(Err(_)) => {
@@ -121,7 +117,8 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
                 None
             }
         };
-        OptionFuture::from(run).map(move |_| session_state.hub.unregister(&conn))
+        // Without a session the registration was dropped above.
+        OptionFuture::from(run).map(|_| ())
     });
     state.sessions.spawn(session);
 
