@@ -44,7 +44,11 @@ pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 pub const ENV_PREFIX: &str = "CONFAB_";
 
 /// `CONFAB_*` variables that are read elsewhere and are not config keys.
-const RESERVED_ENV: &[&str] = &["CONFAB_LOG", crate::fault::PANIC_EVENT_ENV];
+const RESERVED_ENV: &[&str] = &[
+    "CONFAB_LOG",
+    crate::fault::PANIC_EVENT_ENV,
+    crate::fault::CORES_ENV,
+];
 
 /// Keys holding secrets: redacted in `Debug`, never echoed in errors, and also
 /// settable as `CONFAB_<KEY>_FILE`.

@@ -1,12 +1,30 @@
-//! Faults a test injects into a debug build, to prove that the server copes
-//! with its own failures (a session task that panics). A release build has
-//! none: the checks compile to nothing there, whatever the environment says.
+//! Faults and conditions a test injects into a debug build, to prove that
+//! the server copes with its own failures (a session task that panics) and
+//! with machines unlike the test's (many cores). A release build has none:
+//! the checks compile to nothing there, whatever the environment says.
 //!
-//! `CONFAB_TEST_PANIC_EVENT=NAME` makes a socket session panic when a client
-//! pushes the channel event `NAME`.
+//! - `CONFAB_TEST_PANIC_EVENT=NAME` makes a socket session panic when a
+//!   client pushes the channel event `NAME`.
+//! - `CONFAB_TEST_CORES=N` sizes the thread pools as for `N` cores.
 
 /// The variable naming the event that panics a session.
 pub const PANIC_EVENT_ENV: &str = "CONFAB_TEST_PANIC_EVENT";
+/// The variable giving the core count to size pools for.
+pub const CORES_ENV: &str = "CONFAB_TEST_CORES";
+
+/// The core count to size pools for: `actual`, or in a debug build the
+/// count a test asked for.
+pub fn cores(actual: usize) -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(cores) = std::env::var(CORES_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return cores;
+    }
+    actual
+}
 
 /// Panics if this is a debug build told to panic on `event`.
 #[inline]

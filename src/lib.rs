@@ -14,6 +14,7 @@
 //! - [`commands`]: the CLI subcommands other than `serve`.
 //! - [`state`], [`error`], [`clock`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
+//! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
 pub mod accounts;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod pool_sizes;
 pub mod server;
 pub mod shutdown;
 pub mod socket;

@@ -154,14 +154,12 @@ fn main() -> ExitCode {
             tracing::warn!(variable = %key, "unknown CONFAB_ environment variable ignored");
         }
     }
-    // Store reads and password hashing run on the blocking pool. Both are
-    // short and CPU-bound, so a few threads per core keep the cores busy;
-    // more only add stacks and per-thread allocator caches (each thread
-    // that ran a read keeps its own freed pages for reuse).
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Store reads and password hashing run on the blocking pool, sized
+    // together with the hashing semaphore (see `pool_sizes`).
+    let pool = confab::pool_sizes::PoolSizes::of_this_machine();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads((cores * 4).clamp(8, 32))
+        .max_blocking_threads(pool.blocking_threads)
         .build()
     {
         Ok(rt) => rt,

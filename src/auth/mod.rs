@@ -2,6 +2,7 @@
 //! calling, from a bearer token, with every refusal rule in one place
 //! (bad signature, expired, revoked `jti`, older token version, disabled user).
 
+pub mod hashing_pool;
 pub mod password;
 pub mod throttle;
 pub mod token;

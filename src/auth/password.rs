@@ -1,6 +1,6 @@
 //! Password hashing with argon2id. Hashing costs tens of milliseconds and its
-//! full memory cost, so it runs on the blocking pool behind a semaphore and a
-//! socket task never waits on it.
+//! full memory cost, so it runs on threads of its own ([`super::hashing_pool`])
+//! and neither a socket task nor a store read ever waits on it.
 //!
 //! Parameters come from config (`argon2_memory_kib`, `argon2_iterations`,
 //! `argon2_parallelism`); the defaults are OWASP's argon2id recommendation
@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
+use super::hashing_pool::HashingPool;
 use crate::error::{Error, Result};
 
 /// Hashes and verifies passwords off the async workers.
 #[derive(Clone)]
 pub struct PasswordHashing {
     params: Params,
-    permits: Arc<Semaphore>,
+    threads: HashingPool,
     /// A hash of a random password, verified against for unknown users so a
     /// wrong username costs as much time as a wrong password.
     decoy: Arc<String>,
@@ -32,10 +32,10 @@ impl PasswordHashing {
             .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
         let decoy = hash_with(&params, &super::random_token(24))?;
         crate::memory::release_freed();
-        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = crate::pool_sizes::PoolSizes::of_this_machine().hashing_threads;
         Ok(PasswordHashing {
             params,
-            permits: Arc::new(Semaphore::new(concurrency)),
+            threads: HashingPool::start(threads)?,
             decoy: Arc::new(decoy),
         })
     }
@@ -67,19 +67,14 @@ impl PasswordHashing {
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
-            .permits
-            .acquire()
+        self.threads
+            .run(|| {
+                let result = job();
+                // The argon2 block was freed on this thread, which may idle now.
+                crate::memory::release_freed();
+                result
+            })
             .await
-            .map_err(|_| Error::Unavailable("shutting down".into()))?;
-        tokio::task::spawn_blocking(|| {
-            let result = job();
-            // The argon2 block was freed on this thread, which may idle now.
-            crate::memory::release_freed();
-            result
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("password task failed: {e}")))?
     }
 }
 
