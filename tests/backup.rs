@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{request_raw, request_raw_bytes, run_confab, temp_dir, TestServer};
+use common::{request_raw, request_raw_bytes, Cli, TestServer};
 use serde_json::{json, Value};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
@@ -35,13 +35,11 @@ fn export_import_round_trip_is_identical_and_restores_everything() {
         )
         .assert_status(204, "member");
     for i in 0..5 {
-        server
-            .post_json(
-                "/api/rooms/lobby/messages",
-                Some(&bob),
-                &json!({"body": format!("hello {i}"), "client_id": format!("c{i}")}),
-            )
-            .assert_status(201, "message");
+        server.post_message(
+            "lobby",
+            &bob,
+            &json!({"body": format!("hello {i}"), "client_id": format!("c{i}")}),
+        );
     }
     let conversation = server
         .post_json(
@@ -92,29 +90,12 @@ fn export_import_round_trip_is_identical_and_restores_everything() {
     assert!(!online.contains("jwt_secret"), "the secret is not exported");
 
     // Offline export of the stopped server: the same snapshot.
-    let data = server.data_dir().to_path_buf();
-    let data_arg = data.to_str().expect("utf-8 path");
-    let work = temp_dir();
-    let status = server.terminate();
-    assert!(status.success(), "server stopped cleanly");
-    let first = work.path().join("first.jsonl");
-    let out = run_confab(
-        work.path(),
-        &[
-            "export",
-            "--data",
-            data_arg,
-            "--out",
-            first.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let offline = std::fs::read_to_string(&first).expect("export file");
+    server.stop();
+    let source = Cli::on(server.data_dir());
+    let work = source.cwd();
+    let first = work.join("first.jsonl");
+    let first_arg = first.to_str().unwrap();
+    let offline = source.export(&first);
     assert_eq!(
         body_lines(&online),
         body_lines(&offline),
@@ -122,20 +103,9 @@ fn export_import_round_trip_is_identical_and_restores_everything() {
     );
 
     // Import into an empty directory, export again: identical but for the header.
-    let restored = work.path().join("restored");
-    let restored_arg = restored.to_str().unwrap();
-    let out = run_confab(
-        work.path(),
-        &["import", first.to_str().unwrap(), "--data", restored_arg],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run_confab(work.path(), &["export", "--data", restored_arg], None);
-    assert!(out.status.success(), "second export");
+    let restored = Cli::on(&work.join("restored"));
+    restored.run_ok(&["import", first_arg], None);
+    let out = restored.run_ok(&["export"], None);
     let second = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         body_lines(&offline),
@@ -144,35 +114,22 @@ fn export_import_round_trip_is_identical_and_restores_everything() {
     );
 
     // Import refuses a non-empty directory and garbage.
-    let out = run_confab(
-        work.path(),
-        &["import", first.to_str().unwrap(), "--data", restored_arg],
-        None,
-    );
+    let out = restored.run(&["import", first_arg], None);
     assert!(
         !out.status.success(),
         "import into a non-empty directory is refused"
     );
-    let garbage = work.path().join("garbage.jsonl");
+    let garbage = work.join("garbage.jsonl");
     std::fs::write(&garbage, "{\"type\":\"message\"}\n").unwrap();
-    let out = run_confab(
-        work.path(),
-        &[
-            "import",
-            garbage.to_str().unwrap(),
-            "--data",
-            work.path().join("g").to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = Cli::on(&work.join("g")).run(&["import", garbage.to_str().unwrap()], None);
     assert!(!out.status.success(), "garbage is refused");
     assert!(
-        !work.path().join("g").join("confab.redb").exists(),
+        !work.join("g").join("confab.redb").exists(),
         "nothing left behind"
     );
 
     // The restored store serves the same data (tokens are not restored: new secret).
-    let restored_server = TestServer::start_with(&[], Some(restored.clone()));
+    let restored_server = TestServer::start_with(&[], Some(restored.data().to_path_buf()));
     let (token, _) = restored_server.login("bob", "bob-password");
     let history = restored_server.get("/api/rooms/lobby/messages", Some(&token));
     history.assert_status(200, "history after restore");

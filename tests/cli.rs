@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::process::Output;
 
-use common::{describe_output, run_confab, temp_dir, TestServer};
+use common::{assert_success, describe_output, run_confab, temp_dir, Cli, TestServer};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -15,14 +15,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        describe_output(output)
-    );
 }
 
 /// Asserts a non-zero exit with exactly one non-empty line on stderr; returns it.
@@ -41,6 +33,12 @@ fn assert_one_line_failure(output: &Output, what: &str) -> String {
         describe_output(output)
     );
     lines[0].to_string()
+}
+
+/// Runs `args` with `cli` and asserts a one-line failure; returns the line.
+#[track_caller]
+fn failure_line(cli: &Cli, args: &[&str], stdin: Option<&str>, what: &str) -> String {
+    assert_one_line_failure(&cli.run(args, stdin), what)
 }
 
 /// The password from a `password: X` line.
@@ -86,11 +84,8 @@ fn help_lists_the_commands() {
 
 #[test]
 fn user_add_prints_a_password_that_logs_in() {
-    let cwd = temp_dir();
-    let data = temp_dir();
-    let data_arg = data.path().to_str().unwrap();
-    let output = run_confab(
-        cwd.path(),
+    let cli = Cli::fresh();
+    let output = cli.run(
         &[
             "user",
             "add",
@@ -99,8 +94,6 @@ fn user_add_prints_a_password_that_logs_in() {
             "Alice A.",
             "--email",
             "alice@example.com",
-            "--data",
-            data_arg,
         ],
         None,
     );
@@ -116,16 +109,12 @@ fn user_add_prints_a_password_that_logs_in() {
         describe_output(&output)
     );
 
-    let output = run_confab(
-        cwd.path(),
-        &["user", "add", "bob", "--data", data_arg],
-        None,
-    );
+    let output = cli.run(&["user", "add", "bob"], None);
     assert_success(&output, "user add bob");
     let bob_password = printed_password(&output);
     assert_ne!(password, bob_password, "generated passwords differ");
 
-    let output = run_confab(cwd.path(), &["user", "list", "--data", data_arg], None);
+    let output = cli.run(&["user", "list"], None);
     assert_success(&output, "user list");
     let list = stdout(&output);
     assert!(
@@ -134,22 +123,22 @@ fn user_add_prints_a_password_that_logs_in() {
     );
 
     // Invalid input is one line, non-zero, and creates nothing.
-    let output = run_confab(
-        cwd.path(),
-        &["user", "add", "Bad Name", "--data", data_arg],
+    let line = failure_line(
+        &cli,
+        &["user", "add", "Bad Name"],
         None,
+        "user add with a bad name",
     );
-    let line = assert_one_line_failure(&output, "user add with a bad name");
     assert!(line.contains("username"), "{line}");
-    let output = run_confab(
-        cwd.path(),
-        &["user", "add", "alice", "--data", data_arg],
+    let line = failure_line(
+        &cli,
+        &["user", "add", "alice"],
         None,
+        "user add with a taken name",
     );
-    let line = assert_one_line_failure(&output, "user add with a taken name");
     assert!(line.contains("username"), "{line}");
 
-    let server = TestServer::start_with(&[], Some(data.path().to_path_buf()));
+    let server = TestServer::start_with(&[], Some(cli.data().to_path_buf()));
     let (_, alice) = server.login("alice", &password);
     assert_eq!(alice["admin"], true, "the first user is admin: {alice}");
     assert_eq!(alice["display_name"], "Alice A.");
@@ -165,19 +154,9 @@ fn user_add_prints_a_password_that_logs_in() {
 
 #[test]
 fn password_stdin_and_passwd() {
-    let cwd = temp_dir();
-    let data = temp_dir();
-    let data_arg = data.path().to_str().unwrap();
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--data",
-            data_arg,
-        ],
+    let cli = Cli::fresh();
+    let output = cli.run(
+        &["user", "add", "alice", "--password-stdin"],
         Some("first-password\n"),
     );
     assert_success(&output, "user add --password-stdin");
@@ -187,20 +166,12 @@ fn password_stdin_and_passwd() {
         describe_output(&output)
     );
 
-    let mut server = TestServer::start_with(&[], Some(data.path().to_path_buf()));
+    let mut server = TestServer::start_with(&[], Some(cli.data().to_path_buf()));
     let (old_token, _) = server.login("alice", "first-password");
     server.terminate();
 
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "user",
-            "passwd",
-            "alice",
-            "--password-stdin",
-            "--data",
-            data_arg,
-        ],
+    let output = cli.run(
+        &["user", "passwd", "alice", "--password-stdin"],
         Some("second-password\n"),
     );
     assert_success(&output, "user passwd --password-stdin");
@@ -220,41 +191,23 @@ fn password_stdin_and_passwd() {
     server.terminate();
 
     // Without --password-stdin a new password is generated and printed.
-    let output = run_confab(
-        cwd.path(),
-        &["user", "passwd", "alice", "--data", data_arg],
-        None,
-    );
+    let output = cli.run(&["user", "passwd", "alice"], None);
     assert_success(&output, "user passwd");
     let generated = printed_password(&output);
     // Bad input: a short password, an unknown user.
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "user",
-            "passwd",
-            "alice",
-            "--password-stdin",
-            "--data",
-            data_arg,
-        ],
+    let line = failure_line(
+        &cli,
+        &["user", "passwd", "alice", "--password-stdin"],
         Some("short\n"),
+        "passwd with a short password",
     );
-    let line = assert_one_line_failure(&output, "passwd with a short password");
     assert!(line.contains("password"), "{line}");
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "user",
-            "passwd",
-            "nobody",
-            "--password-stdin",
-            "--data",
-            data_arg,
-        ],
+    let line = failure_line(
+        &cli,
+        &["user", "passwd", "nobody", "--password-stdin"],
         Some("long-enough-password\n"),
+        "passwd for an unknown user",
     );
-    let line = assert_one_line_failure(&output, "passwd for an unknown user");
     assert!(line.contains("nobody"), "{line}");
 
     server.restart();
@@ -292,15 +245,13 @@ fn a_running_server_locks_the_data_directory() {
     );
 
     // The store-touching commands say the same in one line.
-    let cwd = temp_dir();
-    let data_arg = data.to_str().unwrap();
+    let cli = Cli::on(&data);
     for args in [
-        &["user", "add", "carol", "--data", data_arg][..],
-        &["user", "list", "--data", data_arg],
-        &["user", "disable", "carol", "--data", data_arg],
+        &["user", "add", "carol"][..],
+        &["user", "list"],
+        &["user", "disable", "carol"],
     ] {
-        let output = run_confab(cwd.path(), args, None);
-        let line = assert_one_line_failure(&output, &args.join(" "));
+        let line = failure_line(&cli, args, None, &args.join(" "));
         assert!(line.contains("in use by a running server"), "{line}");
     }
 
@@ -312,9 +263,7 @@ fn a_running_server_locks_the_data_directory() {
 
 #[test]
 fn bad_config_files_name_the_key_and_line() {
-    let cwd = temp_dir();
-    let data = temp_dir();
-    let data_arg = data.path().to_str().unwrap();
+    let cli = Cli::fresh();
     let cases = [
         ("unknown key", "# comment\nlistn = \"x\"\n", "listn"),
         (
@@ -329,22 +278,13 @@ fn bad_config_files_name_the_key_and_line() {
         ),
     ];
     for (what, text, key) in cases {
-        let file = cwd.path().join(format!("{}.toml", what.replace(' ', "-")));
+        let file = cli.cwd().join(format!("{}.toml", what.replace(' ', "-")));
         fs::write(&file, text).unwrap();
         let file_arg = file.to_str().unwrap();
         // --listen and --data keep a wrongly accepted config from touching
         // port 4000 or ./data.
-        let output = run_confab(
-            cwd.path(),
-            &[
-                "--config",
-                file_arg,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data_arg,
-            ],
+        let output = cli.run(
+            &["--config", file_arg, "serve", "--listen", "127.0.0.1:0"],
             None,
         );
         let line = assert_one_line_failure(&output, what);
@@ -363,36 +303,23 @@ fn bad_config_files_name_the_key_and_line() {
         );
     }
     // The unknown key gets a suggestion.
-    let file = cwd.path().join("unknown-key.toml");
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "--config",
-            file.to_str().unwrap(),
-            "user",
-            "list",
-            "--data",
-            data_arg,
-        ],
+    let file = cli.cwd().join("unknown-key.toml");
+    let line = failure_line(
+        &cli,
+        &["--config", file.to_str().unwrap(), "user", "list"],
         None,
+        "unknown key for user list",
     );
-    let line = assert_one_line_failure(&output, "unknown key for user list");
     assert!(line.contains("listen"), "no suggestion: {line}");
 
     // A missing explicit config file is an error too.
-    let missing = cwd.path().join("missing.toml");
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "--config",
-            missing.to_str().unwrap(),
-            "serve",
-            "--data",
-            data_arg,
-        ],
+    let missing = cli.cwd().join("missing.toml");
+    let line = failure_line(
+        &cli,
+        &["--config", missing.to_str().unwrap(), "serve"],
         None,
+        "missing config file",
     );
-    let line = assert_one_line_failure(&output, "missing config file");
     assert!(line.contains("missing.toml"), "{line}");
 }
 
@@ -451,22 +378,20 @@ fn healthcheck_probes_a_server() {
 
 #[test]
 fn disabling_an_unknown_user_fails_in_one_line() {
-    let cwd = temp_dir();
-    let data = temp_dir();
-    let data_arg = data.path().to_str().unwrap();
-    let output = run_confab(
-        cwd.path(),
-        &["user", "disable", "nobody", "--data", data_arg],
+    let cli = Cli::fresh();
+    let line = failure_line(
+        &cli,
+        &["user", "disable", "nobody"],
         None,
+        "user disable nobody",
     );
-    let line = assert_one_line_failure(&output, "user disable nobody");
     assert!(line.contains("nobody"), "the user is not named: {line}");
-    let output = run_confab(
-        cwd.path(),
-        &["user", "enable", "nobody", "--data", data_arg],
+    let line = failure_line(
+        &cli,
+        &["user", "enable", "nobody"],
         None,
+        "user enable nobody",
     );
-    let line = assert_one_line_failure(&output, "user enable nobody");
     assert!(line.contains("nobody"), "the user is not named: {line}");
 }
 
@@ -543,58 +468,39 @@ fn settings_precedence_file_env_flags() {
 
 #[test]
 fn serve_fails_in_one_line_when_it_cannot_start() {
-    let cwd = temp_dir();
+    let cli = Cli::fresh();
     // The address is taken.
     let server = TestServer::start();
     let taken = server.addr().to_string();
-    let data = temp_dir();
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "serve",
-            "--listen",
-            &taken,
-            "--data",
-            data.path().to_str().unwrap(),
-        ],
+    let line = failure_line(
+        &cli,
+        &["serve", "--listen", &taken],
         None,
+        "serve on a taken address",
     );
-    let line = assert_one_line_failure(&output, "serve on a taken address");
     assert!(line.contains(&taken), "the address is not named: {line}");
 
     // The data directory cannot be created (a file is in the way).
-    let file = cwd.path().join("not-a-dir");
+    let file = cli.cwd().join("not-a-dir");
     fs::write(&file, "x").unwrap();
-    let bad_data = file.join("data");
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            bad_data.to_str().unwrap(),
-        ],
+    let impossible = Cli::on(&file.join("data"));
+    let line = failure_line(
+        &impossible,
+        &["serve", "--listen", "127.0.0.1:0"],
         None,
+        "serve with an impossible data directory",
     );
-    let line = assert_one_line_failure(&output, "serve with an impossible data directory");
     assert!(
         line.contains("not-a-dir"),
         "the directory is not named: {line}"
     );
 
     // A bad listen address from a flag.
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "serve",
-            "--listen",
-            "localhost:99999",
-            "--data",
-            data.path().to_str().unwrap(),
-        ],
+    let line = failure_line(
+        &cli,
+        &["serve", "--listen", "localhost:99999"],
         None,
+        "serve with a bad --listen",
     );
-    let line = assert_one_line_failure(&output, "serve with a bad --listen");
     assert!(line.contains("--listen"), "the flag is not named: {line}");
 }

@@ -523,25 +523,8 @@ async fn sigkill_loop_loses_no_acknowledged_message() {
     full_check(&server, &tokens[1], &stored, &mut figures, "final");
     // The store opens and reads end to end offline too.
     blocking(|| server.kill());
-    let out = common::temp_dir();
-    let export = out.path().join("export.jsonl");
-    let output = common::run_confab(
-        out.path(),
-        &[
-            "export",
-            "--data",
-            server.data_dir().to_str().unwrap(),
-            "--out",
-            export.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "offline export after the last kill failed: {}",
-        common::describe_output(&output)
-    );
-    let exported = std::fs::read_to_string(&export).expect("export file");
+    let cli = common::Cli::on(server.data_dir());
+    let exported = cli.export(&cli.cwd().join("export.jsonl"));
     let total: usize = stored.iter().map(Vec::len).sum();
     let message_lines = exported
         .lines()

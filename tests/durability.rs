@@ -33,11 +33,66 @@ struct Acked {
 
 /// Connects and joins the lobby.
 async fn lobby_client(server: &TestServer, token: &str) -> PhxClient {
-    let mut client = PhxClient::connect(server.addr(), token)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    client.join_ok(LOBBY, json!({})).await;
+    PhxClient::joined(server.addr(), token, LOBBY).await
+}
+
+/// A server without the push rate limit (and with `extra` settings), and
+/// the tokens of the users `names`.
+fn started<const N: usize>(extra: &[(&str, &str)], names: [&str; N]) -> (TestServer, [String; N]) {
+    let mut env = NO_RATE_LIMIT.to_vec();
+    env.extend_from_slice(extra);
+    let server = TestServer::start_with(&env, None);
+    let tokens = server.register_all(names, PASSWORD);
+    (server, tokens)
+}
+
+/// The acknowledged pushes among pipelined `replies` to `bodies` (a reply
+/// that never came is skipped).
+fn acked_replies(replies: &[Option<(String, Value)>], bodies: &[String]) -> Vec<Acked> {
+    replies
+        .iter()
+        .zip(bodies)
+        .filter_map(|(reply, body)| {
+            let (_, response) = reply.as_ref()?;
+            Some(Acked {
+                body: body.clone(),
+                id: response["id"].as_u64().unwrap(),
+                seq: response["seq"].as_u64().unwrap(),
+            })
+        })
+        .collect()
+}
+
+/// Pushes `payload` as a lobby `new_msg`, asserting an ok reply; returns it.
+async fn push_ok(client: &mut PhxClient, payload: Value) -> Value {
+    let (status, response) = client.push(LOBBY, "new_msg", payload).await;
+    assert_eq!(status, "ok", "{response}");
+    response
+}
+
+/// The seqs of the lobby broadcasts buffered on `client` (the buffer is taken).
+fn broadcast_seqs(client: &mut PhxClient) -> Vec<u64> {
     client
+        .take_new_msgs(LOBBY)
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
+/// Broadcast only after durable: every message in `seen` is in `history`
+/// with the same id and body.
+fn assert_broadcasts_stored(history: &[Value], seen: &[Value], what: &str) {
+    for message in seen {
+        let seq = message["seq"].as_u64().unwrap();
+        let stored = history.get(seq as usize - 1).unwrap_or_else(|| {
+            panic!("{what}: broadcast seq {seq} is not in the store: {message}")
+        });
+        assert_eq!(stored["id"], message["id"], "{what}: {stored} vs {message}");
+        assert_eq!(
+            stored["body"], message["body"],
+            "{what}: {stored} vs {message}"
+        );
+    }
 }
 
 /// Pushes every body pipelined and asserts that each got an ok reply with
@@ -112,9 +167,7 @@ fn assert_all_present(history: &[Value], acked: &[Acked], what: &str) {
 /// observer saw before the crash survived it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_sigkill() {
-    let mut server = blocking(|| TestServer::start_with(&NO_RATE_LIMIT, None));
-    let (token, _) = blocking(|| server.register("alice", PASSWORD));
-    let (watcher, _) = blocking(|| server.register("bobby", PASSWORD));
+    let (mut server, [token, watcher]) = blocking(|| started(&[], ["alice", "bobby"]));
     let mut all_acked: Vec<Acked> = Vec::new();
     let mut head = 0u64;
     // (ok replies before SIGKILL, further pushes in flight)
@@ -127,12 +180,7 @@ async fn acknowledged_messages_survive_sigkill() {
         let mut observer = lobby_client(&server, &watcher).await;
         let observing = tokio::spawn(async move {
             observer.wait_end(Duration::from_secs(60)).await;
-            observer
-                .take_buffered()
-                .into_iter()
-                .filter(|f| f.is_new_msg_on(LOBBY))
-                .map(|f| f.payload)
-                .collect::<Vec<Value>>()
+            observer.take_new_msgs(LOBBY)
         });
         let mut client = lobby_client(&server, &token).await;
         let bodies: Vec<String> = (0..count + in_flight)
@@ -156,18 +204,7 @@ async fn acknowledged_messages_survive_sigkill() {
         blocking(|| server.restart());
         assert_ready(&server, &what);
 
-        let acked: Vec<Acked> = replies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, reply)| {
-                let (_, response) = reply.as_ref()?;
-                Some(Acked {
-                    body: bodies[i].clone(),
-                    id: response["id"].as_u64().unwrap(),
-                    seq: response["seq"].as_u64().unwrap(),
-                })
-            })
-            .collect();
+        let acked = acked_replies(&replies, &bodies);
         assert!(acked.len() >= count, "{what}: {} acks", acked.len());
         let seqs: Vec<u64> = acked.iter().map(|a| a.seq).collect();
         assert_eq!(
@@ -196,17 +233,7 @@ async fn acknowledged_messages_survive_sigkill() {
             "{what}: the observer's broadcasts are not gapless from {}",
             head + 1
         );
-        for message in &seen {
-            let seq = message["seq"].as_u64().unwrap();
-            let stored = history.get(seq as usize - 1).unwrap_or_else(|| {
-                panic!("{what}: broadcast seq {seq} was lost in the crash: {message}")
-            });
-            assert_eq!(stored["id"], message["id"], "{what}: {stored} vs {message}");
-            assert_eq!(
-                stored["body"], message["body"],
-                "{what}: {stored} vs {message}"
-            );
-        }
+        assert_broadcasts_stored(&history, &seen, &what);
         eprintln!(
             "{what}: {} acknowledged, {} stored, observer saw {} broadcasts",
             acked.len(),
@@ -224,34 +251,15 @@ async fn acknowledged_messages_survive_sigkill() {
 /// from another user is a different message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_id_is_idempotent_across_restart() {
-    let mut server = blocking(|| TestServer::start_with(&NO_RATE_LIMIT, None));
-    let (alice, _) = blocking(|| server.register("alice", PASSWORD));
-    let (bob, _) = blocking(|| server.register("bobby", PASSWORD));
+    let (mut server, [alice, bob]) = blocking(|| started(&[], ["alice", "bobby"]));
 
     let mut client = lobby_client(&server, &alice).await;
-    let (status, first) = client
-        .push(
-            LOBBY,
-            "new_msg",
-            json!({"body": "first", "client_id": "abc"}),
-        )
-        .await;
-    assert_eq!(status, "ok", "{first}");
-    let (status, second) = client
-        .push(LOBBY, "new_msg", json!({"body": "second"}))
-        .await;
-    assert_eq!(status, "ok", "{second}");
+    let first = push_ok(&mut client, json!({"body": "first", "client_id": "abc"})).await;
+    let second = push_ok(&mut client, json!({"body": "second"})).await;
     assert_eq!(first["seq"], 1);
     assert_eq!(second["seq"], 2);
     // Before the crash too.
-    let (status, again) = client
-        .push(
-            LOBBY,
-            "new_msg",
-            json!({"body": "first", "client_id": "abc"}),
-        )
-        .await;
-    assert_eq!(status, "ok", "{again}");
+    let again = push_ok(&mut client, json!({"body": "first", "client_id": "abc"})).await;
     assert_eq!((&again["id"], &again["seq"]), (&first["id"], &first["seq"]));
 
     blocking(|| server.kill());
@@ -263,37 +271,25 @@ async fn client_id_is_idempotent_across_restart() {
     let joined = client.join_ok(LOBBY, json!({"last_seq": 2})).await;
     assert_eq!(joined["last_seq"], 2, "{joined}");
     assert_eq!(joined["messages"], json!([]), "{joined}");
-    let (status, resent) = client
-        .push(
-            LOBBY,
-            "new_msg",
-            json!({"body": "first, resent after the crash", "client_id": "abc"}),
-        )
-        .await;
-    assert_eq!(status, "ok", "{resent}");
+    let resent = push_ok(
+        &mut client,
+        json!({"body": "first, resent after the crash", "client_id": "abc"}),
+    )
+    .await;
     assert_eq!(
         (&resent["id"], &resent["seq"]),
         (&first["id"], &first["seq"]),
         "the resend after the restart is a new message: {resent} vs {first}"
     );
-    let (status, third) = client
-        .push(
-            LOBBY,
-            "new_msg",
-            json!({"body": "third", "client_id": "def"}),
-        )
-        .await;
-    assert_eq!(status, "ok", "{third}");
+    let third = push_ok(&mut client, json!({"body": "third", "client_id": "def"})).await;
     assert_eq!(third["seq"], 3, "{third}");
     // The broadcast of seq 3 precedes its ack on this socket; a broadcast of
     // the duplicate would precede that.
-    let broadcasts: Vec<u64> = client
-        .take_buffered()
-        .iter()
-        .filter(|f| f.is_new_msg_on(LOBBY))
-        .map(|f| f.seq().unwrap())
-        .collect();
-    assert_eq!(broadcasts, [3], "only the new message may be broadcast");
+    assert_eq!(
+        broadcast_seqs(&mut client),
+        [3],
+        "only the new message may be broadcast"
+    );
 
     // The same client_id sent five times without waiting (a resend racing
     // the original): one message, five identical acks, one broadcast.
@@ -331,24 +327,15 @@ async fn client_id_is_idempotent_across_restart() {
         ("ok", &json!(5)),
         "{fifth}"
     );
-    let broadcasts: Vec<u64> = client
-        .take_buffered()
-        .iter()
-        .filter(|f| f.is_new_msg_on(LOBBY))
-        .map(|f| f.seq().unwrap())
-        .collect();
-    assert_eq!(broadcasts, [4, 5], "broadcasts after the raced pushes");
+    assert_eq!(
+        broadcast_seqs(&mut client),
+        [4, 5],
+        "broadcasts after the raced pushes"
+    );
 
     // Another user's "abc" is their own message.
     let mut other = lobby_client(&server, &bob).await;
-    let (status, bobs) = other
-        .push(
-            LOBBY,
-            "new_msg",
-            json!({"body": "bob's abc", "client_id": "abc"}),
-        )
-        .await;
-    assert_eq!(status, "ok", "{bobs}");
+    let bobs = push_ok(&mut other, json!({"body": "bob's abc", "client_id": "abc"})).await;
     assert_eq!(bobs["seq"], 6, "{bobs}");
 
     // The REST path shares the idempotency.
@@ -395,12 +382,9 @@ async fn client_id_is_idempotent_across_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_keeps_acknowledged_messages() {
     const GRACE_SECS: u64 = 5;
-    let grace = GRACE_SECS.to_string();
-    let mut env = NO_RATE_LIMIT.to_vec();
-    env.push(("CONFAB_SHUTDOWN_GRACE_SECS", &grace));
-    let mut server = blocking(|| TestServer::start_with(&env, None));
-    let (alice, _) = blocking(|| server.register("alice", PASSWORD));
-    let (bob, _) = blocking(|| server.register("bobby", PASSWORD));
+    let grace_secs = GRACE_SECS.to_string();
+    let grace = [("CONFAB_SHUTDOWN_GRACE_SECS", grace_secs.as_str())];
+    let (mut server, [alice, bob]) = blocking(|| started(&grace, ["alice", "bobby"]));
 
     let mut observer = lobby_client(&server, &bob).await;
     let mut publisher = lobby_client(&server, &alice).await;
@@ -421,7 +405,7 @@ async fn sigterm_drains_and_keeps_acknowledged_messages() {
     });
     let watching = tokio::spawn(async move {
         let end = observer.wait_end(Duration::from_secs(30)).await;
-        (end, observer.take_buffered())
+        (end, observer.take_new_msgs(LOBBY))
     });
 
     tokio::time::timeout(Duration::from_secs(30), progress.wait_for(|n| *n >= 300))
@@ -450,18 +434,7 @@ async fn sigterm_drains_and_keeps_acknowledged_messages() {
         matches!(observer_end, End::Close(1001, _)),
         "observer's close: {observer_end:?}"
     );
-    let acked: Vec<Acked> = replies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let (_, response) = r.as_ref()?;
-            Some(Acked {
-                body: bodies[i].clone(),
-                id: response["id"].as_u64().unwrap(),
-                seq: response["seq"].as_u64().unwrap(),
-            })
-        })
-        .collect();
+    let acked = acked_replies(&replies, &bodies);
     assert!(acked.len() >= 300);
     assert!(
         acked.len() < bodies.len(),
@@ -473,20 +446,8 @@ async fn sigterm_drains_and_keeps_acknowledged_messages() {
     let history = gapless_history(&server, &alice, "after SIGTERM");
     assert_all_present(&history, &acked, "after SIGTERM");
     // Broadcast only after durable: whatever the observer saw is stored.
-    let broadcasts: Vec<&Value> = seen
-        .iter()
-        .filter(|f| f.is_new_msg_on(LOBBY))
-        .map(|f| &f.payload)
-        .collect();
-    assert!(!broadcasts.is_empty(), "the observer saw no broadcast");
-    for message in broadcasts {
-        let seq = message["seq"].as_u64().unwrap();
-        let stored = history
-            .get(seq as usize - 1)
-            .unwrap_or_else(|| panic!("broadcast seq {seq} is not in the store"));
-        assert_eq!(stored["id"], message["id"], "{stored} vs {message}");
-        assert_eq!(stored["body"], message["body"], "{stored} vs {message}");
-    }
+    assert!(!seen.is_empty(), "the observer saw no broadcast");
+    assert_broadcasts_stored(&history, &seen, "after SIGTERM");
     // Every stored message is one the publisher sent, in push order.
     for (i, stored) in history.iter().enumerate() {
         assert_eq!(stored["body"], bodies[i].as_str(), "{stored}");
@@ -504,13 +465,10 @@ async fn sigterm_exits_within_grace_despite_stalled_peers() {
 
     const GRACE_SECS: u64 = 3;
     const COUNT: usize = 1500;
-    let grace = GRACE_SECS.to_string();
-    let mut env = NO_RATE_LIMIT.to_vec();
-    env.push(("CONFAB_SHUTDOWN_GRACE_SECS", &grace));
-    let mut server = blocking(|| TestServer::start_with(&env, None));
-    let (alice, _) = blocking(|| server.register("alice", PASSWORD));
-    let (bob, _) = blocking(|| server.register("bobby", PASSWORD));
-    let (carol, _) = blocking(|| server.register("carol", PASSWORD));
+    let grace_secs = GRACE_SECS.to_string();
+    let grace = [("CONFAB_SHUTDOWN_GRACE_SECS", grace_secs.as_str())];
+    let (mut server, [alice, bob, carol]) =
+        blocking(|| started(&grace, ["alice", "bobby", "carol"]));
 
     // A keep-alive HTTP connection: one full request answered (so the
     // server serves it), then a request whose body never completes.

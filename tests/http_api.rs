@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{run_confab, temp_dir, wait_for, Response, TestServer};
+use common::{wait_for, Cli, Response, TestServer};
 use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -294,13 +294,11 @@ fn wrong_password_and_unknown_user_look_the_same() {
 /// Failed logins are limited per username and per address: 429 with `Retry-After`.
 #[test]
 fn login_throttling_per_username_and_per_address() {
-    let server = TestServer::start_with(
-        &[
-            ("CONFAB_LOGIN_MAX_FAILURES", "3"),
-            ("CONFAB_TRUST_FORWARDED_FOR", "true"),
-        ],
-        None,
-    );
+    let limits = [
+        ("CONFAB_LOGIN_MAX_FAILURES", "3"),
+        ("CONFAB_TRUST_FORWARDED_FOR", "true"),
+    ];
+    let server = TestServer::options().envs(&limits).start();
     server.register("alice", "alice-password");
     server.register("bob", "bob-password");
     let login_from = |ip: &str, username: &str, password: &str| {
@@ -388,13 +386,11 @@ fn login_throttling_per_username_and_per_address() {
 /// The login limit lifts once the window has passed, as `Retry-After` says.
 #[test]
 fn login_throttle_lifts_after_the_window() {
-    let server = TestServer::start_with(
-        &[
-            ("CONFAB_LOGIN_MAX_FAILURES", "1"),
-            ("CONFAB_LOGIN_WINDOW_SECS", "1"),
-        ],
-        None,
-    );
+    let limits = [
+        ("CONFAB_LOGIN_MAX_FAILURES", "1"),
+        ("CONFAB_LOGIN_WINDOW_SECS", "1"),
+    ];
+    let server = TestServer::options().envs(&limits).start();
     server.register("alice", "alice-password");
     server
         .try_login("alice", "wrong-password")
@@ -524,20 +520,9 @@ fn disabled_user_is_refused_after_restart() {
     let (bob_token, _) = server.register("bob", "bob-password");
     assert_token_works(&server, &bob_token, "bob", "bob before disabling");
 
-    let status = server.terminate();
-    assert!(status.success(), "SIGTERM exit: {status:?}");
-    let cwd = temp_dir();
-    let data = server.data_dir().to_str().unwrap().to_string();
-    let output = run_confab(
-        cwd.path(),
-        &["user", "disable", "bob", "--data", &data],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "user disable: {}",
-        common::describe_output(&output)
-    );
+    server.stop();
+    let cli = Cli::on(server.data_dir());
+    cli.run_ok(&["user", "disable", "bob"], None);
     server.restart();
 
     assert_token_refused(&server, &bob_token, "disabled bob's old token");
@@ -553,16 +538,7 @@ fn disabled_user_is_refused_after_restart() {
 
     // Enabling again restores access.
     server.terminate();
-    let output = run_confab(
-        cwd.path(),
-        &["user", "enable", "bob", "--data", &data],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "user enable: {}",
-        common::describe_output(&output)
-    );
+    cli.run_ok(&["user", "enable", "bob"], None);
     server.restart();
     let (token, _) = server.login("bob", "bob-password");
     assert_token_works(&server, &token, "bob", "re-enabled bob");
@@ -890,29 +866,14 @@ fn admin_creates_users() {
 /// `registration = "closed"`: register is 403, admins still create accounts.
 #[test]
 fn closed_registration() {
-    let data = temp_dir();
-    let cwd = temp_dir();
-    let data_arg = data.path().to_str().unwrap();
-    let output = run_confab(
-        cwd.path(),
-        &[
-            "user",
-            "add",
-            "root",
-            "--password-stdin",
-            "--data",
-            data_arg,
-        ],
+    let cli = Cli::fresh();
+    cli.run_ok(
+        &["user", "add", "root", "--password-stdin"],
         Some("root-password\n"),
-    );
-    assert!(
-        output.status.success(),
-        "user add: {}",
-        common::describe_output(&output)
     );
     let server = TestServer::start_with(
         &[("CONFAB_REGISTRATION", "closed")],
-        Some(data.path().to_path_buf()),
+        Some(cli.data().to_path_buf()),
     );
 
     server

@@ -22,12 +22,13 @@ fn server() -> TestServer {
     )
 }
 
-/// Runs `confab-load` against `server` and returns its final JSON line.
-fn loadgen(server: &TestServer, args: &[&str]) -> Value {
+/// Runs `confab-load` with the whitespace-separated `args` against
+/// `server` and returns its final JSON line.
+fn loadgen(server: &TestServer, args: &str) -> Value {
     let url = format!("ws://{}/socket/websocket", server.addr());
     let pid = server.pid().expect("server pid").to_string();
     let output = Command::new(env!("CARGO_BIN_EXE_confab-load"))
-        .args(args)
+        .args(args.split_whitespace())
         .args(["--url", &url, "--server-pid", &pid, "--op-timeout", "20s"])
         .output()
         .expect("run confab-load");
@@ -47,26 +48,8 @@ fn fanout_delivers_every_message_to_every_subscriber_once() {
     let server = server();
     let report = loadgen(
         &server,
-        &[
-            "fanout",
-            "--subscribers",
-            "20",
-            "--publishers",
-            "2",
-            "--rate",
-            "50",
-            "--topic",
-            "room:lg-fanout",
-            "--duration",
-            "2s",
-            "--warmup",
-            "1s",
-            "--register-prefix",
-            "lgfan",
-            "--users",
-            "2",
-            "--create-rooms",
-        ],
+        "fanout --subscribers 20 --publishers 2 --rate 50 --topic room:lg-fanout \
+         --duration 2s --warmup 1s --register-prefix lgfan --users 2 --create-rooms",
     );
     let r = &report["results"];
     assert_eq!(report["ok"], true, "{report}");
@@ -117,26 +100,9 @@ fn a_reconnect_storm_recovers_every_client_without_gaps() {
     let server = server();
     let report = loadgen(
         &server,
-        &[
-            "reconnect-storm",
-            "--clients",
-            "60",
-            "--rate",
-            "30",
-            "--topic",
-            "room:lg-storm",
-            "--duration",
-            "2s",
-            "--warmup",
-            "1s",
-            "--drain",
-            "5s",
-            "--register-prefix",
-            "lgstorm",
-            "--users",
-            "3",
-            "--create-rooms",
-        ],
+        "reconnect-storm --clients 60 --rate 30 --topic room:lg-storm \
+         --duration 2s --warmup 1s --drain 5s \
+         --register-prefix lgstorm --users 3 --create-rooms",
     );
     let r = &report["results"];
     assert_eq!(report["ok"], true, "{report}");
@@ -153,26 +119,9 @@ fn held_sockets_answer_heartbeats_and_a_bad_token_is_reported() {
     let server = server();
     let report = loadgen(
         &server,
-        &[
-            "connect",
-            "--sockets",
-            "30",
-            "--rooms",
-            "3",
-            "--topic-pattern",
-            "room:lg-conn-{i}",
-            "--heartbeat-interval",
-            "300ms",
-            "--duration",
-            "2s",
-            "--warmup",
-            "0s",
-            "--register-prefix",
-            "lgconn",
-            "--users",
-            "2",
-            "--create-rooms",
-        ],
+        "connect --sockets 30 --rooms 3 --topic-pattern room:lg-conn-{i} \
+         --heartbeat-interval 300ms --duration 2s --warmup 0s \
+         --register-prefix lgconn --users 2 --create-rooms",
     );
     let r = &report["results"];
     assert_eq!(report["ok"], true, "{report}");
@@ -187,17 +136,7 @@ fn held_sockets_answer_heartbeats_and_a_bad_token_is_reported() {
 
     let refused = loadgen(
         &server,
-        &[
-            "connect",
-            "--sockets",
-            "3",
-            "--duration",
-            "1s",
-            "--warmup",
-            "0s",
-            "--token",
-            "not-a-token",
-        ],
+        "connect --sockets 3 --duration 1s --warmup 0s --token not-a-token",
     );
     assert_eq!(refused["ok"], false, "{refused}");
     assert_eq!(

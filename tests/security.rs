@@ -138,6 +138,11 @@ fn hs256_signed(header: &Value, claims: &Value, secret: &[u8]) -> String {
     format!("{input}.{signature}")
 }
 
+/// `claims` signed with `alg` and the server's own secret.
+fn with_secret(alg: jsonwebtoken::Algorithm, claims: &Value) -> String {
+    signed_with(alg, claims, SECRET.as_bytes())
+}
+
 fn signed_with(alg: jsonwebtoken::Algorithm, claims: &Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(alg),
@@ -206,7 +211,7 @@ async fn forged_tokens_are_refused_on_every_door() {
     // claims is accepted, so every refusal below is about what was changed.
     let mut own = claims.clone();
     own["jti"] = json!("security-test-jti-1");
-    let minted = signed_with(jsonwebtoken::Algorithm::HS256, &own, SECRET.as_bytes());
+    let minted = with_secret(jsonwebtoken::Algorithm::HS256, &own);
     assert_eq!(doors(&server, &minted).await, Doors::OPEN, "minted token");
 
     let payload = B64.encode(own.to_string());
@@ -240,11 +245,11 @@ async fn forged_tokens_are_refused_on_every_door() {
         ("alg none, two parts", format!("{}.{payload}", none("none"))),
         (
             "HS512 with the right secret",
-            signed_with(jsonwebtoken::Algorithm::HS512, &own, SECRET.as_bytes()),
+            with_secret(jsonwebtoken::Algorithm::HS512, &own),
         ),
         (
             "HS384 with the right secret",
-            signed_with(jsonwebtoken::Algorithm::HS384, &own, SECRET.as_bytes()),
+            with_secret(jsonwebtoken::Algorithm::HS384, &own),
         ),
         (
             "RS256 header over an HMAC signature",
@@ -322,35 +327,23 @@ async fn forged_tokens_are_refused_on_every_door() {
         ),
         (
             "unknown user, right secret",
-            signed_with(
-                jsonwebtoken::Algorithm::HS256,
-                &unknown_user,
-                SECRET.as_bytes(),
-            ),
+            with_secret(jsonwebtoken::Algorithm::HS256, &unknown_user),
         ),
         (
             "older token version, right secret",
-            signed_with(
-                jsonwebtoken::Algorithm::HS256,
-                &old_version,
-                SECRET.as_bytes(),
-            ),
+            with_secret(jsonwebtoken::Algorithm::HS256, &old_version),
         ),
         (
             "no exp, right secret",
-            signed_with(jsonwebtoken::Algorithm::HS256, &no_exp, SECRET.as_bytes()),
+            with_secret(jsonwebtoken::Algorithm::HS256, &no_exp),
         ),
         (
             "no jti, right secret",
-            signed_with(jsonwebtoken::Algorithm::HS256, &no_jti, SECRET.as_bytes()),
+            with_secret(jsonwebtoken::Algorithm::HS256, &no_jti),
         ),
         (
             "numeric sub, right secret",
-            signed_with(
-                jsonwebtoken::Algorithm::HS256,
-                &numeric_sub,
-                SECRET.as_bytes(),
-            ),
+            with_secret(jsonwebtoken::Algorithm::HS256, &numeric_sub),
         ),
         ("garbage", "not-a-token".to_string()),
         ("three dots", "..".to_string()),
@@ -1293,6 +1286,26 @@ fn login_with(server: &TestServer, username: &str, password: &str, ip: Option<&s
     )
 }
 
+/// Five logins of `username` with a wrong password, from the addresses
+/// `{prefix}0` to `{prefix}4`, each answered 401.
+#[track_caller]
+fn wrong_guesses_from_five_addresses(
+    server: &TestServer,
+    username: &str,
+    prefix: &str,
+    what: &str,
+) {
+    for i in 0..5 {
+        login_with(
+            server,
+            username,
+            "wrong-password",
+            Some(&format!("{prefix}{i}")),
+        )
+        .assert_error(401, "invalid_credentials", what);
+    }
+}
+
 #[track_caller]
 fn assert_throttled(response: &Response, what: &str) -> u64 {
     response.assert_error(429, "rate_limited", what);
@@ -1353,17 +1366,8 @@ fn login_brute_force_is_throttled() {
 
     // One username, many addresses.
     let server = TestServer::start_with(&[("CONFAB_TRUST_FORWARDED_FOR", "true")], None);
-    server.register("alice", PASSWORD);
-    server.register("bobby", PASSWORD);
-    for i in 0..5 {
-        login_with(
-            &server,
-            "alice",
-            "wrong-password",
-            Some(&format!("10.0.0.{i}")),
-        )
-        .assert_error(401, "invalid_credentials", "guess");
-    }
+    server.register_all(["alice", "bobby"], PASSWORD);
+    wrong_guesses_from_five_addresses(&server, "alice", "10.0.0.", "guess");
     assert_throttled(
         &login_with(&server, "alice", "wrong-password", Some("10.0.1.1")),
         "6th guess for one username from a new address",
@@ -1372,15 +1376,7 @@ fn login_brute_force_is_throttled() {
         &login_with(&server, "ALICE", PASSWORD, Some("10.0.1.2")),
         "the right password for a throttled username (other case)",
     );
-    for i in 0..5 {
-        login_with(
-            &server,
-            "nobody",
-            "wrong-password",
-            Some(&format!("10.0.2.{i}")),
-        )
-        .assert_error(401, "invalid_credentials", "guess for an unknown user");
-    }
+    wrong_guesses_from_five_addresses(&server, "nobody", "10.0.2.", "guess for an unknown user");
     assert_throttled(
         &login_with(&server, "nobody", "wrong-password", Some("10.0.3.1")),
         "an unknown username is throttled like a known one",

@@ -27,10 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::phx::{blocking, PhxClient};
+use common::phx::{blocking, End, PhxClient};
 use common::reliability::{env_u64, fd_count, long_tests, metric, rss_kib, slope, XorShift};
 use common::{proc_status_kib, wait_for, TestServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "soak-test-password";
 const ROOMS: [&str; 4] = ["lobby", "alpha", "beta", "gamma"];
@@ -580,84 +580,54 @@ async fn large_join_and_history_replies_reach_the_client() {
     let mut problems = Vec::new();
     // Recovery of the whole backlog (about 1.2 MB in one reply).
     let mut client = PhxClient::connect(server.addr(), &token).await.unwrap();
-    let join_ref = client.make_ref();
-    client
-        .send(
-            Some(&join_ref),
-            Some(&join_ref),
+    let reply = client
+        .try_push(
             "room:lobby",
             "phx_join",
             json!({"last_seq": 0}),
+            REPLY_WITHIN,
         )
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut reply = None;
-    while let Some(frame) = client
-        .next_frame(deadline - tokio::time::Instant::now())
-        .await
-    {
-        if frame.is_reply_to(&join_ref) {
-            reply = Some(frame.reply_parts());
-            break;
-        }
-    }
-    match reply {
-        Some((status, response)) if status == "ok" => {
-            let got = response["messages"].as_array().map_or(0, Vec::len);
-            if got != COUNT {
-                problems.push(format!("the join recovered {got} of {COUNT} messages"));
-            }
-        }
-        Some((status, response)) => problems.push(format!("join: {status} {response}")),
-        None => problems.push(format!(
-            "the join with last_seq 0 got no reply; the connection ended: {:?}",
-            client.end()
-        )),
-    }
+        .await;
+    let what = "the join with last_seq 0";
+    check_messages_reply(reply, COUNT, what, client.end(), &mut problems);
     // A 200-message history page (about 600 KB).
-    let mut client = PhxClient::connect(server.addr(), &token).await.unwrap();
-    client.join_ok("room:lobby", json!({})).await;
-    let msg_ref = client.make_ref();
-    let join_ref = client.join_ref("room:lobby").unwrap().to_string();
-    client
-        .send(
-            Some(&join_ref),
-            Some(&msg_ref),
-            "room:lobby",
-            "history",
-            json!({"before_seq": COUNT as u64 + 1, "limit": 200}),
-        )
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut reply = None;
-    while let Some(frame) = client
-        .next_frame(deadline - tokio::time::Instant::now())
-        .await
-    {
-        if frame.is_reply_to(&msg_ref) {
-            reply = Some(frame.reply_parts());
-            break;
-        }
-    }
-    match reply {
-        Some((status, response)) if status == "ok" => {
-            let got = response["messages"].as_array().map_or(0, Vec::len);
-            if got != 200 {
-                problems.push(format!("history returned {got} of 200 messages"));
-            }
-        }
-        Some((status, response)) => problems.push(format!("history: {status} {response}")),
-        None => problems.push(format!(
-            "the 200-message history page got no reply; the connection ended: {:?}",
-            client.end()
-        )),
-    }
+    let mut client = PhxClient::joined(server.addr(), &token, "room:lobby").await;
+    let page = json!({"before_seq": COUNT as u64 + 1, "limit": 200});
+    let reply = client
+        .try_push("room:lobby", "history", page, REPLY_WITHIN)
+        .await;
+    let what = "the 200-message history page";
+    check_messages_reply(reply, 200, what, client.end(), &mut problems);
     let logs = server.logs();
     assert!(
         problems.is_empty(),
         "{}\nserver log (warn):\n{logs}",
         problems.join("\n")
     );
+}
+
+/// How long the large replies may take.
+const REPLY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Records in `problems` unless `reply` is ok and carries `expected`
+/// messages; `end` is how the connection ended, if it did.
+fn check_messages_reply(
+    reply: Option<(String, Value)>,
+    expected: usize,
+    what: &str,
+    end: Option<&End>,
+    problems: &mut Vec<String>,
+) {
+    match reply {
+        Some((status, response)) if status == "ok" => {
+            let got = response["messages"].as_array().map_or(0, Vec::len);
+            if got != expected {
+                problems.push(format!("{what}: {got} of {expected} messages"));
+            }
+        }
+        Some((status, response)) => problems.push(format!("{what}: {status} {response}")),
+        None => problems.push(format!(
+            "{what} got no reply; the connection ended: {end:?}"
+        )),
+    }
 }

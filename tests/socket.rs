@@ -33,9 +33,29 @@ async fn connect(server: &TestServer, token: &str) -> PhxClient {
 }
 
 async fn lobby_client(server: &TestServer, token: &str) -> PhxClient {
-    let mut client = connect(server, token).await;
-    client.join_ok(LOBBY, json!({})).await;
-    client
+    PhxClient::joined(server.addr(), token, LOBBY).await
+}
+
+/// Asserts a socket with `token` is refused with 403 before the upgrade.
+async fn assert_refused(server: &TestServer, token: &str, what: &str) {
+    let refused = PhxClient::connect(server.addr(), token).await;
+    assert_eq!(
+        refused.as_ref().err().and_then(ConnectError::status),
+        Some(403),
+        "{what}"
+    );
+}
+
+/// Waits for the server to close `client` and asserts it was not a normal
+/// closure (1000).
+async fn assert_closed_abnormally(client: &mut PhxClient, what: &str) {
+    let code = client.closed(CLOSE_TIMEOUT).await;
+    eprintln!("close code after {what}: {code:?}");
+    assert!(
+        code.is_some_and(|c| c != 1000),
+        "{what}: close code {code:?} (end {:?})",
+        client.end()
+    );
 }
 
 /// Pushes one message and asserts an ok reply; returns it.
@@ -439,24 +459,14 @@ async fn bad_input_and_limits_are_refused_without_harm() {
     b1.send_text("[\"1\",\"1\",\"room:lobby\",\"phx_join\"]")
         .await
         .unwrap();
-    let code = b1.closed(CLOSE_TIMEOUT).await;
-    assert!(
-        code.is_some_and(|c| c != 1000),
-        "4-element array: close code {code:?} (end {:?})",
-        b1.end()
-    );
+    assert_closed_abnormally(&mut b1, "4-element array").await;
 
     // A binary frame that is no Phoenix frame: closed, not with 1000.
     let mut b2 = connect(&server, &b).await;
     b2.send_message(Message::Binary(vec![9u8, 9, 9].into()))
         .await
         .unwrap();
-    let code = b2.closed(CLOSE_TIMEOUT).await;
-    assert!(
-        code.is_some_and(|c| c != 1000),
-        "garbage binary frame: close code {code:?} (end {:?})",
-        b2.end()
-    );
+    assert_closed_abnormally(&mut b2, "garbage binary frame").await;
 
     // A frame over max_frame_bytes: 1009.
     let mut c1 = lobby_client(&server, &c).await;
@@ -777,13 +787,7 @@ async fn revoked_credentials_close_live_sockets() {
         .as_str()
         .expect("a fresh token after a password change")
         .to_string();
-    let code = c1.closed(CLOSE_TIMEOUT).await;
-    eprintln!("close code after a password change: {code:?}");
-    assert!(
-        code.is_some_and(|c| c != 1000),
-        "password change: close {code:?} ({:?})",
-        c1.end()
-    );
+    assert_closed_abnormally(&mut c1, "password change").await;
     wait_presence_leave(
         &mut d1,
         &carol_key,
@@ -792,12 +796,7 @@ async fn revoked_credentials_close_live_sockets() {
     )
     .await;
     push_ok(&mut d1, LOBBY, "dave after carol's password change").await;
-    let refused = PhxClient::connect(server.addr(), &carol).await;
-    assert_eq!(
-        refused.as_ref().err().and_then(ConnectError::status),
-        Some(403),
-        "old token after a password change"
-    );
+    assert_refused(&server, &carol, "old token after a password change").await;
 
     let mut c2 = lobby_client(&server, &fresh).await;
     push_ok(&mut c2, LOBBY, "carol with the fresh token").await;
@@ -806,19 +805,8 @@ async fn revoked_credentials_close_live_sockets() {
     let mut c3 = lobby_client(&server, &other).await;
     blocking(|| server.post_json("/api/logout", Some(&fresh), &json!({})))
         .assert_status(204, "logout");
-    let code = c2.closed(CLOSE_TIMEOUT).await;
-    eprintln!("close code after logout: {code:?}");
-    assert!(
-        code.is_some_and(|c| c != 1000),
-        "logout: close {code:?} ({:?})",
-        c2.end()
-    );
-    let refused = PhxClient::connect(server.addr(), &fresh).await;
-    assert_eq!(
-        refused.as_ref().err().and_then(ConnectError::status),
-        Some(403),
-        "token after logout"
-    );
+    assert_closed_abnormally(&mut c2, "logout").await;
+    assert_refused(&server, &fresh, "token after logout").await;
 
     wait_presence_leave(
         &mut d1,

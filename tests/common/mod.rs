@@ -238,22 +238,8 @@ impl ServerOptions {
     /// Starts the server, or says how the start failed (for tests that
     /// expect the server to refuse to run).
     pub fn try_start(self) -> Result<TestServer, StartFailure> {
-        let (data, data_dir) = match self.data_dir {
-            Some(dir) => (None, dir),
-            None => {
-                let dir = TempDir::new().expect("temporary data directory");
-                let path = dir.path().to_path_buf();
-                (Some(dir), path)
-            }
-        };
-        let (cwd_dir, cwd) = match self.cwd {
-            Some(dir) => (None, dir),
-            None => {
-                let dir = TempDir::new().expect("temporary working directory");
-                let path = dir.path().to_path_buf();
-                (Some(dir), path)
-            }
-        };
+        let (data, data_dir) = given_or_temp(self.data_dir);
+        let (cwd_dir, cwd) = given_or_temp(self.cwd);
         let mut server = TestServer {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -618,6 +604,119 @@ impl TestServer {
             &json!({"username": username, "password": password}),
         )
     }
+
+    /// Registers every name in `usernames` with `password`; returns their
+    /// tokens in the same order.
+    #[track_caller]
+    pub fn register_all<const N: usize>(
+        &self,
+        usernames: [&str; N],
+        password: &str,
+    ) -> [String; N] {
+        usernames.map(|name| self.register(name, password).0)
+    }
+
+    /// Posts `body` to `room` over REST (asserting 201); returns the stored
+    /// message.
+    #[track_caller]
+    pub fn post_message(&self, room: &str, token: &str, body: &Value) -> Value {
+        let response = self.post_json(&format!("/api/rooms/{room}/messages"), Some(token), body);
+        response.assert_status(201, &format!("message to {room}"));
+        response.json()["message"].clone()
+    }
+
+    /// Stops the server with SIGTERM, asserting a clean exit (the store is
+    /// then free for offline commands; [`TestServer::restart`] brings it back).
+    #[track_caller]
+    pub fn stop(&mut self) {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "SIGTERM exit: {status:?}; output:\n{}",
+            self.logs()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Offline commands on a data directory
+// ---------------------------------------------------------------------------
+
+/// A private working directory and a data directory for `confab`
+/// subcommands that work on a stopped server's store (`user`, `export`,
+/// `import`, `serve` with a config file).
+pub struct Cli {
+    cwd: TempDir,
+    data: PathBuf,
+    _owned: Option<TempDir>,
+}
+
+impl Cli {
+    /// A fresh, empty data directory.
+    pub fn fresh() -> Cli {
+        let owned = temp_dir();
+        Cli {
+            cwd: temp_dir(),
+            data: owned.path().to_path_buf(),
+            _owned: Some(owned),
+        }
+    }
+
+    /// An existing data directory (e.g. a stopped [`TestServer`]'s).
+    pub fn on(data: &Path) -> Cli {
+        Cli {
+            cwd: temp_dir(),
+            data: data.to_path_buf(),
+            _owned: None,
+        }
+    }
+
+    /// The working directory the commands run in.
+    pub fn cwd(&self) -> &Path {
+        self.cwd.path()
+    }
+
+    /// The data directory passed as `--data`.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// Runs `confab ARGS --data DIR`, feeding `stdin` if given.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let data = self.data.to_str().expect("UTF-8 data directory");
+        let mut all = args.to_vec();
+        all.extend(["--data", data]);
+        run_confab(self.cwd(), &all, stdin)
+    }
+
+    /// [`Cli::run`], asserting exit 0.
+    #[track_caller]
+    pub fn run_ok(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let output = self.run(args, stdin);
+        assert_success(&output, &args.join(" "));
+        output
+    }
+
+    /// `confab export --out FILE` of the data directory (asserting exit 0);
+    /// returns the file's text.
+    #[track_caller]
+    pub fn export(&self, file: &Path) -> String {
+        self.run_ok(
+            &["export", "--out", file.to_str().expect("UTF-8 path")],
+            None,
+        );
+        std::fs::read_to_string(file).expect("export file")
+    }
+}
+
+/// Asserts `output` is a successful exit, showing it otherwise.
+#[track_caller]
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        describe_output(output)
+    );
 }
 
 impl Drop for TestServer {
@@ -928,6 +1027,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------
+
+/// `dir` if given, else a fresh temporary directory (returned too, so that
+/// it lives as long as its user).
+fn given_or_temp(dir: Option<PathBuf>) -> (Option<TempDir>, PathBuf) {
+    match dir {
+        Some(dir) => (None, dir),
+        None => {
+            let temp = temp_dir();
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        }
+    }
+}
 
 /// A fresh temporary directory (for CLI tests' data and working dirs).
 pub fn temp_dir() -> TempDir {

@@ -344,23 +344,85 @@ impl PhxClient {
     /// first), buffering everything else. Panics on timeout or if the
     /// connection ends first.
     pub async fn wait_reply(&mut self, msg_ref: &str, within: Duration) -> (String, Value) {
+        match self.try_wait_reply(msg_ref, within).await {
+            Some(reply) => reply,
+            None => match &self.end {
+                Some(end) => {
+                    panic!("the connection ended ({end:?}) before the reply to ref {msg_ref}")
+                }
+                None => panic!("no reply to ref {msg_ref} within {within:?}"),
+            },
+        }
+    }
+
+    /// [`PhxClient::wait_reply`] that returns `None` on timeout or once the
+    /// connection has ended, for tests that report rather than panic.
+    pub async fn try_wait_reply(
+        &mut self,
+        msg_ref: &str,
+        within: Duration,
+    ) -> Option<(String, Value)> {
         if let Some(i) = self.buffer.iter().position(|f| f.is_reply_to(msg_ref)) {
             let frame = self.buffer.remove(i).expect("index in range");
-            return frame.reply_parts();
+            return Some(frame.reply_parts());
         }
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match timeout(left, self.read_one()).await {
-                Err(_) => panic!("no reply to ref {msg_ref} within {within:?}"),
-                Ok(None) => panic!(
-                    "the connection ended ({:?}) before the reply to ref {msg_ref}",
-                    self.end
-                ),
-                Ok(Some(frame)) if frame.is_reply_to(msg_ref) => return frame.reply_parts(),
+                Err(_) | Ok(None) => return None,
+                Ok(Some(frame)) if frame.is_reply_to(msg_ref) => return Some(frame.reply_parts()),
                 Ok(Some(frame)) => self.buffer.push_back(frame),
             }
         }
+    }
+
+    /// Sends `event` on `topic` with a fresh ref (a `phx_join` carries it as
+    /// its join_ref, anything else the topic's join_ref) and waits for the
+    /// reply within `within`; `None` if none came or the connection ended
+    /// (see [`PhxClient::end`]). An ok join is remembered as by
+    /// [`PhxClient::join`].
+    pub async fn try_push(
+        &mut self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+        within: Duration,
+    ) -> Option<(String, Value)> {
+        let msg_ref = self.make_ref();
+        let join_ref = if event == "phx_join" {
+            Some(msg_ref.clone())
+        } else {
+            self.joined.get(topic).cloned()
+        };
+        self.send(join_ref.as_deref(), Some(&msg_ref), topic, event, payload)
+            .await
+            .ok()?;
+        let reply = self.try_wait_reply(&msg_ref, within).await?;
+        if event == "phx_join" && reply.0 == "ok" {
+            self.joined.insert(topic.to_string(), msg_ref);
+        }
+        Some(reply)
+    }
+
+    /// Connects to `addr` with `token` and joins `topic` with an empty
+    /// payload, panicking if either fails.
+    pub async fn joined(addr: SocketAddr, token: &str, topic: &str) -> PhxClient {
+        let mut client = PhxClient::connect(addr, token)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        client.join_ok(topic, json!({})).await;
+        client
+    }
+
+    /// The payloads of the buffered `new_msg` broadcasts on `topic`, in
+    /// arrival order; the whole buffer is taken.
+    pub fn take_new_msgs(&mut self, topic: &str) -> Vec<Value> {
+        self.take_buffered()
+            .into_iter()
+            .filter(|f| f.is_new_msg_on(topic))
+            .map(|f| f.payload)
+            .collect()
     }
 
     /// Joins `topic`; returns the reply's `(status, response)` and, on ok,

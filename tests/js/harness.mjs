@@ -8,6 +8,7 @@
 // reply or event arrives. Timeouts are failure deadlines only.
 
 import { spawn } from "node:child_process";
+import { after, before } from "node:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -193,6 +194,23 @@ export function closeSocket(socket) {
     socket.disconnect();
   } catch {}
   socket.reconnectTimer.reset();
+}
+
+/**
+ * The server of a `describe` block: started before its tests with `users`
+ * freshly registered accounts (handed to `ready` in order, which may be
+ * async and set up more), cleaned up after them.
+ */
+export function suiteServer(options, users = 0, ready = () => {}) {
+  const server = new Server(options);
+  before(async () => {
+    await server.start();
+    const accounts = [];
+    for (let i = 0; i < users; i++) accounts.push(await server.register());
+    await ready(...accounts);
+  });
+  after(() => server.cleanup());
+  return server;
 }
 
 /** A running (or stopped) confab server process with a private data directory. */

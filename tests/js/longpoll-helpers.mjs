@@ -14,6 +14,7 @@
 // Waits are event driven (a reply, a frame, a poll answer); time is only
 // measured where the protocol itself is time based (the 10 s poll window).
 
+import assert from "node:assert/strict";
 import http from "node:http";
 import { Collector, DEADLINE_MS } from "./harness.mjs";
 
@@ -346,6 +347,21 @@ export function trackingChannel(socket, topic, initialSeq = 0) {
   state.channel = channel;
   state.until = (seq, ms = 10000) => state.seen.until(() => state.lastSeen >= seq, ms, `seq ${seq}`);
   return state;
+}
+
+/**
+ * The end of a recovery test on a room that holds only the `posted`
+ * messages: one more (from `postOne`, which returns its seq) as a barrier —
+ * per-topic delivery is in seq order, so a duplicate of anything earlier
+ * would arrive before it — then every seq was seen exactly once, in order,
+ * and every (re)join asked with a numeric `last_seq`.
+ */
+export async function assertSeenOnceInOrder(tracked, postOne, posted) {
+  const last = await postOne();
+  assert.equal(last, posted + 1, "the barrier follows every posted message");
+  await tracked.until(last);
+  assert.deepEqual(tracked.seqs, range(1, last), `seqs seen: ${tracked.seqs}`);
+  for (const params of tracked.paramsSent) assert.equal(typeof params.last_seq, "number");
 }
 
 /** 1..n style inclusive range. */

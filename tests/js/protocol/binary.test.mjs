@@ -14,10 +14,10 @@
 // Absence is asserted only after a later text message (a barrier) has
 // arrived on the same connection: per-connection delivery is FIFO.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { LongPoll } from "phoenix";
-import { Collector, DEADLINE_MS, Server, closeSocket, collect, join, push, unique } from "../harness.mjs";
+import { Collector, DEADLINE_MS, closeSocket, collect, join, push, suiteServer, unique } from "../harness.mjs";
 import {
   PNG_1X1,
   RawLongPoll,
@@ -64,16 +64,9 @@ function assertAttachment(attachment, contentType, size) {
 }
 
 describe("binary payloads over WebSocket", () => {
-  const server = new Server({ name: "binary", env: { CONFAB_MAX_FRAME_BYTES: String(MAX_FRAME) } });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "binary", env: { CONFAB_MAX_FRAME_BYTES: String(MAX_FRAME) } }, 2, (...users) => ([alice, bob] = users));
 
   test("upload of each image type → ok {attachment}; attachment {id} → a binary reply with the same bytes", async () => {
     const room = (await server.createRoom(alice.token)).name;
@@ -365,16 +358,9 @@ describe("binary payloads over WebSocket", () => {
 });
 
 describe("attachments over REST", () => {
-  const server = new Server({ name: "attachments-rest" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "attachments-rest" }, 2, (...users) => ([alice, bob] = users));
 
   test("POST /api/rooms/lobby/attachments → 201 {attachment}; GET as a member → the bytes with safe headers", async () => {
     const up = await uploadRest(server, alice.token, "lobby", PNG_1X1, "image/png");
@@ -451,16 +437,9 @@ describe("attachments over REST", () => {
 });
 
 describe("binary payloads over LongPoll", () => {
-  const server = new Server({ name: "binary-longpoll" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "binary-longpoll" }, 2, (...users) => ([alice, bob] = users));
 
   test("the official LongPoll client uploads (base64 line) → ok; attachment → binary_not_supported; bytes intact over REST", async () => {
     const room = (await server.createRoom(alice.token)).name;

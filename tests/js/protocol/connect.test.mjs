@@ -1,19 +1,13 @@
 // Handshake and auth (api.md §3, phoenix-protocol.md §1, checklist 1–5):
 // token param, authToken subprotocol, refusals as HTTP 403, heartbeats.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Collector, Server, join, joinChannel, ping } from "../harness.mjs";
+import { Collector, join, joinChannel, ping, suiteServer } from "../harness.mjs";
 
 describe("connect and join", () => {
-  const server = new Server({ name: "connect" });
   let alice;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "connect" }, 1, (...users) => ([alice] = users));
 
   test("a token param connects and room:lobby joins with the recovery reply", async () => {
     const socket = await server.connect(alice.token);

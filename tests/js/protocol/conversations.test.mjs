@@ -2,9 +2,9 @@
 // the personal topic `user:<id>` (conversation_created, unread, room_added,
 // room_removed).
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, collect, join, push, unique } from "../harness.mjs";
+import { collect, join, push, suiteServer, unique } from "../harness.mjs";
 import { joinWatched } from "../presence-helpers.mjs";
 
 function assertUser(user, expected, what) {
@@ -27,18 +27,10 @@ function assertConversation(conversation, { id, with: other, last_seq, unread },
 }
 
 describe("conversations", () => {
-  const server = new Server({ name: "conversations" });
   let alice;
   let bob;
   let carol;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-    carol = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "conversations" }, 3, (...users) => ([alice, bob, carol] = users));
 
   async function open(from, to) {
     return server.request("POST", "/api/conversations", { token: from.token, body: { username: to.user.username } });
@@ -252,10 +244,7 @@ describe("conversations", () => {
 });
 
 describe("personal topic user:<id>", () => {
-  const server = new Server({ name: "user-topic" });
-
-  before(() => server.start());
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "user-topic" });
 
   /** A user with a socket joined to their own user:<id>, collecting its events. */
   async function personal() {

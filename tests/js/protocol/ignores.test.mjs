@@ -7,15 +7,12 @@
 // reach a socket in order, so once a later message from a third user has
 // arrived, anything from the ignored user before it would have too.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, collect, join, push, unique } from "../harness.mjs";
+import { collect, join, push, suiteServer, unique } from "../harness.mjs";
 
 describe("ignores", () => {
-  const server = new Server({ name: "ignores" });
-
-  before(() => server.start());
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "ignores" });
 
   /** A socket of `who` joined to `topic`, collecting new_msg, typing and msg_updated. */
   async function listener(who, topic) {

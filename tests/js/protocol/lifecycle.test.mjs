@@ -2,20 +2,14 @@
 // by the server (not with 1000); SIGTERM closes sockets with 1001 and the
 // process exits 0.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
-import { Collector, Server, join, withDeadline } from "../harness.mjs";
+import { Collector, join, suiteServer, withDeadline } from "../harness.mjs";
 
 describe("heartbeat timeout", () => {
-  const server = new Server({ name: "idle", env: { CONFAB_HEARTBEAT_TIMEOUT_SECS: "1" } });
   let alice;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "idle", env: { CONFAB_HEARTBEAT_TIMEOUT_SECS: "1" } }, 1, (...users) => ([alice] = users));
 
   test("a socket that sends nothing is closed by the server within ~3 s, not with 1000", async () => {
     const raw = server.raw({ token: alice.token, vsn: "2.0.0" });
@@ -48,14 +42,8 @@ describe("heartbeat timeout", () => {
 });
 
 describe("shutdown", () => {
-  const server = new Server({ name: "shutdown" });
   let alice;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "shutdown" }, 1, (...users) => ([alice] = users));
 
   test("SIGTERM: connected clients see close code 1001; exit code 0; acknowledged messages survive", async () => {
     const raw = server.raw({ token: alice.token, vsn: "2.0.0" });

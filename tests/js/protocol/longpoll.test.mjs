@@ -12,13 +12,13 @@
 // window and the idle timeout are time based; both run concurrently so the
 // file stays well under a minute.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { LongPoll, Socket } from "phoenix";
-import { Collector, DEADLINE_MS, Server, closeSocket, collect, join, push, unique, withDeadline } from "../harness.mjs";
+import { Collector, DEADLINE_MS, closeSocket, collect, join, push, suiteServer, unique, withDeadline } from "../harness.mjs";
 import { joinWatched } from "../presence-helpers.mjs";
-import { MemoryStorage, RawLongPoll, range, startProxy, trackingChannel } from "../longpoll-helpers.mjs";
+import { MemoryStorage, RawLongPoll, assertSeenOnceInOrder, range, startProxy, trackingChannel } from "../longpoll-helpers.mjs";
 
 const LP = { transport: LongPoll };
 
@@ -50,16 +50,9 @@ function isLongPoll(socket) {
 }
 
 describe("LongPoll with the official client", () => {
-  const server = new Server({ name: "longpoll" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll" }, 2, (...users) => ([alice, bob] = users));
 
   test("join room:lobby, push new_msg; a WebSocket client sees the messages and presence both ways", async () => {
     const A = String(alice.user.id);
@@ -233,16 +226,9 @@ describe("LongPoll with the official client", () => {
 });
 
 describe("LongPoll recovery after SIGKILL + restart", () => {
-  const server = new Server({ name: "longpoll-recovery" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll-recovery" }, 2, (...users) => ([alice, bob] = users));
 
   test("the LongPoll client rejoins by itself with last_seq: every seq exactly once, in order, incl. REST posts made while it was down", async (t) => {
     const room = (await server.createRoom(bob.token)).name;
@@ -309,24 +295,14 @@ describe("LongPoll recovery after SIGKILL + restart", () => {
       for (let i = 0; i < 5; i++) await postOne();
       await tracked.until(posted);
     }
-    // Barrier: per-topic order means any duplicate would precede this one.
-    await postOne();
-    await tracked.until(posted);
-    assert.deepEqual(tracked.seqs, range(1, posted), `seqs seen: ${tracked.seqs}`);
-    for (const params of tracked.paramsSent) assert.equal(typeof params.last_seq, "number");
+    await assertSeenOnceInOrder(tracked, postOne, posted);
     closeSocket(lp);
   });
 });
 
 describe("LongPoll across a graceful restart (SIGTERM)", () => {
-  const server = new Server({ name: "longpoll-sigterm" });
   let alice;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll-sigterm" }, 1, (...users) => ([alice] = users));
 
   test("a held GET does not hold up the shutdown; the client comes back and rejoins", async () => {
     const room = (await server.createRoom(alice.token)).name;
@@ -354,16 +330,9 @@ describe("LongPoll across a graceful restart (SIGTERM)", () => {
 });
 
 describe("LongPoll refusals the official client can act on", () => {
-  const server = new Server({ name: "longpoll-limits", env: { CONFAB_MAX_SOCKETS_PER_USER: "1" } });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll-limits", env: { CONFAB_MAX_SOCKETS_PER_USER: "1" } }, 2, (...users) => ([alice, bob] = users));
 
   // phoenix.js handles only 200/204/410/403/500 (and unparsable bodies) from a
   // GET; any other status makes longpoll.js throw "unhandled poll status" and
@@ -428,16 +397,9 @@ describe("LongPoll refusals the official client can act on", () => {
 });
 
 describe("longPollFallbackMs behind a proxy that blocks WebSocket upgrades", () => {
-  const server = new Server({ name: "longpoll-fallback" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll-fallback" }, 2, (...users) => ([alice, bob] = users));
 
   /** The official client with WebSocket as primary and LongPoll fallback, through `proxy`. */
   function fallbackSocket(proxy, token, storage) {
@@ -531,16 +493,9 @@ describe("longPollFallbackMs behind a proxy that blocks WebSocket upgrades", () 
 });
 
 describe("LongPoll wire protocol (raw fetch)", () => {
-  const server = new Server({ name: "longpoll-raw" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "longpoll-raw" }, 2, (...users) => ([alice, bob] = users));
 
   const hb = (ref) => [null, ref, "phoenix", "heartbeat", {}];
 

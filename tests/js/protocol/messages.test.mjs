@@ -2,9 +2,9 @@
 // broadcasts, idempotent client_id, error replies, private rooms and
 // membership, leave, history.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, collect, join, joinChannel, ping, push, unique, withDeadline } from "../harness.mjs";
+import { collect, join, joinChannel, ping, push, suiteServer, unique, withDeadline } from "../harness.mjs";
 
 const RFC3339_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -22,26 +22,21 @@ function assertMessageShape(message, { topic, seq, user, body }) {
 }
 
 describe("messages", () => {
-  const server = new Server({ name: "messages", env: { CONFAB_MAX_BODY_CHARS: "10" } });
   let alice;
   let bob;
+  const server = suiteServer({ name: "messages", env: { CONFAB_MAX_BODY_CHARS: "10" } }, 2, (...users) => ([alice, bob] = users));
 
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  /** The channels on `topic` of a fresh socket of each of `users`, in order. */
+  async function joinedAs(topic, ...users) {
+    const channels = [];
+    for (const user of users) channels.push((await join(await server.connect(user.token), topic)).channel);
+    return channels;
+  }
 
   test("new_msg: ok reply {id, seq, inserted_at}; broadcast reaches others and the sender's other socket; seqs 1,2,3", async () => {
     const room = (await server.createRoom(alice.token)).name;
     const topic = `room:${room}`;
-    const a1 = await server.connect(alice.token);
-    const a2 = await server.connect(alice.token);
-    const b = await server.connect(bob.token);
-    const { channel: ca1 } = await join(a1, topic);
-    const { channel: ca2 } = await join(a2, topic);
-    const { channel: cb } = await join(b, topic);
+    const [ca1, ca2, cb] = await joinedAs(topic, alice, alice, bob);
     const onA2 = collect(ca2, "new_msg");
     const onB = collect(cb, "new_msg");
 
@@ -76,10 +71,7 @@ describe("messages", () => {
   test("the same client_id twice: same id and seq, one broadcast", async () => {
     const room = (await server.createRoom(alice.token)).name;
     const topic = `room:${room}`;
-    const a = await server.connect(alice.token);
-    const b = await server.connect(bob.token);
-    const { channel: ca } = await join(a, topic);
-    const { channel: cb } = await join(b, topic);
+    const [ca, cb] = await joinedAs(topic, alice, bob);
     const onB = collect(cb, "new_msg");
 
     const clientId = unique("cid-");
@@ -106,12 +98,7 @@ describe("messages", () => {
   test("the same client_id pushed concurrently from two sockets: one message, one broadcast", async () => {
     const room = (await server.createRoom(alice.token)).name;
     const topic = `room:${room}`;
-    const a1 = await server.connect(alice.token);
-    const a2 = await server.connect(alice.token);
-    const b = await server.connect(bob.token);
-    const { channel: c1 } = await join(a1, topic);
-    const { channel: c2 } = await join(a2, topic);
-    const { channel: cb } = await join(b, topic);
+    const [c1, c2, cb] = await joinedAs(topic, alice, alice, bob);
     const onB = collect(cb, "new_msg");
     const clientId = unique("race-");
     const replies = await Promise.all([

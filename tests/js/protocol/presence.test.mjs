@@ -11,9 +11,9 @@
 // made after everything else was acknowledged, it has seen every earlier
 // change too.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { DEADLINE_MS, Server, join, joinChannel, unique, withDeadline } from "../harness.mjs";
+import { DEADLINE_MS, join, joinChannel, suiteServer, unique, withDeadline } from "../harness.mjs";
 import {
   TrackedRaw,
   channelClosed,
@@ -77,21 +77,15 @@ function assertMeta(meta, user, what) {
 
 describe("presence: tabs, closed and dropped sockets", () => {
   const TIMEOUT_S = 2;
-  const server = new Server({
-    name: "presence-idle",
-    env: { CONFAB_HEARTBEAT_TIMEOUT_SECS: String(TIMEOUT_S) },
-  });
-  // Phoenix sockets must heartbeat well within the short server timeout.
-  const fast = { heartbeatIntervalMs: 400 };
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer(
+    { name: "presence-idle", env: { CONFAB_HEARTBEAT_TIMEOUT_SECS: String(TIMEOUT_S) } },
+    2,
+    (...users) => ([alice, bob] = users),
+  );
+  // Phoenix sockets must heartbeat well within the short server timeout.
+  const fast = { heartbeatIntervalMs: 400 };
 
   test("two sockets of one user: one key, two metas; a closed socket's meta leaves; a silent socket leaves within the heartbeat timeout", async () => {
     const topic = "room:lobby";
@@ -165,14 +159,8 @@ describe("presence: tabs, closed and dropped sockets", () => {
 });
 
 describe("presence", () => {
-  const server = new Server({ name: "presence", env: { CONFAB_MAX_SOCKETS_PER_USER: "20" } });
   let owner;
-
-  before(async () => {
-    await server.start();
-    owner = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "presence", env: { CONFAB_MAX_SOCKETS_PER_USER: "20" } }, 1, (...users) => ([owner] = users));
 
   /** A fresh user whose phoenix socket joins `topic`; resolves once its own diff came back to it. */
   async function marker(topic) {
@@ -573,15 +561,10 @@ describe("presence", () => {
 });
 
 describe("presence: a room past presence_state_limit", () => {
-  const server = new Server({ name: "presence-limit", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } });
   let users;
-
-  before(async () => {
-    await server.start();
-    users = [];
-    for (let i = 0; i < 5; i++) users.push(await server.register());
+  const server = suiteServer({ name: "presence-limit", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } }, 5, (...accounts) => {
+    users = accounts;
   });
-  after(() => server.cleanup());
 
   test("a joiner's presence_state lists only the most recent users, and diffs stay complete", async () => {
     const topic = "room:lobby";
@@ -617,15 +600,12 @@ describe("presence: a room past presence_state_limit", () => {
 });
 
 describe("presence: one user's tabs count against presence_state_limit", () => {
-  const server = new Server({ name: "presence-limit-tabs", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } });
   let many, late;
-
-  before(async () => {
-    await server.start();
-    many = await server.register();
-    late = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer(
+    { name: "presence-limit-tabs", env: { CONFAB_PRESENCE_STATE_LIMIT: "2" } },
+    2,
+    (...users) => ([many, late] = users),
+  );
 
   test("a joiner's state lists the newest tabs only; a later tab still arrives by diff", async () => {
     const topic = "room:lobby";

@@ -1,23 +1,18 @@
 // Per-socket push rate limit (api.md §3 limits): a token bucket; refused
 // pushes get error `rate_limited`, the socket stays usable.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
-import { Server, join, ping, push } from "../harness.mjs";
+import { join, ping, push, suiteServer } from "../harness.mjs";
 
 describe("rate limit", () => {
-  const server = new Server({
-    name: "rate-limit",
-    env: { CONFAB_PUSH_BURST: "5", CONFAB_PUSH_REFILL_PER_SEC: "1" },
-  });
   let alice;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer(
+    { name: "rate-limit", env: { CONFAB_PUSH_BURST: "5", CONFAB_PUSH_REFILL_PER_SEC: "1" } },
+    1,
+    (...users) => ([alice] = users),
+  );
 
   test("10 quick pushes: some rate_limited; heartbeats still answered; pushes work again after refill", async () => {
     const socket = await server.connect(alice.token);

@@ -2,23 +2,19 @@
 // `vsn=1.0.0` or no `vsn` selects object frames; server frames carry exactly
 // topic/event/payload/ref; unsupported versions are refused with 403.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, withDeadline } from "../harness.mjs";
+import { suiteServer, withDeadline } from "../harness.mjs";
 
 const V1_KEYS = ["event", "payload", "ref", "topic"];
 
 describe("V1 serializer", () => {
-  const server = new Server({ name: "raw-v1" });
   let alice;
   let room;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
+  const server = suiteServer({ name: "raw-v1" }, 1, async (user) => {
+    alice = user;
     room = (await server.createRoom(alice.token)).name;
   });
-  after(() => server.cleanup());
 
   async function v1(vsn) {
     const raw = server.raw({ token: alice.token, vsn });

@@ -3,10 +3,10 @@
 // JSON type, routing of joins/leaves/pushes, stale join refs, closes for
 // malformed and oversized frames, the per-socket channel limit.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
-import { Server, withDeadline } from "../harness.mjs";
+import { suiteServer, withDeadline } from "../harness.mjs";
 
 /** After a barrier, how long to keep watching for a frame that must not come. */
 const QUIET_MS = 300;
@@ -14,21 +14,18 @@ const QUIET_MS = 300;
 const OK_EMPTY = { status: "ok", response: {} };
 
 describe("raw V2 frames", () => {
-  const server = new Server({
-    name: "raw-v2",
-    env: { CONFAB_MAX_FRAME_BYTES: "2048", CONFAB_MAX_TOPICS_PER_SOCKET: "2" },
-  });
   let alice;
   let roomA;
   let roomB;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    roomA = (await server.createRoom(alice.token)).name;
-    roomB = (await server.createRoom(alice.token)).name;
-  });
-  after(() => server.cleanup());
+  const server = suiteServer(
+    { name: "raw-v2", env: { CONFAB_MAX_FRAME_BYTES: "2048", CONFAB_MAX_TOPICS_PER_SOCKET: "2" } },
+    1,
+    async (user) => {
+      alice = user;
+      roomA = (await server.createRoom(alice.token)).name;
+      roomB = (await server.createRoom(alice.token)).name;
+    },
+  );
 
   async function client() {
     const raw = server.raw({ token: alice.token, vsn: "2.0.0" });

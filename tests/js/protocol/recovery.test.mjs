@@ -3,61 +3,15 @@
 // across a server crash (SIGKILL) and restart, while messages are being
 // posted during the join; epoch mismatch; truncation at 1000 and paging.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Collector, Server, join, push } from "../harness.mjs";
-
-function range(from, to) {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
-/**
- * Joins `topic` on `socket` with params computed at every (re)join from the
- * highest seq seen so far; records every message seen from join replies and
- * `new_msg` broadcasts, in arrival order.
- */
-function trackingChannel(socket, topic, initialSeq = 0) {
-  const state = {
-    lastSeen: initialSeq,
-    seqs: [],
-    seen: new Collector(`${topic} seqs`),
-    joins: new Collector(`${topic} join replies`),
-    paramsSent: [],
-  };
-  const record = (message) => {
-    state.seqs.push(message.seq);
-    state.lastSeen = Math.max(state.lastSeen, message.seq);
-    state.seen.add(message.seq);
-  };
-  const channel = socket.channel(topic, () => {
-    const params = { last_seq: state.lastSeen };
-    state.paramsSent.push(params);
-    return params;
-  });
-  channel.on("new_msg", record);
-  channel
-    .join()
-    .receive("ok", (response) => {
-      response.messages.forEach(record);
-      state.joins.add(response);
-    })
-    .receive("error", (response) => state.joins.add({ error: response }));
-  state.channel = channel;
-  state.until = (seq, ms = 10000) => state.seen.until(() => state.lastSeen >= seq, ms, `seq ${seq}`);
-  return state;
-}
+import { Collector, join, push, suiteServer } from "../harness.mjs";
+import { assertSeenOnceInOrder, range, trackingChannel } from "../longpoll-helpers.mjs";
 
 describe("recovery", () => {
-  const server = new Server({ name: "recovery" });
   let alice;
   let bob;
-
-  before(async () => {
-    await server.start();
-    alice = await server.register();
-    bob = await server.register();
-  });
-  after(() => server.cleanup());
+  const server = suiteServer({ name: "recovery" }, 2, (...users) => ([alice, bob] = users));
 
   test("reconnect after SIGKILL + restart: every seq exactly once, in order, no gaps", async (t) => {
     // The reconnect backoff differs per cycle so that messages posted right
@@ -112,13 +66,7 @@ describe("recovery", () => {
       await tracked.until(posted);
     }
 
-    // Barrier: one more message; per-topic delivery is in seq order, so a
-    // duplicate of anything earlier would have arrived before it.
-    await postOne();
-    await tracked.until(posted);
-    assert.deepEqual(tracked.seqs, range(1, posted), `seqs seen: ${tracked.seqs}`);
-    // Each rejoin asked for exactly what it had seen.
-    for (const params of tracked.paramsSent) assert.equal(typeof params.last_seq, "number");
+    await assertSeenOnceInOrder(tracked, postOne, posted);
   });
 
   test("a socket push acknowledged ok survives SIGKILL", async () => {
