@@ -1,8 +1,9 @@
-// Helpers for the browser tests of confab's web UI: headless Debian
-// Chromium through playwright-core, users registered through the UI, pages
-// that fail the test on any console error or uncaught exception, and
-// screenshots saved to a temporary folder (printed once) for a person to
-// look at.
+// Helpers for the browser tests of confab's web UI: one server and one
+// headless Debian Chromium (through playwright-core) per test file, users
+// registered through the UI each in their own browser context, history
+// seeded through the REST API, pages that fail the test on any console
+// error or uncaught exception, and screenshots saved to a temporary folder
+// (printed once) for a person to look at.
 //
 // Synchronisation is Playwright's auto-waiting locators and `waitFor*`
 // with deadlines; nothing sleeps.
@@ -10,8 +11,9 @@
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
-import { unique } from "../harness.mjs";
+import { Server, unique } from "../harness.mjs";
 
 export const CHROMIUM = process.env.CONFAB_CHROMIUM || "/usr/bin/chromium";
 export const PASSWORD = "correct horse battery";
@@ -57,11 +59,57 @@ export async function launch() {
 }
 
 /**
+ * Starts a server (`serverOptions` as for `Server`) and a browser before the
+ * file's tests and stops both after them. Returns the suite: `server` and
+ * `browser` are set once the tests run.
+ */
+export function suite(serverOptions = {}) {
+  const s = { server: null, browser: null };
+  before(async () => {
+    s.server = await new Server(serverOptions).start();
+    s.browser = await launch();
+  });
+  after(async () => {
+    await s.browser?.close();
+    await s.server?.cleanup();
+  });
+  return s;
+}
+
+/**
+ * A new user registered through the sign-in screen in a fresh browser
+ * context on `server` (`options` as for `openPage` and `registerViaUi`).
+ * Resolves with the page once a topic is open; `page.user` is the account
+ * (`{username, password, displayName}`).
+ */
+export async function signedInPage({ server, browser }, { viewport, colorScheme, path: at, ...account } = {}) {
+  const page = await openPage(browser, server, { viewport, colorScheme, path: at });
+  page.user = await registerViaUi(page, account);
+  return page;
+}
+
+/**
+ * A new public room holding `count` messages posted through the REST API
+ * by a new user, bodies `bodyOf(i)` (the i-th posted, 1-based; with
+ * `concurrency` > 1 the order of seqs may differ from i). Resolves with
+ * `{room, owner}` (owner: `{token, user}`).
+ */
+export async function seedRoom(server, count, { bodyOf = (i) => `message ${i}`, concurrency = 16, prefix = "seed" } = {}) {
+  const owner = await server.register(unique(prefix));
+  const room = await server.createRoom(owner.token, unique(prefix));
+  if (count > 0) await server.postMany(owner.token, room.name, count, { concurrency, bodyOf });
+  return { room, owner };
+}
+
+/**
  * A fresh browser context + page on `server`. Console errors and page
  * errors are collected in `page.problems`; `page.dialogs` collects any
  * alert/confirm/prompt (and dismisses it).
  */
-export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = "light", path: at = "/" } = {}) {
+export async function openPage(browser, server, { viewport, colorScheme, path: at } = {}) {
+  viewport ??= { width: 1280, height: 800 };
+  colorScheme ??= "light";
+  at ??= "/";
   const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url });
   const page = await context.newPage();
   page.problems = [];
