@@ -82,8 +82,8 @@ export function suite(serverOptions = {}) {
  * Resolves with the page once a topic is open; `page.user` is the account
  * (`{username, password, displayName}`).
  */
-export async function signedInPage({ server, browser }, { viewport, colorScheme, path: at, ...account } = {}) {
-  const page = await openPage(browser, server, { viewport, colorScheme, path: at });
+export async function signedInPage({ server, browser }, { viewport, colorScheme, path: at, bypassCSP, ...account } = {}) {
+  const page = await openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP });
   page.user = await registerViaUi(page, account);
   return page;
 }
@@ -104,13 +104,14 @@ export async function seedRoom(server, count, { bodyOf = (i) => `message ${i}`, 
 /**
  * A fresh browser context + page on `server`. Console errors and page
  * errors are collected in `page.problems`; `page.dialogs` collects any
- * alert/confirm/prompt (and dismisses it).
+ * alert/confirm/prompt (and dismisses it). `bypassCSP` lets the test add
+ * its own scripts (the server's policy allows only its own).
  */
-export async function openPage(browser, server, { viewport, colorScheme, path: at } = {}) {
+export async function openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP = false } = {}) {
   viewport ??= { width: 1280, height: 800 };
   colorScheme ??= "light";
   at ??= "/";
-  const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url });
+  const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url, bypassCSP });
   const page = await context.newPage();
   page.problems = [];
   page.dialogs = [];
