@@ -11,6 +11,7 @@
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import assert from "node:assert/strict";
 import { before, after } from "node:test";
 import { chromium } from "playwright-core";
 import { Server, unique } from "../harness.mjs";
@@ -59,31 +60,42 @@ export async function launch() {
 }
 
 /**
- * Starts a server (`serverOptions` as for `Server`) and a browser before the
- * file's tests and stops both after them. Returns the suite: `server` and
- * `browser` are set once the tests run.
+ * Starts a browser and a server (`serverOptions` as for `Server`; null for
+ * none) before the file's tests and stops them after. Returns the suite:
+ * `server` and `browser` are set once the tests run; `startServer(options)`
+ * starts another server that is stopped with the suite.
  */
 export function suite(serverOptions = {}) {
-  const s = { server: null, browser: null };
+  const s = {
+    server: null,
+    browser: null,
+    servers: [],
+    async startServer(options = {}) {
+      const server = new Server(options);
+      s.servers.push(server);
+      return server.start();
+    },
+  };
   before(async () => {
-    s.server = await new Server(serverOptions).start();
     s.browser = await launch();
+    if (serverOptions) s.server = await s.startServer(serverOptions);
   });
   after(async () => {
     await s.browser?.close();
-    await s.server?.cleanup();
+    for (const server of s.servers) await server.cleanup();
   });
   return s;
 }
 
 /**
  * A new user registered through the sign-in screen in a fresh browser
- * context on `server` (`options` as for `openPage` and `registerViaUi`).
+ * context on the suite's server, or on `options.server` (other `options`
+ * as for `openPage` and `registerViaUi`).
  * Resolves with the page once a topic is open; `page.user` is the account
  * (`{username, password, displayName}`).
  */
-export async function signedInPage({ server, browser }, { viewport, colorScheme, path: at, bypassCSP, ...account } = {}) {
-  const page = await openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP });
+export async function signedInPage({ server, browser }, { server: on = server, viewport, colorScheme, path: at, bypassCSP, ...account } = {}) {
+  const page = await openPage(browser, on, { viewport, colorScheme, path: at, bypassCSP });
   page.user = await registerViaUi(page, account);
   return page;
 }
@@ -192,6 +204,52 @@ export async function eventually(fn, { timeout = UI_DEADLINE, what = "a conditio
     if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, interval));
   }
+}
+
+/** Fails unless `seqs` (rendered, in DOM order) are every seq from 1 to n exactly once, in order. */
+export function assertGapless(seqs, n, label) {
+  assert.deepEqual(seqs, Array.from({ length: n }, (_, i) => i + 1), `${label}: seqs in the DOM`);
+}
+
+/** The outbox items `page` keeps in localStorage (messages not yet acknowledged). */
+export function outboxOf(page) {
+  return page.evaluate(() =>
+    Object.entries(localStorage)
+      .filter(([k]) => k.startsWith("confab:outbox:"))
+      .map(([, v]) => JSON.parse(v))
+      .flat(),
+  );
+}
+
+/**
+ * Sends `body` while the server is down; resolves with its row once it
+ * shows as waiting for the connection and is kept in the outbox.
+ */
+export async function sendWhileDown(page, body) {
+  await send(page, body);
+  const pending = page.locator("#message-list li.is-pending", { hasText: body });
+  await pending.waitFor({ timeout: UI_DEADLINE });
+  await pending.getByText("Waiting for connection…").waitFor();
+  const stored = await outboxOf(page);
+  assert.equal(stored.length, 1, "the pending message is kept in localStorage");
+  assert.equal(stored[0].body, body);
+  return pending;
+}
+
+/**
+ * After a crash and restart: lobby holds `total` messages with `body` once,
+ * and `page` shows seqs 1..total with that message once, nothing pending and
+ * an empty outbox. `token` reads lobby through the REST API of `server`.
+ */
+export async function assertDeliveredOnce(page, server, token, { body, total, label }) {
+  const { messages } = await server.messages(token, "lobby", "limit=200");
+  assert.equal(messages.length, total, "the server stored each message once");
+  assert.equal(messages.filter((m) => m.body === body).length, 1);
+  await eventually(async () => (await renderedSeqs(page)).length === total, { what: `${total} rendered messages` });
+  assertGapless(await renderedSeqs(page), total, label);
+  assert.equal(await messageRow(page, body).count(), 1);
+  assert.equal(await page.locator("#message-list li.is-pending").count(), 0);
+  assert.deepEqual(await outboxOf(page), [], "the outbox is empty once delivered");
 }
 
 /** Fails if the page logged errors or opened a JS dialog. */

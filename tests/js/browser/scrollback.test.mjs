@@ -82,23 +82,39 @@ function allSeqs() {
   return Array.from({ length: MESSAGES }, (_, i) => i + 1);
 }
 
-test("each wheel turn moves back about one turn's height, keeping the place, until the first message", async (t) => {
-  const { room } = await H.seedRoom(s.server, MESSAGES);
-  const page = await openRoom(room);
+/**
+ * Turns the wheel up `turns` times a step (without waiting in between)
+ * until the first message is at the top, and after each step, once the
+ * pane is at rest, calls `check` with `{before, after, moved, lowest,
+ * where}`: the topmost message before and after, how far the old topmost
+ * moved down, the lowest seq loaded, and a description for messages.
+ * Resolves with the topmost seq before each step.
+ */
+async function scrollBack(page, turns, check) {
   const trace = [];
-  for (let turn = 0; turn < 200; turn++) {
+  for (let step = 1; step <= 200; step++) {
     const before = await topmost(page);
     trace.push(before.seq);
-    if (before.scrollTop === 0 && (await H.renderedSeqs(page))[0] === 1) break;
-    await page.mouse.wheel(0, -TURN);
+    if (before.scrollTop === 0 && (await H.renderedSeqs(page))[0] === 1) return trace;
+    for (let i = 0; i < turns; i++) await page.mouse.wheel(0, -TURN);
     await settled(page);
     const after = await topmost(page);
     const moved = (await offsetOf(page, before.seq)) - before.offset;
-    const where = `turn ${turn + 1}: topmost ${before.seq} → ${after.seq}, the old topmost moved ${moved} px; topmost so far ${trace.join(" ")}`;
+    const lowest = (await H.renderedSeqs(page))[0];
+    const where = `step ${step}: topmost ${before.seq} → ${after.seq}, the old topmost moved ${moved} px, scrollTop ${after.scrollTop}, lowest loaded ${lowest}; topmost so far ${trace.join(" ")}`;
+    check({ before, after, moved, lowest, where });
+  }
+  return trace;
+}
+
+test("each wheel turn moves back about one turn's height, keeping the place, until the first message", async (t) => {
+  const { room } = await H.seedRoom(s.server, MESSAGES);
+  const page = await openRoom(room);
+  const trace = await scrollBack(page, 1, ({ before, after, moved, where }) => {
     assert.ok(moved >= -1 && moved <= TURN + SLOP, `a turn moves the view by at most ${TURN} px — ${where}`);
     assert.ok(moved > 0, `the view does not stall — ${where}`);
     assert.ok(after.seq <= before.seq && before.seq - after.seq <= PAGE, `never more than a page back — ${where}`);
-  }
+  });
   t.diagnostic(`topmost message before each turn: ${trace.join(" ")}`);
   assert.deepEqual(await H.renderedSeqs(page), allSeqs(), `history loaded to the first message; topmost seen: ${trace.join(" ")}`);
   assert.equal(await page.locator("#history-start").isVisible(), true);
@@ -110,21 +126,11 @@ test("each wheel turn moves back about one turn's height, keeping the place, unt
 test("bursts of fast wheel turns never leave the view stuck at the top with older messages not loaded", async (t) => {
   const { room } = await H.seedRoom(s.server, MESSAGES);
   const page = await openRoom(room);
-  const trace = [];
-  for (let burst = 0; burst < 100; burst++) {
-    const before = await topmost(page);
-    trace.push(before.seq);
-    if (before.scrollTop === 0 && (await H.renderedSeqs(page))[0] === 1) break;
-    for (let i = 0; i < 6; i++) await page.mouse.wheel(0, -TURN);
-    await settled(page);
-    const after = await topmost(page);
-    const lowest = (await H.renderedSeqs(page))[0];
-    const where = `burst ${burst + 1}: topmost ${before.seq} → ${after.seq}, scrollTop ${after.scrollTop}, lowest loaded ${lowest}; topmost so far ${trace.join(" ")}`;
+  const trace = await scrollBack(page, 6, ({ before, after, moved, lowest, where }) => {
     assert.ok(!(after.scrollTop < 10 && lowest > 1), `stuck at the top with older messages not loaded — ${where}`);
-    assert.ok(after.seq < before.seq, `the burst moved the view — ${where}`);
-    const moved = (await offsetOf(page, before.seq)) - before.offset;
+    assert.ok(moved > 0, `the burst moved the view — ${where}`);
     assert.ok(moved <= 6 * TURN + SLOP, `a burst moves the view by at most what was turned — ${where}`);
-  }
+  });
   t.diagnostic(`topmost message before each burst of six turns: ${trace.join(" ")}`);
   assert.deepEqual(await H.renderedSeqs(page), allSeqs(), `history loaded to the first message; topmost seen: ${trace.join(" ")}`);
   H.assertClean(page);
