@@ -8,8 +8,16 @@
 // Rendering is keyed: each row (day, divider, message by seq, pending by
 // client_id) keeps its element while its content is unchanged, so focus and
 // scroll position survive updates. The scroll position sticks to the
-// bottom when it was there, and stays on the same message when older
-// history is put above.
+// bottom when it was there, and otherwise stays on the message the reader
+// was looking at: the topmost message row on screen keeps its offset from
+// the top of the pane across every render (never a day separator or the
+// "new" divider, which move when older history is put above them).
+//
+// Scroll-back loads one page per approach to the top: coming within
+// LOAD_OLDER_PX of the top loads a page, a page in flight blocks another,
+// and the next one is armed when the reader leaves that zone, or at once
+// when the page lands and the reader is still in it (so the view never
+// stays at the top with older history not loaded).
 
 import { h, byId, clear, icon, show } from "./dom.js";
 import * as format from "./format.js";
@@ -37,6 +45,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
   let readAtOpen = null; // the read position when the topic was opened, if it had unread messages
   let positioned = false; // scrolled to the first unread message or the bottom once loaded
   let unseenBelow = false;
+  let olderArmed = true; // reaching the top zone loads a page
 
   jump.append(icon("down"), h("span", { id: "jump-text" }, "Jump to latest"));
 
@@ -47,13 +56,18 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
   });
   scroller.addEventListener("scroll", () => {
     if (!topic) return;
-    if (scroller.scrollTop < LOAD_OLDER_PX) loadOlder(false);
+    if (!nearTop()) olderArmed = true;
+    else if (olderArmed) loadOlder(false);
     if (atBottom()) {
       unseenBelow = false;
       chat.markRead(topic);
     }
     updateJump();
   }, { passive: true });
+
+  function nearTop() {
+    return scroller.scrollTop < LOAD_OLDER_PX;
+  }
 
   function atBottom() {
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
@@ -72,19 +86,30 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     byId("jump-text").textContent = unseenBelow ? "New messages" : "Jump to latest";
   }
 
+  /** Loads one page of older history (the button always may; scrolling only when armed). */
   async function loadOlder(byButton) {
     const t = topic;
     if (!t || t.loadingOlder || !chat.hasOlder(t) || t.joinState !== "joined") return;
+    olderArmed = false;
+    let failed = false;
     try {
       await chat.loadOlder(t);
-      if (byButton && t === topic) {
-        // Keep keyboard users in place: focus the button again if there is more.
-        if (chat.hasOlder(t)) loadOlderBtn.focus();
-        else scroller.focus();
-      }
     } catch (error) {
+      failed = true;
       toast(`Could not load older messages: ${format.reasonText(error.message)}`);
     }
+    if (t !== topic) return;
+    if (byButton) {
+      // Keep keyboard users where they were: the button (hidden while loading) gets the focus back
+      // if there is more, without scrolling the view away from the message being read.
+      if (chat.hasOlder(t)) loadOlderBtn.focus({ preventScroll: true });
+      else scroller.focus({ preventScroll: true });
+      olderArmed = !nearTop();
+      return;
+    }
+    // Landed with the reader still at the top: the next page is due now (a failure waits for the reader).
+    olderArmed = !failed || !nearTop();
+    if (!failed && nearTop()) loadOlder(false);
   }
 
   // ------------------------------------------------------------- rows
@@ -353,7 +378,9 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     const t = topic;
     if (!t) return;
     const stick = atBottom();
-    const anchor = stick ? null : firstVisibleRow();
+    // By key: a row whose look changes (the first message of a day becomes a continuation) is rebuilt.
+    const anchor = stick ? null : anchorRow();
+    const anchorKey = anchor ? anchor.__key : null;
     const anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
 
     const wanted = computeRows(t);
@@ -364,6 +391,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       if (!el || el.__version !== row.version) {
         el = row.build();
         el.__version = row.version;
+        el.__key = row.key;
         rows.set(row.key, el);
       }
       keys.add(row.key);
@@ -412,8 +440,8 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       }
     } else if (stick) {
       scroller.scrollTop = scroller.scrollHeight;
-    } else if (anchor && anchor.isConnected) {
-      scroller.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    } else if (anchorKey && rows.get(anchorKey)) {
+      scroller.scrollTop += rows.get(anchorKey).getBoundingClientRect().top - anchorTop;
       if (detail.appended) unseenBelow = true;
     }
     updateJump();
@@ -424,12 +452,20 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     }
   }
 
-  function firstVisibleRow() {
+  /**
+   * The row whose place on screen a render keeps: the topmost message row
+   * at least partly visible (separators move when history is put above
+   * them), else the first visible row of any kind.
+   */
+  function anchorRow() {
     const top = scroller.getBoundingClientRect().top;
+    let fallback = null;
     for (const el of list.children) {
-      if (el.getBoundingClientRect().bottom > top) return el;
+      if (el.getBoundingClientRect().bottom <= top) continue;
+      if (el.classList.contains("msg")) return el;
+      fallback ??= el;
     }
-    return null;
+    return fallback;
   }
 
   function renderTyping() {
@@ -455,6 +491,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       if (!t) return;
       readAtOpen = t.lastSeq > t.readPos ? t.readPos : null;
       positioned = false;
+      olderArmed = true;
       render({});
       renderTyping();
     },

@@ -11,6 +11,7 @@ const FIELDS = ["username", "display_name", "password"];
 export function mountSignin({ onSignedIn }) {
   const root = byId("signin");
   const form = byId("signin-form");
+  const panel = byId("signin-panel");
   const tabLogin = byId("tab-login");
   const tabRegister = byId("tab-register");
   const submit = byId("signin-submit");
@@ -30,7 +31,7 @@ export function mountSignin({ onSignedIn }) {
     tabRegister.setAttribute("aria-selected", String(register));
     tabLogin.tabIndex = register ? -1 : 0;
     tabRegister.tabIndex = register ? 0 : -1;
-    form.setAttribute("aria-labelledby", register ? "tab-register" : "tab-login");
+    panel.setAttribute("aria-labelledby", register ? "tab-register" : "tab-login");
     show(byId("field-display-name"), register);
     show(byId("f-username-hint"), register);
     show(byId("f-password-hint"), register);

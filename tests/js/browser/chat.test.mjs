@@ -2,32 +2,20 @@
 // sign-in screen, see each other online, exchange messages, and a reload
 // keeps the history.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
+const s = H.suite();
 
 test("two users see each other online in lobby, exchange messages, and a reload keeps history", async () => {
-  const a = await H.openPage(browser, server);
+  const a = await H.openPage(s.browser, s.server);
   await a.getByRole("tab", { name: "Sign in" }).waitFor();
   await H.screenshot(a, "01-sign-in");
   const alice = await H.registerViaUi(a, { displayName: "Alice Adams" });
 
-  const b = await H.openPage(browser, server, { colorScheme: "dark" });
-  const bob = await H.registerViaUi(b, { displayName: "Bob Brown" });
+  const b = await H.signedInPage(s, { displayName: "Bob Brown", colorScheme: "dark" });
+  const bob = b.user;
 
   // Both land in lobby and see each other in its online list.
   for (const page of [a, b]) {
@@ -73,7 +61,7 @@ test("two users see each other online in lobby, exchange messages, and a reload 
 });
 
 test("errors from the server are shown next to the field", async () => {
-  const page = await H.openPage(browser, server);
+  const page = await H.openPage(s.browser, s.server);
   await page.getByRole("tab", { name: "Create account" }).click();
   await page.getByLabel("Username").fill("x");
   await page.getByLabel("Password").fill("short");

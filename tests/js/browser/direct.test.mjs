@@ -2,29 +2,17 @@
 // for B with a rising unread count; opening it clears the count (also on
 // the server).
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
+const s = H.suite();
 
 test("a direct conversation appears for the other person with unread counts that opening clears", async () => {
-  const a = await H.openPage(browser, server);
-  const alice = await H.registerViaUi(a, { displayName: "Alice" });
-  const b = await H.openPage(browser, server);
-  const bob = await H.registerViaUi(b, { displayName: "Bob" });
+  const a = await H.signedInPage(s, { displayName: "Alice" });
+  const alice = a.user;
+  const b = await H.signedInPage(s, { displayName: "Bob" });
+  const bob = b.user;
 
   // A opens the user list and picks B.
   await a.getByRole("button", { name: "Start a direct conversation" }).click();
@@ -58,7 +46,7 @@ test("a direct conversation appears for the other person with unread counts that
   const token = await b.evaluate(() => JSON.parse(localStorage.getItem("confab:session")).token);
   await H.eventually(
     async () => {
-      const { conversations } = await server.expect(200, "GET", "/api/conversations", { token });
+      const { conversations } = await s.server.expect(200, "GET", "/api/conversations", { token });
       return conversations.length === 1 && conversations[0].unread === 0;
     },
     { what: "B's unread count on the server to drop to 0" },
@@ -79,10 +67,9 @@ test("a direct conversation appears for the other person with unread counts that
 });
 
 test("creating a private room marks it with a lock and lets its owner add people", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "Olive Owner" });
-  const b = await H.openPage(browser, server);
-  const bob = await H.registerViaUi(b, { displayName: "Ben" });
+  const a = await H.signedInPage(s, { displayName: "Olive Owner" });
+  const b = await H.signedInPage(s, { displayName: "Ben" });
+  const bob = b.user;
 
   await a.getByRole("button", { name: "Create a room" }).click();
   const dialog = a.getByRole("dialog", { name: "Create a room" });

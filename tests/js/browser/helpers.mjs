@@ -1,8 +1,9 @@
-// Helpers for the browser tests of confab's web UI: headless Debian
-// Chromium through playwright-core, users registered through the UI, pages
-// that fail the test on any console error or uncaught exception, and
-// screenshots saved to a temporary folder (printed once) for a person to
-// look at.
+// Helpers for the browser tests of confab's web UI: one server and one
+// headless Debian Chromium (through playwright-core) per test file, users
+// registered through the UI each in their own browser context, history
+// seeded through the REST API, pages that fail the test on any console
+// error or uncaught exception, and screenshots saved to a temporary folder
+// (printed once) for a person to look at.
 //
 // Synchronisation is Playwright's auto-waiting locators and `waitFor*`
 // with deadlines; nothing sleeps.
@@ -10,8 +11,10 @@
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import assert from "node:assert/strict";
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
-import { unique } from "../harness.mjs";
+import { Server, unique } from "../harness.mjs";
 
 export const CHROMIUM = process.env.CONFAB_CHROMIUM || "/usr/bin/chromium";
 export const PASSWORD = "correct horse battery";
@@ -57,12 +60,70 @@ export async function launch() {
 }
 
 /**
+ * Starts a browser and a server (`serverOptions` as for `Server`; null for
+ * none) before the file's tests and stops them after. Returns the suite:
+ * `server` and `browser` are set once the tests run; `startServer(options)`
+ * starts another server that is stopped with the suite.
+ */
+export function suite(serverOptions = {}) {
+  const s = {
+    server: null,
+    browser: null,
+    servers: [],
+    async startServer(options = {}) {
+      const server = new Server(options);
+      s.servers.push(server);
+      return server.start();
+    },
+  };
+  before(async () => {
+    s.browser = await launch();
+    if (serverOptions) s.server = await s.startServer(serverOptions);
+  });
+  after(async () => {
+    await s.browser?.close();
+    for (const server of s.servers) await server.cleanup();
+  });
+  return s;
+}
+
+/**
+ * A new user registered through the sign-in screen in a fresh browser
+ * context on the suite's server, or on `options.server` (other `options`
+ * as for `openPage` and `registerViaUi`).
+ * Resolves with the page once a topic is open; `page.user` is the account
+ * (`{username, password, displayName}`).
+ */
+export async function signedInPage({ server, browser }, { server: on = server, viewport, colorScheme, path: at, bypassCSP, ...account } = {}) {
+  const page = await openPage(browser, on, { viewport, colorScheme, path: at, bypassCSP });
+  page.user = await registerViaUi(page, account);
+  return page;
+}
+
+/**
+ * A new public room holding `count` messages posted through the REST API
+ * by a new user, bodies `bodyOf(i)` (the i-th posted, 1-based; with
+ * `concurrency` > 1 the order of seqs may differ from i). Resolves with
+ * `{room, owner}` (owner: `{token, user}`).
+ */
+export async function seedRoom(server, count, { bodyOf = (i) => `message ${i}`, concurrency = 16, prefix = "seed" } = {}) {
+  const owner = await server.register(unique(prefix));
+  const room = await server.createRoom(owner.token, unique(prefix));
+  if (count > 0) await server.postMany(owner.token, room.name, count, { concurrency, bodyOf });
+  return { room, owner };
+}
+
+/**
  * A fresh browser context + page on `server`. Console errors and page
  * errors are collected in `page.problems`; `page.dialogs` collects any
- * alert/confirm/prompt (and dismisses it).
+ * alert/confirm/prompt (and dismisses it). `bypassCSP` lets the test add
+ * its own scripts (the server's policy allows only its own).
  */
-export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = "light", path: at = "/" } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url });
+export async function openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP = false } = {}) {
+  viewport ??= { width: 1280, height: 800 };
+  colorScheme ??= "light";
+  at ??= "/";
+  const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url, bypassCSP });
   const page = await context.newPage();
   page.problems = [];
   page.dialogs = [];
@@ -143,6 +204,52 @@ export async function eventually(fn, { timeout = UI_DEADLINE, what = "a conditio
     if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, interval));
   }
+}
+
+/** Fails unless `seqs` (rendered, in DOM order) are every seq from 1 to n exactly once, in order. */
+export function assertGapless(seqs, n, label) {
+  assert.deepEqual(seqs, Array.from({ length: n }, (_, i) => i + 1), `${label}: seqs in the DOM`);
+}
+
+/** The outbox items `page` keeps in localStorage (messages not yet acknowledged). */
+export function outboxOf(page) {
+  return page.evaluate(() =>
+    Object.entries(localStorage)
+      .filter(([k]) => k.startsWith("confab:outbox:"))
+      .map(([, v]) => JSON.parse(v))
+      .flat(),
+  );
+}
+
+/**
+ * Sends `body` while the server is down; resolves with its row once it
+ * shows as waiting for the connection and is kept in the outbox.
+ */
+export async function sendWhileDown(page, body) {
+  await send(page, body);
+  const pending = page.locator("#message-list li.is-pending", { hasText: body });
+  await pending.waitFor({ timeout: UI_DEADLINE });
+  await pending.getByText("Waiting for connection…").waitFor();
+  const stored = await outboxOf(page);
+  assert.equal(stored.length, 1, "the pending message is kept in localStorage");
+  assert.equal(stored[0].body, body);
+  return pending;
+}
+
+/**
+ * After a crash and restart: lobby holds `total` messages with `body` once,
+ * and `page` shows seqs 1..total with that message once, nothing pending and
+ * an empty outbox. `token` reads lobby through the REST API of `server`.
+ */
+export async function assertDeliveredOnce(page, server, token, { body, total, label }) {
+  const { messages } = await server.messages(token, "lobby", "limit=200");
+  assert.equal(messages.length, total, "the server stored each message once");
+  assert.equal(messages.filter((m) => m.body === body).length, 1);
+  await eventually(async () => (await renderedSeqs(page)).length === total, { what: `${total} rendered messages` });
+  assertGapless(await renderedSeqs(page), total, label);
+  assert.equal(await messageRow(page, body).count(), 1);
+  assert.equal(await page.locator("#message-list li.is-pending").count(), 0);
+  assert.deepEqual(await outboxOf(page), [], "the outbox is empty once delivered");
 }
 
 /** Fails if the page logged errors or opened a JS dialog. */

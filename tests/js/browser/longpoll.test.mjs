@@ -32,8 +32,8 @@ import * as H from "./helpers.mjs";
 
 const FALLBACK_KEY = "phx:fallback:LongPoll";
 
+const s = H.suite(null);
 let server;
-let browser;
 let proxy; // refuses WebSocket upgrades with 403
 let hangProxy; // never answers WebSocket upgrades
 
@@ -59,30 +59,20 @@ before(async () => {
     CONFAB_ALLOWED_ORIGINS: [server.port, proxy.port, hangProxy.port].map((p) => `http://127.0.0.1:${p}`).join(","),
   };
   await server.start();
-  browser = await H.launch();
 });
 
 after(async () => {
-  await browser?.close();
   await proxy?.close();
   await hangProxy?.close();
   await server?.cleanup();
 });
 
-/** What `H.openPage` needs to load the UI through a proxy. */
+/** What `H.openPage` and `H.signedInPage` need to load the UI through a proxy. */
 const via = (p) => ({ url: `http://127.0.0.1:${p.port}` });
 
 const fallbackFlag = (page) => page.evaluate((key) => sessionStorage.getItem(key), FALLBACK_KEY);
 
 const tokenOf = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("confab:session")).token);
-
-const outboxOf = (page) =>
-  page.evaluate(() =>
-    Object.entries(localStorage)
-      .filter(([k]) => k.startsWith("confab:outbox:"))
-      .map(([, v]) => JSON.parse(v))
-      .flat(),
-  );
 
 /** Waits until `page` lists exactly `people` online in lobby. */
 async function seesOnline(page, people) {
@@ -93,14 +83,9 @@ async function seesOnline(page, people) {
   });
 }
 
-/** Every seq from 1 to n exactly once, in order. */
-function assertGapless(seqs, n, label) {
-  assert.deepEqual(seqs, Array.from({ length: n }, (_, i) => i + 1), `${label}: seqs in the DOM`);
-}
-
 test("with WebSockets refused the UI long-polls: chat both ways, presence, and no loss across a server crash", async () => {
-  const a = await H.openPage(browser, via(proxy));
-  const lola = await H.registerViaUi(a, { displayName: "Lola Longpoll" });
+  const a = await H.signedInPage(s, { server: via(proxy), displayName: "Lola Longpoll" });
+  const lola = a.user;
 
   // The WebSocket was tried, refused, and LongPoll took over and was remembered.
   await H.eventually(async () => (await fallbackFlag(a)) === "true", { what: `sessionStorage ${FALLBACK_KEY}` });
@@ -109,8 +94,8 @@ test("with WebSockets refused the UI long-polls: chat both ways, presence, and n
   assert.ok(proxy.requests.items.includes("GET /socket/longpoll"), "LongPoll GETs went through the proxy");
   const upgradesAfterFallback = proxy.upgrades.items.length;
 
-  const b = await H.openPage(browser, server);
-  const wes = await H.registerViaUi(b, { displayName: "Wes Websocket" });
+  const b = await H.signedInPage(s, { server, displayName: "Wes Websocket" });
+  const wes = b.user;
   assert.equal(await fallbackFlag(b), null, "the direct page stays on its WebSocket");
 
   // Presence of both, on both sides.
@@ -133,13 +118,7 @@ test("with WebSockets refused the UI long-polls: chat both ways, presence, and n
   assert.match(await banner.textContent(), /\(long-polling\)/);
 
   // Written while the server is gone: pending, not lost.
-  await H.send(a, "written while the server was down");
-  const pending = a.locator("#message-list li.is-pending", { hasText: "written while the server was down" });
-  await pending.waitFor({ timeout: H.UI_DEADLINE });
-  await pending.getByText("Waiting for connection…").waitFor();
-  const stored = await outboxOf(a);
-  assert.equal(stored.length, 1, "the pending message is kept in localStorage");
-  assert.equal(stored[0].body, "written while the server was down");
+  const pending = await H.sendWhileDown(a, "written while the server was down");
   await H.screenshot(a, "31-longpoll-reconnecting");
 
   // Restart on the same port and data directory; Wes posts through REST at once.
@@ -155,16 +134,9 @@ test("with WebSockets refused the UI long-polls: chat both ways, presence, and n
   await H.messageRow(b, "written while the server was down").waitFor({ timeout: H.UI_DEADLINE });
 
   // 2 before + 1 from Lola + 5 from Wes = 8 messages, each stored and shown once, in order.
-  const { messages } = await server.messages(wesToken, "lobby", "limit=200");
-  assert.equal(messages.length, 8, "the server stored each message once");
-  assert.equal(messages.filter((m) => m.body === "written while the server was down").length, 1);
-  await H.eventually(async () => (await H.renderedSeqs(a)).length === 8, { what: "8 rendered messages" });
-  assertGapless(await H.renderedSeqs(a), 8, "long-polling page after the restart");
-  assert.equal(await H.messageRow(a, "written while the server was down").count(), 1);
-  assert.equal(await a.locator("#message-list li.is-pending").count(), 0);
-  assert.deepEqual(await outboxOf(a), [], "the outbox is empty once delivered");
+  await H.assertDeliveredOnce(a, server, wesToken, { body: "written while the server was down", total: 8, label: "long-polling page after the restart" });
   await H.eventually(async () => (await H.renderedSeqs(b)).length === 8, { what: "8 rendered messages for Wes" });
-  assertGapless(await H.renderedSeqs(b), 8, "WebSocket page after the restart");
+  H.assertGapless(await H.renderedSeqs(b), 8, "WebSocket page after the restart");
 
   // Both are back online, and the long-polling page never tried the WebSocket again.
   await seesOnline(a, [lola, wes]);
@@ -180,8 +152,7 @@ test("with WebSockets refused the UI long-polls: chat both ways, presence, and n
 });
 
 test("a reload after the fallback goes straight to LongPoll", async () => {
-  const a = await H.openPage(browser, via(proxy));
-  await H.registerViaUi(a, { displayName: "Rhea Reload" });
+  const a = await H.signedInPage(s, { server: via(proxy), displayName: "Rhea Reload" });
   await H.eventually(async () => (await fallbackFlag(a)) === "true", { what: `sessionStorage ${FALLBACK_KEY}` });
   const upgrades = proxy.upgrades.items.length;
 
@@ -199,15 +170,14 @@ test("a reload after the fallback goes straight to LongPoll", async () => {
 
 test("a WebSocket that never opens, or opens but never answers its ping, falls back after the window", async () => {
   // Never opens: the proxy holds the upgrade forever.
-  const c = await H.openPage(browser, via(hangProxy));
-  await H.registerViaUi(c, { displayName: "Hana Hang" });
+  const c = await H.signedInPage(s, { server: via(hangProxy), displayName: "Hana Hang" });
   await H.eventually(async () => (await fallbackFlag(c)) === "true", { what: "the fallback from a hanging upgrade" });
   assert.ok(hangProxy.upgrades.items.includes("/socket/websocket"));
   await H.send(c, "through a hanging proxy");
   await H.messageRow(c, "through a hanging proxy").waitFor({ timeout: H.UI_DEADLINE });
 
   // Opens (mocked) but nothing answers: the client pinged it, then fell back.
-  const d = await H.openPage(browser, server);
+  const d = await H.openPage(s.browser, server);
   const mocked = [];
   await d.routeWebSocket(/\/socket\/websocket/, (ws) => {
     ws.onMessage((message) => mocked.push(String(message)));

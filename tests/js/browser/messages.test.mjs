@@ -3,29 +3,16 @@
 // screen-reader announcement of new messages, and scroll-back that loads
 // older history on demand without gaps or duplicates.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, unique } from "../harness.mjs";
+import { unique } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
+const s = H.suite();
 
 test("own messages can be edited and deleted; others see the change", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "Edith" });
-  const b = await H.openPage(browser, server);
-  await H.registerViaUi(b, { displayName: "Watcher" });
+  const a = await H.signedInPage(s, { displayName: "Edith" });
+  const b = await H.signedInPage(s, { displayName: "Watcher" });
 
   await H.send(a, "first draft");
   await H.messageRow(b, "first draft").waitFor({ timeout: H.UI_DEADLINE });
@@ -71,8 +58,7 @@ test("own messages can be edited and deleted; others see the change", async () =
 });
 
 test("the composer refuses bodies over the limit and shows a counter", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a);
+  const a = await H.signedInPage(s);
   const box = a.locator("#composer-input");
   const send = a.getByRole("button", { name: "Send message" });
   assert.equal(await send.isDisabled(), true, "nothing to send yet");
@@ -102,7 +88,7 @@ test("the composer refuses bodies over the limit and shows a counter", async () 
 });
 
 test("until a room is open the composer is disabled, so nothing typed after sign-in is lost", async () => {
-  const a = await H.openPage(browser, server);
+  const a = await H.openPage(s.browser, s.server);
   // Hold the room list back until the test lets it through.
   let requested;
   let release;
@@ -134,10 +120,8 @@ test("until a room is open the composer is disabled, so nothing typed after sign
 });
 
 test("typing shows for the others and new messages are announced", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "Tina Typer" });
-  const b = await H.openPage(browser, server);
-  await H.registerViaUi(b, { displayName: "Lena Listener" });
+  const a = await H.signedInPage(s, { displayName: "Tina Typer" });
+  const b = await H.signedInPage(s, { displayName: "Lena Listener" });
   await b.locator("#online-list").getByText("Tina Typer").waitFor({ timeout: H.UI_DEADLINE });
 
   await a.locator("#composer-input").pressSequentially("hello the", { delay: 20 });
@@ -156,12 +140,9 @@ test("typing shows for the others and new messages are announced", async () => {
 });
 
 test("scrolling up loads older history, every message once and in order", async () => {
-  const owner = await server.register(unique("hist"));
-  const room = await server.createRoom(owner.token, unique("history"));
-  await server.postMany(owner.token, room.name, 130, { concurrency: 1, bodyOf: (i) => `history message ${i}` });
+  const { room } = await H.seedRoom(s.server, 130, { concurrency: 1, bodyOf: (i) => `history message ${i}`, prefix: "history" });
 
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a);
+  const a = await H.signedInPage(s);
   await a.goto(`/r/${room.name}`);
   await H.messageRow(a, "history message 130").waitFor({ timeout: H.UI_DEADLINE });
   const first = await H.renderedSeqs(a);

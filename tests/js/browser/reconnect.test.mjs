@@ -4,56 +4,32 @@
 // and what B posted through the REST API meanwhile fills in with no gap and
 // no duplicate. A pending message also survives a page reload.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
-
-/** Every seq from 1 to n exactly once, in order. */
-function assertGapless(seqs, n, label) {
-  assert.deepEqual(seqs, Array.from({ length: n }, (_, i) => i + 1), `${label}: seqs in the DOM`);
-}
+const s = H.suite();
 
 test("a message written while the server is down is delivered once after it restarts, with no gap", async () => {
-  const bob = await server.register(undefined);
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "Alice" });
+  const bob = await s.server.register(undefined);
+  const a = await H.signedInPage(s, { displayName: "Alice" });
   await H.send(a, "before the crash");
   await H.messageRow(a, "before the crash").waitFor({ timeout: H.UI_DEADLINE });
-  await server.postMessage(bob.token, "lobby", "bob before the crash");
+  await s.server.postMessage(bob.token, "lobby", "bob before the crash");
   await H.messageRow(a, "bob before the crash").waitFor({ timeout: H.UI_DEADLINE });
 
-  await server.kill();
+  await s.server.kill();
   const banner = a.locator("#banner");
   await banner.filter({ hasText: "Reconnecting" }).waitFor({ state: "visible", timeout: H.UI_DEADLINE });
 
   // A writes while the server is gone: the message is pending, not lost.
-  await H.send(a, "written while the server was down");
-  const pending = a.locator("#message-list li.is-pending", { hasText: "written while the server was down" });
-  await pending.waitFor({ timeout: H.UI_DEADLINE });
-  await pending.getByText("Waiting for connection…").waitFor();
-  const stored = await a.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith("confab:outbox:")).map(([, v]) => JSON.parse(v)).flat());
-  assert.equal(stored.length, 1, "the pending message is kept in localStorage");
-  assert.equal(stored[0].body, "written while the server was down");
+  const pending = await H.sendWhileDown(a, "written while the server was down");
   await H.screenshot(a, "20-reconnecting-pending");
 
   // Restart on the same port and data directory; B posts through REST at once.
-  await server.start();
+  await s.server.start();
   const bobBodies = Array.from({ length: 5 }, (_, i) => `bob while alice was away ${i + 1}`);
-  for (const body of bobBodies) await server.postMessage(bob.token, "lobby", body);
+  for (const body of bobBodies) await s.server.postMessage(bob.token, "lobby", body);
 
   await banner.waitFor({ state: "hidden", timeout: 20000 });
   await pending.waitFor({ state: "detached", timeout: H.UI_DEADLINE });
@@ -61,24 +37,15 @@ test("a message written while the server is down is delivered once after it rest
   for (const body of bobBodies) await H.messageRow(a, body).waitFor({ timeout: H.UI_DEADLINE });
 
   // 2 before + 5 from B + 1 from A = 8 messages, every seq once, in order.
-  const { messages } = await server.messages(bob.token, "lobby", "limit=200");
-  assert.equal(messages.length, 8, "the server stored each message once");
-  assert.equal(messages.filter((m) => m.body === "written while the server was down").length, 1);
-  await H.eventually(async () => (await H.renderedSeqs(a)).length === 8, { what: "8 rendered messages" });
-  assertGapless(await H.renderedSeqs(a), 8, "after the restart");
-  assert.equal(await H.messageRow(a, "written while the server was down").count(), 1);
-  assert.equal(await a.locator("#message-list li.is-pending").count(), 0);
-  const left = await a.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith("confab:outbox:")).map(([, v]) => JSON.parse(v)).flat());
-  assert.deepEqual(left, [], "the outbox is empty once delivered");
+  await H.assertDeliveredOnce(a, s.server, bob.token, { body: "written while the server was down", total: 8, label: "after the restart" });
   await H.screenshot(a, "21-reconnected");
   H.assertClean(a, "alice");
 });
 
 test("a pending message survives a page reload and is sent once when the socket is back", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "Rita Reload" });
+  const a = await H.signedInPage(s, { displayName: "Rita Reload" });
   const token = await a.evaluate(() => JSON.parse(localStorage.getItem("confab:session")).token);
-  const before = (await server.messages(token, "lobby", "limit=200")).messages.length;
+  const before = (await s.server.messages(token, "lobby", "limit=200")).messages.length;
 
   // From now on the page's sockets reach nothing (they open, but nobody answers),
   // and neither does the LongPoll the UI falls back to when a WebSocket stays mute.
@@ -105,9 +72,9 @@ test("a pending message survives a page reload and is sent once when the socket 
   for (const ws of held) ws.close({ code: 1001, reason: "test lets the socket through" });
   await H.messageRow(a, "typed into a dead connection").waitFor({ timeout: 20000 });
   await pending.waitFor({ state: "detached", timeout: H.UI_DEADLINE });
-  const { messages } = await server.messages(token, "lobby", "limit=200");
+  const { messages } = await s.server.messages(token, "lobby", "limit=200");
   assert.equal(messages.length, before + 1);
   assert.equal(messages.filter((m) => m.body === "typed into a dead connection").length, 1);
-  assertGapless(await H.renderedSeqs(a), messages.length, "after the reload");
+  H.assertGapless(await H.renderedSeqs(a), messages.length, "after the reload");
   H.assertClean(a, "rita");
 });

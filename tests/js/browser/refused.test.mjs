@@ -1,26 +1,16 @@
 // A message the server refuses is shown as failed, never lost: on a server
 // of its own with a lower body limit than the UI knows about.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let browser;
-
-before(async () => {
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const s = H.suite(null);
 
 test("a body the server refuses (a lower configured limit) shows as failed with Retry, Edit and Discard", async () => {
-  const strict = await new Server({ env: { CONFAB_MAX_BODY_CHARS: "20" } }).start();
+  const strict = await s.startServer({ env: { CONFAB_MAX_BODY_CHARS: "20" } });
   try {
-    const a = await H.openPage(browser, strict);
-    await H.registerViaUi(a);
+    const a = await H.signedInPage(s, { server: strict });
     const long = "this is longer than twenty characters";
     await H.send(a, long);
     const failed = a.locator("#message-list li.is-failed", { hasText: long });

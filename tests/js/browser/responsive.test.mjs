@@ -2,28 +2,16 @@
 // toggle, nothing overflows sideways, and the whole flow works from the
 // keyboard; the colour scheme follows the system preference.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
+const s = H.suite();
 
 const PHONE = { width: 375, height: 740 };
 
 test("at phone width the sidebar collapses behind a toggle", async () => {
-  const page = await H.openPage(browser, server, { viewport: PHONE });
+  const page = await H.openPage(s.browser, s.server, { viewport: PHONE });
   await H.screenshot(page, "50-phone-sign-in");
   await H.registerViaUi(page, { displayName: "Pat Phone" });
   await H.send(page, "Typing on a small screen: https://example.com/a/rather/long/link/that/must/wrap/somewhere/nicely");
@@ -56,8 +44,7 @@ test("at phone width the sidebar collapses behind a toggle", async () => {
 });
 
 test("dark scheme at phone width", async () => {
-  const page = await H.openPage(browser, server, { viewport: PHONE, colorScheme: "dark" });
-  await H.registerViaUi(page, { displayName: "Dana Dark" });
+  const page = await H.signedInPage(s, { displayName: "Dana Dark", viewport: PHONE, colorScheme: "dark" });
   await H.send(page, "Night mode looks right.");
   await H.messageRow(page, "Night mode looks right.").waitFor({ timeout: H.UI_DEADLINE });
   const bg = await page.evaluate(() => getComputedStyle(document.querySelector(".main")).backgroundColor);
@@ -70,8 +57,8 @@ test("dark scheme at phone width", async () => {
 });
 
 test("keyboard only: sign in, switch rooms, send", async () => {
-  const first = await H.openPage(browser, server);
-  const user = await H.registerViaUi(first, { displayName: "Kim Keys" });
+  const first = await H.signedInPage(s, { displayName: "Kim Keys" });
+  const user = first.user;
   await first.getByRole("button", { name: "Create a room" }).click();
   const dialog = first.getByRole("dialog", { name: "Create a room" });
   await dialog.getByLabel("Name").fill("keyboard");
@@ -79,7 +66,7 @@ test("keyboard only: sign in, switch rooms, send", async () => {
   await first.locator("#topic-title", { hasText: "keyboard" }).waitFor({ timeout: H.UI_DEADLINE });
   await first.context().close();
 
-  const page = await H.openPage(browser, server);
+  const page = await H.openPage(s.browser, s.server);
   // The username field has focus; Tab moves through the form.
   await H.eventually(() => page.evaluate(() => document.activeElement && document.activeElement.id === "f-username"), { what: "focus in the username field" });
   await page.keyboard.type(user.username);

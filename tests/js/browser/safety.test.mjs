@@ -1,31 +1,17 @@
 // Safe rendering: message bodies and names are text, never HTML; only
 // http(s) links become clickable, and they open without access to the page.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await new Server().start();
-  browser = await H.launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.cleanup();
-});
+const s = H.suite();
 
 const XSS = "<img src=x onerror=alert(1)>";
 
 test("markup in a message is shown literally and never runs", async () => {
-  const a = await H.openPage(browser, server);
-  await H.registerViaUi(a, { displayName: "<b>Mallory</b>" });
-  const b = await H.openPage(browser, server);
-  await H.registerViaUi(b, { displayName: "Victim" });
+  const a = await H.signedInPage(s, { displayName: "<b>Mallory</b>" });
+  const b = await H.signedInPage(s, { displayName: "Victim" });
 
   await H.send(a, XSS);
   for (const page of [a, b]) {
@@ -51,7 +37,7 @@ test("markup in a message is shown literally and never runs", async () => {
 
   // An edit with markup is text as well (the edited body is rendered the same way).
   const token = await a.evaluate(() => JSON.parse(localStorage.getItem("confab:session")).token);
-  await server.postMessage(token, "lobby", '"><svg onload=alert(4)>');
+  await s.server.postMessage(token, "lobby", '"><svg onload=alert(4)>');
   await H.messageRow(b, '"><svg onload=alert(4)>').waitFor({ timeout: H.UI_DEADLINE });
   assert.equal(await b.locator("#message-list svg:not(.icon)").count(), 0);
 

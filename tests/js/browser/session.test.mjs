@@ -2,32 +2,18 @@
 // the current one (the socket params are re-read on every connect); a
 // refused token (revoked, expired) sends the user back to sign-in.
 
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server } from "../harness.mjs";
 import * as H from "./helpers.mjs";
 
-let browser;
-const servers = [];
-
-after(async () => {
-  await browser?.close();
-  for (const server of servers) await server.cleanup();
-});
-
-async function start(env = {}) {
-  const server = await new Server({ env }).start();
-  servers.push(server);
-  browser ??= await H.launch();
-  return server;
-}
+const s = H.suite(null);
 
 const storedToken = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("confab:session") || "null")?.token ?? null);
 
 test("a revoked token sends the user back to sign-in", async () => {
-  const server = await start();
-  const page = await H.openPage(browser, server);
-  const user = await H.registerViaUi(page, { displayName: "Rev Oked" });
+  const server = await s.startServer();
+  const page = await H.signedInPage(s, { server, displayName: "Rev Oked" });
+  const user = page.user;
   await page.locator("#online-list").getByText("Rev Oked").waitFor({ timeout: H.UI_DEADLINE });
   const token = await storedToken(page);
 
@@ -45,9 +31,8 @@ test("a revoked token sends the user back to sign-in", async () => {
 });
 
 test("the token is refreshed before it expires and reconnects use the fresh one", async () => {
-  const server = await start({ CONFAB_TOKEN_TTL_SECS: "6" });
-  const page = await H.openPage(browser, server);
-  await H.registerViaUi(page, { displayName: "Fresh" });
+  const server = await s.startServer({ env: { CONFAB_TOKEN_TTL_SECS: "6" } });
+  const page = await H.signedInPage(s, { server, displayName: "Fresh" });
   const first = await storedToken(page);
   const exp = JSON.parse(Buffer.from(first.split(".")[1], "base64url")).exp * 1000;
 
