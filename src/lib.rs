@@ -12,7 +12,7 @@
 //! - [`hub`]: subscriptions, presence and fan-out of shared frames.
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
 //! - [`commands`]: the CLI subcommands other than `serve`.
-//! - [`state`], [`error`], [`clock`], [`logging`], [`shutdown`]: shared plumbing.
+//! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
 //! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
@@ -30,6 +30,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod pool_sizes;
+pub mod random;
 pub mod server;
 pub mod shutdown;
 pub mod socket;

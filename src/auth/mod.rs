@@ -7,8 +7,6 @@ pub mod password;
 pub mod throttle;
 pub mod token;
 
-use base64::Engine;
-
 use crate::error::{Error, Result};
 use crate::store::records::UserRecord;
 use crate::store::Store;
@@ -47,24 +45,7 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// `N` bytes from the operating system's random source.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    if let Err(e) = getrandom::fill(&mut buf) {
-        // Without randomness no secret can be made safely: stop loudly.
-        panic!("the operating system's random source failed: {e}");
-    }
-    buf
-}
-
-/// A URL-safe random string made of `bytes` random bytes.
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if let Err(e) = getrandom::fill(&mut buf) {
-        panic!("the operating system's random source failed: {e}");
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
+pub use crate::random::{random_bytes, random_token};
 
 #[cfg(test)]
 mod tests {

@@ -72,7 +72,7 @@ impl super::Store {
             if let Some(existing) = meta.get(JWT_SECRET_KEY)? {
                 return Ok(existing.value().to_vec());
             }
-            let secret = crate::auth::random_bytes::<32>().to_vec();
+            let secret = crate::random::random_bytes::<32>().to_vec();
             meta.insert(JWT_SECRET_KEY, secret.as_slice())?;
             Ok(secret)
         })

@@ -15,7 +15,7 @@ pub fn create(tx: &WriteTransaction, name: &str) -> Result<u64> {
     let id = next_id(tx, "next_topic_id")?;
     let record = TopicRecord {
         name: name.to_string(),
-        epoch: crate::auth::random_token(9),
+        epoch: crate::random::random_token(9),
         created_at: clock::now_ms(),
     };
     tx.open_table(TOPICS)?
