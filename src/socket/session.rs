@@ -172,7 +172,13 @@ impl Session {
                         Some(Ok(Message::Close(frame))) => {
                             // Echo the peer's close (RFC 6455 §5.5.1), then end.
                             let echo = [Message::Close(frame.map(|f| CloseFrame { code: f.code, reason: "".into() }))];
-                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, ws.send_all(&echo))).await;
+                            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+                            Box::pin(async {
+                                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, ws.send_all(&echo)).await {
+                                    ws.finish(deadline).await;
+                                }
+                            })
+                            .await;
                             break None;
                         }
                         Some(Err(ReadError::Wire(WireError::TooBig))) => break Some(Closing::TOO_BIG),
@@ -212,11 +218,15 @@ impl Session {
                 code: CloseCode::from(closing.code),
                 reason: closing.reason.into(),
             };
-            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
-                if ws.send_all(&[Message::Close(Some(frame))]).await.is_ok() {
-                    ws.finish().await;
+            // Both the close frame and the wait for the peer's answer are
+            // bounded; `finish` then ends our side with a FIN.
+            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+            Box::pin(async {
+                let close = [Message::Close(Some(frame))];
+                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, ws.send_all(&close)).await {
+                    ws.finish(deadline).await;
                 }
-            }))
+            })
             .await;
         }
         self.leave_all();

@@ -32,6 +32,9 @@ pub struct WsStream {
     /// Set once the peer closed the TCP stream or sent bad bytes; reported
     /// after the messages that came before it.
     ended: Option<Option<ReadError>>,
+    /// Set once nothing more is to be read: end of stream, a read error, or
+    /// the peer's close frame handed out.
+    peer_done: bool,
     /// Set while a write has stopped part-way through a frame, and left set
     /// if that write was cancelled (a timeout, a slow-consumer close): the
     /// peer has part of a frame, so nothing more may be written, not even a
@@ -48,6 +51,7 @@ impl WsStream {
             decoder: Decoder::new(max_message),
             ready: Default::default(),
             ended: None,
+            peer_done: false,
             cut_off: false,
         };
         if !early.is_empty() {
@@ -61,6 +65,7 @@ impl WsStream {
     pub async fn next(&mut self) -> Option<Result<Message, ReadError>> {
         loop {
             if let Some(message) = self.ready.pop_front() {
+                self.peer_done |= matches!(message, Message::Close(_));
                 return Some(Ok(message));
             }
             if let Some(ended) = self.ended.take() {
@@ -79,10 +84,16 @@ impl WsStream {
     fn read_available(&mut self) {
         let mut chunk = [0u8; READ_CHUNK];
         match self.tcp.try_read(&mut chunk) {
-            Ok(0) => self.ended = Some(None),
+            Ok(0) => {
+                self.peer_done = true;
+                self.ended = Some(None);
+            }
             Ok(n) => self.feed(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => self.ended = Some(Some(ReadError::Io(e))),
+            Err(e) => {
+                self.peer_done = true;
+                self.ended = Some(Some(ReadError::Io(e)));
+            }
         }
     }
 
@@ -154,15 +165,37 @@ impl WsStream {
         Ok(())
     }
 
-    /// After our close frame: tells the peer no more data comes, then waits
-    /// (bounded by the caller) for its close frame or end of stream, so the
-    /// kernel does not reset the connection over unread bytes.
-    pub async fn finish(&mut self) {
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await;
-        while let Some(Ok(message)) = self.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
+    /// After our close frame: reads and throws away what the peer still
+    /// sends (skipping frames, keeping no payload) until its close frame, end
+    /// of stream or `deadline`, then tells the peer no more data comes. So a
+    /// peer still sending when the server closed gets the close frame and a
+    /// FIN, not a reset over unread bytes.
+    pub async fn finish(&mut self, deadline: tokio::time::Instant) {
+        if self.ready.iter().any(|m| matches!(m, Message::Close(_))) {
+            self.peer_done = true;
+        }
+        self.ready = Default::default();
+        let _ = tokio::time::timeout_at(deadline, async {
+            while !self.peer_done {
+                if self.tcp.readable().await.is_err() {
+                    break;
+                }
+                self.discard_available();
             }
+        })
+        .await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await;
+    }
+
+    /// Reads what the kernel has (without waiting), only to find where the
+    /// peer's frames end.
+    fn discard_available(&mut self) {
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.tcp.try_read(&mut chunk) {
+            Ok(0) => self.peer_done = true,
+            Ok(n) => self.peer_done = self.decoder.discard(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.peer_done = true,
         }
     }
 }
