@@ -9,16 +9,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::{Ref, Vsn};
 use super::limits::TokenBucket;
 use super::ws_codec::WireError;
+use super::ws_deflate::Agreed;
 use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
+use crate::hub::broadcast::Broadcast;
 use crate::hub::{CloseReason, ConnTx, Out, Outbox};
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -103,6 +106,9 @@ pub struct Session {
     pub ignores: Arc<HashSet<u64>>,
     /// Whether binary frames may be sent (V2 over WebSocket; never LongPoll).
     pub binary_frames: bool,
+    /// permessage-deflate, if negotiated: broadcasts are then sent as their
+    /// shared compressed bytes.
+    pub deflate: Option<Agreed>,
 }
 
 impl Session {
@@ -121,6 +127,7 @@ impl Session {
             bucket,
             ignores: Arc::default(),
             binary_frames: vsn == Vsn::V2,
+            deflate: None,
         }
     }
 
@@ -262,11 +269,12 @@ impl Session {
                     if broadcast.author.is_some_and(|a| self.ignores.contains(&a)) {
                         continue;
                     }
-                    match broadcast.binary_frame() {
-                        Some(bytes) if self.binary_frames => frames.push(Message::Binary(bytes)),
-                        Some(_) => {}
-                        None => frames.push(Message::Text(broadcast.frame(self.vsn))),
-                    }
+                    let plain = match broadcast.binary_frame() {
+                        Some(bytes) if self.binary_frames => Message::Binary(bytes),
+                        Some(_) => continue,
+                        None => Message::Text(broadcast.frame(self.vsn)),
+                    };
+                    frames.push(self.compressed_ahead(&broadcast, plain));
                 }
                 Out::Eject(topic) => {
                     if let Some(channel) = self.channels.remove(topic.as_ref()) {
@@ -285,6 +293,30 @@ impl Session {
             }
         }
         recheck
+    }
+
+    /// A broadcast as its shared compressed bytes, when this socket
+    /// negotiated permessage-deflate; else `plain`.
+    fn compressed_ahead(&self, broadcast: &Broadcast, plain: Message) -> Message {
+        let Some(agreed) = self.deflate else {
+            return plain;
+        };
+        let opcode = match &plain {
+            Message::Text(_) => OpCode::Data(Data::Text),
+            Message::Binary(_) => OpCode::Data(Data::Binary),
+            _ => return plain,
+        };
+        if !agreed.compresses(plain.len()) {
+            return plain;
+        }
+        match broadcast.deflated(self.vsn) {
+            Some(bytes) => {
+                let mut frame = Frame::message(bytes, opcode, true);
+                frame.header_mut().rsv1 = true;
+                Message::Frame(frame)
+            }
+            None => plain,
+        }
     }
 
     /// Whether the token this socket opened with is still accepted.

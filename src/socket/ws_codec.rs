@@ -20,6 +20,14 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// The header bit of a compressed message (permessage-deflate).
+pub const RSV1: u8 = 0x40;
+
+/// Whether an opcode is text or binary (a message that may be compressed).
+pub fn is_data(opcode: u8) -> bool {
+    matches!(opcode, OP_TEXT | OP_BINARY)
+}
+
 /// Longest header the server writes: 2 bytes plus a 64-bit length.
 pub const MAX_HEADER: usize = 10;
 /// Longest header a client writes: the server's plus a masking key.
@@ -57,6 +65,11 @@ pub struct Decoder {
     discarding: bool,
     /// Set once a close frame was skipped.
     saw_close: bool,
+    /// Whether permessage-deflate was negotiated: RSV1 marks a compressed
+    /// message.
+    inflate: bool,
+    /// Whether the data message under way is compressed.
+    compressed: bool,
 }
 
 /// A frame whose header has been read.
@@ -97,7 +110,15 @@ impl Decoder {
             utf8: Utf8Check::default(),
             discarding: false,
             saw_close: false,
+            inflate: false,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (permessage-deflate was negotiated);
+    /// `max_message` then limits their inflated size.
+    pub fn accept_compressed(&mut self) {
+        self.inflate = true;
     }
 
     /// Feeds bytes read from the client, appending every completed message
@@ -210,10 +231,16 @@ impl Decoder {
 
     /// The framing rules a header must follow.
     fn check(&mut self, header: &Header, length: usize) -> Result<(), WireError> {
-        if header.first & 0x70 != 0 {
+        let is_control = header.opcode & 0x08 != 0;
+        let rsv1 = header.first & 0x40 != 0;
+        if header.first & 0x30 != 0 || (rsv1 && !self.inflate) {
             return Err(WireError::Protocol("reserved bits set"));
         }
-        let is_control = header.opcode & 0x08 != 0;
+        if rsv1 && (is_control || header.opcode == OP_CONTINUATION) {
+            return Err(WireError::Protocol(
+                "RSV1 is only for the first frame of a message",
+            ));
+        }
         match header.opcode {
             OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG => {}
             _ => return Err(WireError::Protocol("unknown opcode")),
@@ -240,6 +267,7 @@ impl Decoder {
             (opcode, None) => {
                 self.message_opcode = Some(opcode);
                 self.utf8 = Utf8Check::default();
+                self.compressed = rsv1;
             }
         }
         if length.saturating_add(self.message.len()) > self.max_message {
@@ -268,7 +296,7 @@ impl Decoder {
         let start = target.len();
         target.extend_from_slice(bytes);
         unmask(&mut target[start..], mask, phase);
-        if !is_control && self.message_opcode == Some(OP_TEXT) {
+        if !is_control && self.message_opcode == Some(OP_TEXT) && !self.compressed {
             self.utf8.feed(&self.message[start..])?;
         }
         Ok(())
@@ -293,7 +321,12 @@ impl Decoder {
             OP_CLOSE => out.push(close_message(&std::mem::take(&mut self.control))?),
             _ if frame.fin => {
                 let opcode = self.message_opcode.take().unwrap_or(OP_BINARY);
-                let payload = std::mem::take(&mut self.message);
+                let mut payload = std::mem::take(&mut self.message);
+                if self.compressed {
+                    payload = super::ws_deflate::inflate(payload, self.max_message)?;
+                    // Checked whole, now that it is text.
+                    self.utf8 = Utf8Check::default();
+                }
                 out.push(data_message(opcode, payload, &self.utf8)?);
             }
             _ => {}
@@ -435,7 +468,8 @@ fn unmask(payload: &mut [u8], mask: [u8; 4], phase: usize) {
     }
 }
 
-/// The opcode and payload bytes of a message the server sends.
+/// The opcode (with RSV1 for a message compressed ahead) and payload bytes
+/// of a message the server sends.
 pub fn outgoing(message: &Message) -> (u8, OutgoingPayload<'_>) {
     match message {
         Message::Text(text) => (OP_TEXT, OutgoingPayload::Borrowed(text.as_bytes())),
@@ -448,10 +482,11 @@ pub fn outgoing(message: &Message) -> (u8, OutgoingPayload<'_>) {
             payload.extend_from_slice(frame.reason.as_bytes());
             (OP_CLOSE, OutgoingPayload::Owned(payload))
         }
-        Message::Frame(frame) => (
-            frame.header().opcode.into(),
-            OutgoingPayload::Borrowed(frame.payload()),
-        ),
+        Message::Frame(frame) => {
+            let opcode: u8 = frame.header().opcode.into();
+            let rsv1 = if frame.header().rsv1 { RSV1 } else { 0 };
+            (opcode | rsv1, OutgoingPayload::Borrowed(frame.payload()))
+        }
     }
 }
 
@@ -470,7 +505,8 @@ impl OutgoingPayload<'_> {
     }
 }
 
-/// Appends the header of an unmasked, final frame to `out`.
+/// Appends the header of an unmasked, final frame to `out`; `opcode` may
+/// carry [`RSV1`].
 pub fn encode_header(opcode: u8, payload_len: usize, out: &mut Vec<u8>) {
     out.push(0x80 | opcode);
     if payload_len < 126 {
@@ -738,6 +774,86 @@ mod tests {
         assert!(decoder.discard(&close[3..]));
         assert!(out.is_empty());
         assert_eq!(decoder.message.capacity(), 0, "skipped bytes are not kept");
+    }
+
+    fn inflating() -> Decoder {
+        let mut decoder = Decoder::new(64 * 1024);
+        decoder.accept_compressed();
+        decoder
+    }
+
+    #[test]
+    fn compressed_messages_when_negotiated() {
+        use crate::socket::ws_deflate::deflate;
+        let text = r#"[null,"1","phoenix","heartbeat",{"pad":"aaaaaaaaaaaaaaaaaaaaaa"}]"#;
+        let compressed = deflate(text.as_bytes()).unwrap();
+        assert!(compressed.len() < text.len());
+        // Not negotiated: RSV1 is a protocol error.
+        assert!(matches!(
+            decode_all(&client_frame(0xC1, &compressed)),
+            Err(WireError::Protocol(_))
+        ));
+        // One frame, and the same compressed bytes in three fragments with
+        // RSV1 on the first only and a ping between.
+        let mut bytes = client_frame(0xC1, &compressed);
+        let (a, rest) = compressed.split_at(3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        bytes.extend(client_frame(0x41, a));
+        bytes.extend(client_frame(0x00, b));
+        bytes.extend(client_frame(0x89, b"mid"));
+        bytes.extend(client_frame(0x80, c));
+        bytes.extend(client_frame(0x81, b"plain"));
+        let binary = deflate(&[1, 2, 3, 4, 5]).unwrap();
+        bytes.extend(client_frame(0xC2, &binary));
+        let mut decoder = inflating();
+        let mut out = Vec::new();
+        decoder.feed(&bytes, &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Message::Text(text.into()),
+                Message::Ping(Bytes::from_static(b"mid")),
+                Message::Text(text.into()),
+                Message::Text("plain".into()),
+                Message::Binary(Bytes::from_static(&[1, 2, 3, 4, 5])),
+            ]
+        );
+        assert_eq!(decoder.message.capacity(), 0, "nothing kept once idle");
+    }
+
+    #[test]
+    fn compressed_messages_break_no_rule() {
+        use crate::socket::ws_deflate::deflate;
+        let feed = |bytes: Vec<u8>| inflating().feed(&bytes, &mut Vec::new());
+        let part = deflate(b"hello").unwrap();
+        // RSV1 on a continuation or a control frame.
+        let mut bytes = client_frame(0x01, b"he");
+        bytes.extend(client_frame(0xC0, b"llo"));
+        assert!(matches!(feed(bytes), Err(WireError::Protocol(_))));
+        assert!(matches!(
+            feed(client_frame(0xC9, b"")),
+            Err(WireError::Protocol(_))
+        ));
+        // RSV2 and RSV3 stay reserved.
+        assert!(matches!(
+            feed(client_frame(0xA1, &part)),
+            Err(WireError::Protocol(_))
+        ));
+        assert!(matches!(
+            feed(client_frame(0x91, &part)),
+            Err(WireError::Protocol(_))
+        ));
+        // The limit applies to the inflated size: a small bomb is too big.
+        let bomb = deflate(&vec![b' '; 1 << 20]).unwrap();
+        assert!(bomb.len() < 64 * 1024);
+        assert_eq!(feed(client_frame(0xC1, &bomb)), Err(WireError::TooBig));
+        // Inflated text must be UTF-8; garbage is no deflate stream.
+        let bad = deflate(b"ok \xff").unwrap();
+        assert_eq!(feed(client_frame(0xC1, &bad)), Err(WireError::BadUtf8));
+        assert!(matches!(
+            feed(client_frame(0xC2, &[0xFF, 0xFF])),
+            Err(WireError::Protocol(_))
+        ));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::io::{self, IoSlice};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::ws_codec::{self, Decoder, WireError};
+use super::ws_codec::{self, Decoder, OutgoingPayload, WireError};
+use super::ws_deflate::{self, Agreed};
 
 /// Bytes read from the kernel per call (on the stack, not kept per socket).
 const READ_CHUNK: usize = 16 * 1024;
@@ -40,19 +41,33 @@ pub struct WsStream {
     /// peer has part of a frame, so nothing more may be written, not even a
     /// close frame. A write cancelled between frames leaves it clear.
     cut_off: bool,
+    /// permessage-deflate, if negotiated: text and binary messages go out
+    /// compressed (unless compressed ahead, shared by many sockets).
+    deflate: Option<Agreed>,
 }
 
 impl WsStream {
     /// Wraps an upgraded connection. `early` holds bytes that arrived with
     /// the upgrade request (a client may send frames right behind it).
-    pub fn new(tcp: TcpStream, early: &[u8], max_message: usize) -> WsStream {
+    /// `deflate` is what permessage-deflate negotiation agreed, if anything.
+    pub fn new(
+        tcp: TcpStream,
+        early: &[u8],
+        max_message: usize,
+        deflate: Option<Agreed>,
+    ) -> WsStream {
+        let mut decoder = Decoder::new(max_message);
+        if deflate.is_some() {
+            decoder.accept_compressed();
+        }
         let mut stream = WsStream {
             tcp,
-            decoder: Decoder::new(max_message),
+            decoder,
             ready: Default::default(),
             ended: None,
             peer_done: false,
             cut_off: false,
+            deflate,
         };
         if !early.is_empty() {
             stream.feed(early);
@@ -128,7 +143,7 @@ impl WsStream {
         let payloads: Vec<_> = frames
             .iter()
             .map(|frame| {
-                let (opcode, payload) = ws_codec::outgoing(frame);
+                let (opcode, payload) = self.outgoing(frame);
                 let before = headers.len();
                 ws_codec::encode_header(opcode, payload.as_slice().len(), &mut headers);
                 total += headers.len() - before + payload.as_slice().len();
@@ -163,6 +178,25 @@ impl WsStream {
             }
         }
         Ok(())
+    }
+
+    /// The opcode and payload of a frame to write, compressed if
+    /// permessage-deflate is on and the message was not compressed ahead.
+    fn outgoing<'a>(&self, frame: &'a Message) -> (u8, OutgoingPayload<'a>) {
+        let (opcode, payload) = ws_codec::outgoing(frame);
+        match self.deflate {
+            Some(agreed)
+                if ws_codec::is_data(opcode) && agreed.compresses(payload.as_slice().len()) =>
+            {
+                match ws_deflate::deflate(payload.as_slice()) {
+                    Some(compressed) => {
+                        (opcode | ws_codec::RSV1, OutgoingPayload::Owned(compressed))
+                    }
+                    None => (opcode, payload),
+                }
+            }
+            _ => (opcode, payload),
+        }
     }
 
     /// After our close frame: reads and throws away what the peer still
@@ -247,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_cut_off_mid_frame_stops_all_later_writes() {
         let (server_side, mut client) = small_buffered_pair().await;
-        let mut ws = WsStream::new(server_side, &[], 1 << 20);
+        let mut ws = WsStream::new(server_side, &[], 1 << 20, None);
 
         // Far larger than both kernel buffers: with the client not reading,
         // the write stalls part-way through the frame and is cancelled.
