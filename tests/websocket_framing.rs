@@ -218,3 +218,32 @@ fn a_client_still_sending_after_an_error_gets_the_close_and_a_fin() {
     }
     assert!(server.is_running());
 }
+
+#[test]
+fn a_close_right_behind_a_bad_frame_ends_the_connection_at_once() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("prompt", "framing-password");
+    let mut socket = RawSocket::open(&server, &token);
+    // The bad frame and the client's close arrive together: the server
+    // skips to the close and needs to wait for nothing more.
+    let mut bytes = frame(0x83, b"reserved opcode");
+    bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+    let started = std::time::Instant::now();
+    socket.send(&bytes);
+    let close = socket.read();
+    assert_eq!(close.opcode, 0x8);
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1002
+    );
+    let mut rest = Vec::new();
+    socket.tcp.read_to_end(&mut rest).expect("a FIN, not a reset");
+    assert!(rest.is_empty());
+    // Well inside the 2 s the server would otherwise wait for the close.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server.is_running());
+}

@@ -205,7 +205,8 @@ impl WsStream {
     /// peer still sending when the server closed gets the close frame and a
     /// FIN, not a reset over unread bytes.
     pub async fn finish(&mut self, deadline: tokio::time::Instant) {
-        if self.ready.iter().any(|m| matches!(m, Message::Close(_))) {
+        // The close may already be decoded, or skipped after an error.
+        if self.ready.iter().any(|m| matches!(m, Message::Close(_))) || self.decoder.discard(&[]) {
             self.peer_done = true;
         }
         self.ready = Default::default();
