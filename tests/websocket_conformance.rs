@@ -820,7 +820,7 @@ fn case_7_close_handling() {
         &[Want::Close(1002)],
     );
     // 7.5.1: a reason that is not UTF-8.
-    let reason = [&"κόσμε".as_bytes()[..], b"\xf4\x90\x80\x80", b"edited"].concat();
+    let reason = ["κόσμε".as_bytes(), b"\xf4\x90\x80\x80", b"edited"].concat();
     case(
         &server,
         &token,

@@ -237,7 +237,10 @@ fn a_close_right_behind_a_bad_frame_ends_the_connection_at_once() {
         1002
     );
     let mut rest = Vec::new();
-    socket.tcp.read_to_end(&mut rest).expect("a FIN, not a reset");
+    socket
+        .tcp
+        .read_to_end(&mut rest)
+        .expect("a FIN, not a reset");
     assert!(rest.is_empty());
     // Well inside the 2 s the server would otherwise wait for the close.
     assert!(
