@@ -24,7 +24,8 @@
 # limit and sockets per user raised, cheap password hashing for set-up);
 # every other setting is the default and can be set as CONFAB_* here.
 #
-# Other knobs: LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
+# Other knobs: LOADGEN_ARGS (extra confab-load options for every run, e.g.
+# --deflate with CONFAB_WEBSOCKET_COMPRESSION=true), LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
 # port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
 # CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
 # FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
@@ -85,6 +86,9 @@ loadgen() {
   local args=("$@" --url "ws://127.0.0.1:$PORT/socket/websocket"
     --server-pid "$SERVER_PID" --threads "$LOADGEN_THREADS"
     --register-prefix loadgen --users 4 --create-rooms)
+  # LOADGEN_ARGS: extra options for every run, e.g. --deflate.
+  # shellcheck disable=SC2206
+  args+=(${LOADGEN_ARGS:-})
   log "confab-load ${args[*]}"
   echo "\$ confab-load ${args[*]}" >>"$log_file"
   local out status=0

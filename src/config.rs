@@ -69,6 +69,7 @@ const KEYS: &[&str] = &[
     "max_http_body_bytes",
     "header_read_timeout_secs",
     "max_frame_bytes",
+    "websocket_compression",
     "max_body_chars",
     "push_burst",
     "push_refill_per_sec",
@@ -124,6 +125,8 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Largest WebSocket frame accepted, in bytes; at least 1024.
     pub max_frame_bytes: usize,
+    /// Offer permessage-deflate (RFC 7692) to WebSocket clients that ask.
+    pub websocket_compression: bool,
     /// Longest message body, in characters; at least 1.
     pub max_body_chars: usize,
     /// Token-bucket burst of client pushes per socket; at least 1.
@@ -178,6 +181,7 @@ impl Default for Config {
             max_http_body_bytes: 1024 * 1024,
             header_read_timeout_secs: 10,
             max_frame_bytes: 64 * 1024,
+            websocket_compression: false,
             max_body_chars: 4000,
             push_burst: 50,
             push_refill_per_sec: 20,
@@ -228,6 +232,7 @@ impl fmt::Debug for Config {
             max_http_body_bytes,
             header_read_timeout_secs,
             max_frame_bytes,
+            websocket_compression,
             max_body_chars,
             push_burst,
             push_refill_per_sec,
@@ -259,6 +264,7 @@ impl fmt::Debug for Config {
             .field("max_http_body_bytes", max_http_body_bytes)
             .field("header_read_timeout_secs", header_read_timeout_secs)
             .field("max_frame_bytes", max_frame_bytes)
+            .field("websocket_compression", websocket_compression)
             .field("max_body_chars", max_body_chars)
             .field("push_burst", push_burst)
             .field("push_refill_per_sec", push_refill_per_sec)
@@ -699,6 +705,7 @@ impl Config {
             "max_http_body_bytes" => self.max_http_body_bytes = parse_int(text)?,
             "header_read_timeout_secs" => self.header_read_timeout_secs = parse_int(text)?,
             "max_frame_bytes" => self.max_frame_bytes = parse_int(text)?,
+            "websocket_compression" => self.websocket_compression = parse_bool(text)?,
             "max_body_chars" => self.max_body_chars = parse_int(text)?,
             "push_burst" => self.push_burst = parse_int(text)?,
             "push_refill_per_sec" => self.push_refill_per_sec = parse_int(text)?,

@@ -3,11 +3,15 @@
 //! message split into fragments with a control frame between them is one
 //! message, frames a client sends glued together in one write are each
 //! handled, and an unmasked client frame ends the socket with close 1002.
+//! A client still sending after a protocol error gets the close frame and
+//! a clean end of stream (FIN), not a reset.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestServer;
@@ -162,5 +166,87 @@ fn framing_edges_over_raw_tcp() {
     // Then the server ends the connection.
     let mut rest = Vec::new();
     let _ = socket.tcp.read_to_end(&mut rest);
+    assert!(server.is_running());
+}
+
+#[test]
+fn a_client_still_sending_after_an_error_gets_the_close_and_a_fin() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("linger", "framing-password");
+    for _round in 0..3 {
+        let mut socket = RawSocket::open(&server, &token);
+        // A reserved bit: protocol error. The client does not notice and
+        // goes on sending binary frames until it has read the close frame.
+        socket.send(&frame(0xC2, b"rsv1"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writer = socket.tcp.try_clone().unwrap();
+        let writer = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let chunk = frame(0x82, &[0x5A; 4000]);
+                let mut sent = 0usize;
+                // At least 100 kB, and on until the close frame was read.
+                while sent < 100_000 || !stop.load(Ordering::Relaxed) {
+                    writer.write_all(&chunk)?;
+                    sent += chunk.len();
+                }
+                // Its close frame answers the server's.
+                writer.write_all(&frame(0x88, &1002u16.to_be_bytes()))?;
+                Ok::<usize, std::io::Error>(sent)
+            }
+        });
+        let close = loop {
+            let frame = socket.read();
+            if frame.opcode == 0x8 {
+                break frame;
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            u16::from_be_bytes([close.payload[0], close.payload[1]]),
+            1002
+        );
+        writer
+            .join()
+            .unwrap()
+            .expect("the server reset the connection");
+        // The server ends its side with a FIN: end of stream, not an error.
+        let mut rest = Vec::new();
+        let end = socket.tcp.read_to_end(&mut rest);
+        assert!(end.is_ok(), "connection reset instead of closed: {end:?}");
+        assert!(rest.is_empty(), "nothing after the close frame: {rest:?}");
+    }
+    assert!(server.is_running());
+}
+
+#[test]
+fn a_close_right_behind_a_bad_frame_ends_the_connection_at_once() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("prompt", "framing-password");
+    let mut socket = RawSocket::open(&server, &token);
+    // The bad frame and the client's close arrive together: the server
+    // skips to the close and needs to wait for nothing more.
+    let mut bytes = frame(0x83, b"reserved opcode");
+    bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+    let started = std::time::Instant::now();
+    socket.send(&bytes);
+    let close = socket.read();
+    assert_eq!(close.opcode, 0x8);
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1002
+    );
+    let mut rest = Vec::new();
+    socket
+        .tcp
+        .read_to_end(&mut rest)
+        .expect("a FIN, not a reset");
+    assert!(rest.is_empty());
+    // Well inside the 2 s the server would otherwise wait for the close.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(server.is_running());
 }

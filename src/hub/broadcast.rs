@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::socket::frame::Vsn;
+use crate::socket::ws_deflate;
 
 /// Bytes reserved up front for a frame besides its topic: a typical
 /// `new_msg` payload fits, so serializing rarely grows the buffer.
@@ -30,6 +31,9 @@ pub struct Broadcast {
     /// A V2 binary broadcast frame (kind 2) instead of a text frame; only
     /// WebSocket clients speaking V2 receive it.
     binary: Option<bytes::Bytes>,
+    /// The frame's payload compressed for permessage-deflate, made once on
+    /// first use and shared: for V1 text, and for V2 (text or binary).
+    deflated: [OnceLock<Option<bytes::Bytes>>; 2],
 }
 
 impl Broadcast {
@@ -68,6 +72,7 @@ impl Broadcast {
             author: None,
             exclude_conn: None,
             binary: None,
+            deflated: Default::default(),
         }
     }
 
@@ -119,6 +124,27 @@ impl Broadcast {
                 })
                 .clone(),
         }
+    }
+}
+
+impl Broadcast {
+    /// The payload of [`Broadcast::frame`] (or of the binary frame, for a
+    /// binary broadcast to V2) compressed once for every subscriber that
+    /// negotiated permessage-deflate; `None` if compression failed.
+    pub fn deflated(&self, vsn: Vsn) -> Option<bytes::Bytes> {
+        let slot = match vsn {
+            Vsn::V1 => 0,
+            Vsn::V2 => 1,
+        };
+        self.deflated[slot]
+            .get_or_init(|| {
+                let compressed = match (&self.binary, vsn) {
+                    (Some(binary), Vsn::V2) => ws_deflate::deflate(binary),
+                    _ => ws_deflate::deflate(self.frame(vsn).as_bytes()),
+                };
+                compressed.map(bytes::Bytes::from)
+            })
+            .clone()
     }
 }
 

@@ -11,4 +11,5 @@ pub mod router;
 pub mod session;
 pub mod upgrade;
 pub mod ws_codec;
+pub mod ws_deflate;
 pub mod ws_stream;

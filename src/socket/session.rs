@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -17,9 +18,11 @@ use super::frame::{Ref, Vsn};
 use super::limits::TokenBucket;
 use super::reply_order::ReplyOrder;
 use super::ws_codec::WireError;
+use super::ws_deflate::Agreed;
 use super::ws_stream::{ReadError, WsStream};
 use crate::auth::Identity;
 use crate::chat::topic::Access;
+use crate::hub::broadcast::Broadcast;
 use crate::hub::{CloseReason, ConnTx, LateReply, Out, Outbox, Registration};
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -100,6 +103,9 @@ pub struct Session {
     pub ignores: Arc<HashSet<u64>>,
     /// Whether binary frames may be sent (V2 over WebSocket; never LongPoll).
     pub binary_frames: bool,
+    /// permessage-deflate, if negotiated: broadcasts are then sent as their
+    /// shared compressed bytes.
+    pub deflate: Option<Agreed>,
     /// Frames of a channel waiting behind a reply still to come.
     pub order: ReplyOrder,
     /// The connection's place in the hub, given up when the session is
@@ -139,6 +145,7 @@ impl Session {
             bucket,
             ignores: Arc::default(),
             binary_frames: vsn == Vsn::V2,
+            deflate: None,
             order: ReplyOrder::default(),
             _registration: registration,
         }
@@ -192,7 +199,13 @@ impl Session {
                         Some(Ok(Message::Close(frame))) => {
                             // Echo the peer's close (RFC 6455 §5.5.1), then end.
                             let echo = [Message::Close(frame.map(|f| CloseFrame { code: f.code, reason: "".into() }))];
-                            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, ws.send_all(&echo))).await;
+                            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+                            Box::pin(async {
+                                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, ws.send_all(&echo)).await {
+                                    ws.finish(deadline).await;
+                                }
+                            })
+                            .await;
                             break None;
                         }
                         Some(Err(ReadError::Wire(WireError::TooBig))) => break Some(Closing::TOO_BIG),
@@ -232,11 +245,15 @@ impl Session {
                 code: CloseCode::from(closing.code),
                 reason: closing.reason.into(),
             };
-            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
-                if ws.send_all(&[Message::Close(Some(frame))]).await.is_ok() {
-                    ws.finish().await;
+            // Both the close frame and the wait for the peer's answer are
+            // bounded; `finish` then ends our side with a FIN.
+            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+            Box::pin(async {
+                let close = [Message::Close(Some(frame))];
+                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, ws.send_all(&close)).await {
+                    ws.finish(deadline).await;
                 }
-            }))
+            })
             .await;
         }
     }
@@ -275,11 +292,12 @@ impl Session {
                     if broadcast.author.is_some_and(|a| self.ignores.contains(&a)) {
                         continue;
                     }
-                    let frame = match broadcast.binary_frame() {
+                    let plain = match broadcast.binary_frame() {
                         Some(bytes) if self.binary_frames => Message::Binary(bytes),
                         Some(_) => continue,
                         None => Message::Text(broadcast.frame(self.vsn)),
                     };
+                    let frame = self.compressed_ahead(&broadcast, plain);
                     // A broadcast never overtakes a reply or `phx_close`
                     // still waiting on its topic.
                     if self.order.holds_frames(broadcast.topic()) {
@@ -306,6 +324,30 @@ impl Session {
             }
         }
         recheck
+    }
+
+    /// A broadcast as its shared compressed bytes, when this socket
+    /// negotiated permessage-deflate; else `plain`.
+    fn compressed_ahead(&self, broadcast: &Broadcast, plain: Message) -> Message {
+        let Some(agreed) = self.deflate else {
+            return plain;
+        };
+        let opcode = match &plain {
+            Message::Text(_) => OpCode::Data(Data::Text),
+            Message::Binary(_) => OpCode::Data(Data::Binary),
+            _ => return plain,
+        };
+        if !agreed.compresses(plain.len()) {
+            return plain;
+        }
+        match broadcast.deflated(self.vsn) {
+            Some(bytes) => {
+                let mut frame = Frame::message(bytes, opcode, true);
+                frame.header_mut().rsv1 = true;
+                Message::Frame(frame)
+            }
+            None => plain,
+        }
     }
 
     /// Whether the token this socket opened with is still accepted.

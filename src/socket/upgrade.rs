@@ -7,8 +7,8 @@
 use base64::Engine;
 use futures_util::future::{FutureExt, OptionFuture};
 use hyper::header::{
-    HeaderValue, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+    HeaderValue, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::upgrade::OnUpgrade;
 use hyper::Method;
@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::frame::Vsn;
 use super::session::Session;
+use super::ws_deflate;
 use super::ws_stream::WsStream;
 use crate::auth;
 use crate::error::{Error, Result};
@@ -96,6 +97,12 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
         return Err(Error::RateLimited(std::time::Duration::from_secs(5)));
     };
     let max_message = state.cfg.max_frame_bytes;
+    let deflate = if state.cfg.websocket_compression {
+        deflate_offer(call)
+    } else {
+        None
+    };
+    let agreed = deflate.as_ref().map(|(agreed, _)| *agreed);
     let session_state = state.clone();
     // Chained, not one `async` block: a block would keep a slot for each
     // value it captured (the identity, the queue, ...) for the socket's
@@ -104,8 +111,9 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     let session = on_upgrade.then(move |upgraded| {
         let run = match upgraded.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
             Ok(Ok(parts)) => {
-                let ws = WsStream::new(parts.io.into_inner(), &parts.read_buf, max_message);
-                let session = Session::new(session_state, registration, conn, vsn, identity);
+                let ws = WsStream::new(parts.io.into_inner(), &parts.read_buf, max_message, agreed);
+                let mut session = Session::new(session_state, registration, conn, vsn, identity);
+                session.deflate = agreed;
                 Some(session.run(ws, outbound))
             }
             Ok(Err(_)) => {
@@ -129,10 +137,26 @@ pub async fn upgrade(call: &mut Call) -> Result<HttpResponse> {
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }
+    if let Some(value) = deflate.and_then(|(_, response)| HeaderValue::from_str(&response).ok()) {
+        headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+    }
     if answers_phoenix || protocol_token.is_some() {
         headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("phoenix"));
     }
     Ok(response)
+}
+
+/// The permessage-deflate offer accepted, if the client made one this
+/// server can honour, with the response header's value.
+fn deflate_offer(call: &Call) -> Option<(ws_deflate::Agreed, String)> {
+    let offers: Vec<&str> = call
+        .parts
+        .headers
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    ws_deflate::negotiate(&offers.join(","))
 }
 
 /// The `Sec-WebSocket-Key` of a well-formed version-13 upgrade request.

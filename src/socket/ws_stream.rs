@@ -9,7 +9,8 @@ use std::io::{self, IoSlice};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::ws_codec::{self, Decoder, WireError};
+use super::ws_codec::{self, Decoder, OutgoingPayload, WireError};
+use super::ws_deflate::{self, Agreed};
 
 /// Bytes read from the kernel per call (on the stack, not kept per socket).
 const READ_CHUNK: usize = 16 * 1024;
@@ -32,23 +33,41 @@ pub struct WsStream {
     /// Set once the peer closed the TCP stream or sent bad bytes; reported
     /// after the messages that came before it.
     ended: Option<Option<ReadError>>,
+    /// Set once nothing more is to be read: end of stream, a read error, or
+    /// the peer's close frame handed out.
+    peer_done: bool,
     /// Set while a write has stopped part-way through a frame, and left set
     /// if that write was cancelled (a timeout, a slow-consumer close): the
     /// peer has part of a frame, so nothing more may be written, not even a
     /// close frame. A write cancelled between frames leaves it clear.
     cut_off: bool,
+    /// permessage-deflate, if negotiated: text and binary messages go out
+    /// compressed (unless compressed ahead, shared by many sockets).
+    deflate: Option<Agreed>,
 }
 
 impl WsStream {
     /// Wraps an upgraded connection. `early` holds bytes that arrived with
     /// the upgrade request (a client may send frames right behind it).
-    pub fn new(tcp: TcpStream, early: &[u8], max_message: usize) -> WsStream {
+    /// `deflate` is what permessage-deflate negotiation agreed, if anything.
+    pub fn new(
+        tcp: TcpStream,
+        early: &[u8],
+        max_message: usize,
+        deflate: Option<Agreed>,
+    ) -> WsStream {
+        let mut decoder = Decoder::new(max_message);
+        if deflate.is_some() {
+            decoder.accept_compressed();
+        }
         let mut stream = WsStream {
             tcp,
-            decoder: Decoder::new(max_message),
+            decoder,
             ready: Default::default(),
             ended: None,
+            peer_done: false,
             cut_off: false,
+            deflate,
         };
         if !early.is_empty() {
             stream.feed(early);
@@ -61,6 +80,7 @@ impl WsStream {
     pub async fn next(&mut self) -> Option<Result<Message, ReadError>> {
         loop {
             if let Some(message) = self.ready.pop_front() {
+                self.peer_done |= matches!(message, Message::Close(_));
                 return Some(Ok(message));
             }
             if let Some(ended) = self.ended.take() {
@@ -79,10 +99,16 @@ impl WsStream {
     fn read_available(&mut self) {
         let mut chunk = [0u8; READ_CHUNK];
         match self.tcp.try_read(&mut chunk) {
-            Ok(0) => self.ended = Some(None),
+            Ok(0) => {
+                self.peer_done = true;
+                self.ended = Some(None);
+            }
             Ok(n) => self.feed(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => self.ended = Some(Some(ReadError::Io(e))),
+            Err(e) => {
+                self.peer_done = true;
+                self.ended = Some(Some(ReadError::Io(e)));
+            }
         }
     }
 
@@ -117,7 +143,7 @@ impl WsStream {
         let payloads: Vec<_> = frames
             .iter()
             .map(|frame| {
-                let (opcode, payload) = ws_codec::outgoing(frame);
+                let (opcode, payload) = self.outgoing(frame);
                 let before = headers.len();
                 ws_codec::encode_header(opcode, payload.as_slice().len(), &mut headers);
                 total += headers.len() - before + payload.as_slice().len();
@@ -154,15 +180,57 @@ impl WsStream {
         Ok(())
     }
 
-    /// After our close frame: tells the peer no more data comes, then waits
-    /// (bounded by the caller) for its close frame or end of stream, so the
-    /// kernel does not reset the connection over unread bytes.
-    pub async fn finish(&mut self) {
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await;
-        while let Some(Ok(message)) = self.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
+    /// The opcode and payload of a frame to write, compressed if
+    /// permessage-deflate is on and the message was not compressed ahead.
+    fn outgoing<'a>(&self, frame: &'a Message) -> (u8, OutgoingPayload<'a>) {
+        let (opcode, payload) = ws_codec::outgoing(frame);
+        match self.deflate {
+            Some(agreed)
+                if ws_codec::is_data(opcode) && agreed.compresses(payload.as_slice().len()) =>
+            {
+                match ws_deflate::deflate(payload.as_slice()) {
+                    Some(compressed) => {
+                        (opcode | ws_codec::RSV1, OutgoingPayload::Owned(compressed))
+                    }
+                    None => (opcode, payload),
+                }
             }
+            _ => (opcode, payload),
+        }
+    }
+
+    /// After our close frame: reads and throws away what the peer still
+    /// sends (skipping frames, keeping no payload) until its close frame, end
+    /// of stream or `deadline`, then tells the peer no more data comes. So a
+    /// peer still sending when the server closed gets the close frame and a
+    /// FIN, not a reset over unread bytes.
+    pub async fn finish(&mut self, deadline: tokio::time::Instant) {
+        // The close may already be decoded, or skipped after an error.
+        if self.ready.iter().any(|m| matches!(m, Message::Close(_))) || self.decoder.discard(&[]) {
+            self.peer_done = true;
+        }
+        self.ready = Default::default();
+        let _ = tokio::time::timeout_at(deadline, async {
+            while !self.peer_done {
+                if self.tcp.readable().await.is_err() {
+                    break;
+                }
+                self.discard_available();
+            }
+        })
+        .await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await;
+    }
+
+    /// Reads what the kernel has (without waiting), only to find where the
+    /// peer's frames end.
+    fn discard_available(&mut self) {
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.tcp.try_read(&mut chunk) {
+            Ok(0) => self.peer_done = true,
+            Ok(n) => self.peer_done = self.decoder.discard(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.peer_done = true,
         }
     }
 }
@@ -214,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_cut_off_mid_frame_stops_all_later_writes() {
         let (server_side, mut client) = small_buffered_pair().await;
-        let mut ws = WsStream::new(server_side, &[], 1 << 20);
+        let mut ws = WsStream::new(server_side, &[], 1 << 20, None);
 
         // Far larger than both kernel buffers: with the client not reading,
         // the write stalls part-way through the frame and is cancelled.

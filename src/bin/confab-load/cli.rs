@@ -106,6 +106,11 @@ pub struct Common {
     /// HTTP base URL for registration and --create-rooms (default: from --url)
     #[arg(long, value_name = "URL")]
     pub http: Option<String>,
+    /// Offer permessage-deflate (RFC 7692) in the handshake, and inflate
+    /// the messages the server sends compressed (the server must answer
+    /// with server_no_context_takeover, as confab does)
+    #[arg(long)]
+    pub deflate: bool,
     /// Extra connect param added to the URL query (repeatable)
     #[arg(long = "param", value_name = "K=V")]
     pub params: Vec<String>,

@@ -33,6 +33,8 @@ pub struct Target {
     base_path: String,
     source_ips: u32,
     pub op_timeout: Duration,
+    /// Offer permessage-deflate.
+    deflate: bool,
 }
 
 impl Target {
@@ -83,6 +85,7 @@ impl Target {
             base_path: url,
             source_ips: if loopback_v4 { common.source_ips } else { 0 },
             op_timeout: common.op_timeout,
+            deflate: common.deflate,
         })
     }
 
@@ -217,7 +220,13 @@ pub async fn open(
             .await
             .map_err(ConnectError::Tcp)?;
         let _ = stream.set_nodelay(true);
-        handshake(stream, &target.authority, &target.path(token)).await
+        handshake(
+            stream,
+            &target.authority,
+            &target.path(token),
+            target.deflate,
+        )
+        .await
     };
     tokio::time::timeout(target.op_timeout, attempt)
         .await
@@ -388,15 +397,25 @@ impl Conn {
 
 /// Upgrades `tcp` to a WebSocket: sends the request for `path`, checks the
 /// `101` answer and its accept key, and keeps bytes that came after it.
-async fn handshake(mut tcp: TcpStream, authority: &str, path: &str) -> Result<Conn, ConnectError> {
+async fn handshake(
+    mut tcp: TcpStream,
+    authority: &str,
+    path: &str,
+    deflate: bool,
+) -> Result<Conn, ConnectError> {
     let mut nonce = [0u8; 16];
     let mut mask = [0u8; 4];
     getrandom::fill(&mut nonce).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     getrandom::fill(&mut mask).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    } else {
+        ""
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     tcp.write_all(request.as_bytes())
         .await
@@ -421,8 +440,8 @@ async fn handshake(mut tcp: TcpStream, authority: &str, path: &str) -> Result<Co
         }
     };
     let text = String::from_utf8_lossy(&head[..end]);
-    let mut lines = text.split("\r\n");
-    let status = lines
+    let status = text
+        .split("\r\n")
         .next()
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse::<u16>().ok())
@@ -430,16 +449,25 @@ async fn handshake(mut tcp: TcpStream, authority: &str, path: &str) -> Result<Co
     if status != 101 {
         return Err(ConnectError::Http(status));
     }
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim().to_string())
-    });
+    let header = |wanted: &str| {
+        text.split("\r\n").skip(1).find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let accept = header("sec-websocket-accept");
     if accept.as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
         return Err(ConnectError::Handshake("wrong Sec-WebSocket-Accept".into()));
     }
     let mut reader = Reader::new(MAX_MESSAGE);
+    if deflate
+        && header("sec-websocket-extensions")
+            .is_some_and(|value| value.starts_with("permessage-deflate"))
+    {
+        reader.accept_compressed();
+    }
     reader.buffer().extend_from_slice(&head[end..]);
     Ok(Conn {
         tcp,

@@ -53,6 +53,10 @@ pub struct Reader {
     start: usize,
     fragments: Option<(u8, Vec<u8>)>,
     max_message: usize,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflate: bool,
+    /// Whether the fragmented message in progress is compressed.
+    compressed: bool,
 }
 
 impl Reader {
@@ -62,7 +66,15 @@ impl Reader {
             start: 0,
             fragments: None,
             max_message,
+            inflate: false,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (the server agreed to permessage-deflate
+    /// without context takeover: each message inflates on its own).
+    pub fn accept_compressed(&mut self) {
+        self.inflate = true;
     }
 
     /// The buffer to read into (append only), with at least [`READ_CHUNK`]
@@ -87,6 +99,11 @@ impl Reader {
             let Some((fin, opcode, header_len, len)) = header(input, self.max_message)? else {
                 return Ok(None);
             };
+            let rsv1 = opcode & RSV1 != 0;
+            let opcode = opcode & !RSV1;
+            if rsv1 && (!self.inflate || !matches!(opcode, OP_TEXT | OP_BINARY)) {
+                return Err(WireError::Protocol("RSV1 without a compressed message"));
+            }
             if input.len() - header_len < len {
                 return Ok(None);
             }
@@ -96,8 +113,14 @@ impl Reader {
                 OP_TEXT | OP_BINARY if self.fragments.is_some() => {
                     return Err(WireError::Protocol("new message inside a fragmented one"))
                 }
-                OP_TEXT | OP_BINARY if fin => return data(opcode, payload.to_vec()).map(Some),
-                OP_TEXT | OP_BINARY => self.fragments = Some((opcode, payload.to_vec())),
+                OP_TEXT | OP_BINARY if fin => {
+                    let message = self.maybe_inflate(rsv1, payload.to_vec())?;
+                    return data(opcode, message).map(Some);
+                }
+                OP_TEXT | OP_BINARY => {
+                    self.compressed = rsv1;
+                    self.fragments = Some((opcode, payload.to_vec()));
+                }
                 OP_CONTINUATION => {
                     let Some((opcode, mut message)) = self.fragments.take() else {
                         return Err(WireError::Protocol("continuation without a message"));
@@ -107,6 +130,7 @@ impl Reader {
                         return Err(WireError::TooBig);
                     }
                     if fin {
+                        let message = self.maybe_inflate(self.compressed, message)?;
                         return data(opcode, message).map(Some);
                     }
                     self.fragments = Some((opcode, message));
@@ -124,13 +148,45 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// A whole message's bytes, inflated if it came compressed.
+    fn maybe_inflate(&self, compressed: bool, mut message: Vec<u8>) -> Result<Vec<u8>, WireError> {
+        if !compressed {
+            return Ok(message);
+        }
+        const BAD: WireError = WireError::Protocol("bad compressed message");
+        message.extend_from_slice(&[0, 0, 0xFF, 0xFF]);
+        let mut inflater = flate2::Decompress::new(false);
+        let mut out = Vec::with_capacity(message.len() * 4 + 64);
+        loop {
+            let used = inflater.total_in() as usize;
+            inflater
+                .decompress_vec(&message[used..], &mut out, flate2::FlushDecompress::Sync)
+                .map_err(|_| BAD)?;
+            if out.len() > self.max_message {
+                return Err(WireError::TooBig);
+            }
+            if inflater.total_in() as usize == message.len() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+            if out.len() < out.capacity() && inflater.total_in() as usize == used {
+                return Err(BAD);
+            }
+            out.reserve(out.capacity());
+        }
+    }
+}
+
+/// RSV1 in a frame's first byte: a compressed message (permessage-deflate).
+const RSV1: u8 = 0x40;
+
 /// Parses a frame header at the front of `input`: (fin, opcode, header
 /// length, payload length), or `None` if it is not all there yet.
 fn header(input: &[u8], max: usize) -> Result<Option<(bool, u8, usize, usize)>, WireError> {
     let [b0, b1, rest @ ..] = input else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(WireError::Protocol("reserved bits set"));
     }
     if b1 & 0x80 != 0 {
@@ -155,7 +211,7 @@ fn header(input: &[u8], max: usize) -> Result<Option<(bool, u8, usize, usize)>, 
     if len > max {
         return Err(WireError::TooBig);
     }
-    Ok(Some((b0 & 0x80 != 0, b0 & 0x0F, 2 + extra, len)))
+    Ok(Some((b0 & 0x80 != 0, b0 & (0x0F | RSV1), 2 + extra, len)))
 }
 
 fn data(opcode: u8, payload: Vec<u8>) -> Result<Frame, WireError> {
@@ -209,6 +265,37 @@ mod tests {
 
     fn feed(reader: &mut Reader, bytes: &[u8]) {
         reader.buffer().extend_from_slice(bytes);
+    }
+
+    /// A message compressed the way a server without context takeover does.
+    fn deflated(message: &[u8]) -> Vec<u8> {
+        let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(message.len() + 64);
+        compress
+            .compress_vec(message, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    #[test]
+    fn compressed_messages_only_once_negotiated() {
+        let text = r#"[null,null,"room:a","new_msg",{"body":"hello hello hello"}]"#;
+        let compressed = deflated(text.as_bytes());
+        let mut bytes = server_frame(0xC1, &compressed);
+        let (a, b) = compressed.split_at(4);
+        bytes.extend(server_frame(0x41, a));
+        bytes.extend(server_frame(0x80, b));
+        let mut reader = Reader::new(1 << 20);
+        reader.buffer().extend_from_slice(&bytes);
+        assert!(matches!(reader.next(), Err(WireError::Protocol(_))));
+        let mut reader = Reader::new(1 << 20);
+        reader.accept_compressed();
+        reader.buffer().extend_from_slice(&bytes);
+        for _ in 0..2 {
+            assert_eq!(reader.next().unwrap(), Some(Frame::Text(text.into())));
+        }
+        assert_eq!(reader.next().unwrap(), None);
     }
 
     #[test]
