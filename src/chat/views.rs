@@ -36,7 +36,7 @@ impl UserBrief {
     }
 }
 
-/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?}`.
+/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?, mentions}`.
 #[derive(Serialize)]
 pub struct MessageView<'a> {
     pub id: u64,
@@ -53,6 +53,8 @@ pub struct MessageView<'a> {
     pub deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachment: Option<AttachmentView>,
+    /// Ids of the users the message mentions.
+    pub mentions: &'a [u64],
 }
 
 /// `attachment`: `{id, url, content_type, size}` of a message's image.
@@ -90,6 +92,7 @@ impl<'a> MessageView<'a> {
             edited_at: record.edited_at.map(clock::rfc3339_ms),
             deleted: record.deleted,
             attachment: None,
+            mentions: &record.mentions,
         }
     }
 

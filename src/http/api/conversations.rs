@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
 use crate::store::records::{ConversationRecord, UserRecord};
-use crate::store::{conversations, messages, reads, users};
+use crate::store::{conversations, mentions, messages, reads, users};
 
 /// `conversation`: `{id, topic, with: user, last_seq, unread}`.
 pub fn view(
@@ -30,7 +30,7 @@ pub fn view(
     })
 }
 
-/// The caller's conversations.
+/// The caller's conversations, each with `unread_mentions` too.
 pub async fn list(call: &mut Call) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let me = identity.user.id;
@@ -45,12 +45,15 @@ pub async fn list(call: &mut Call) -> Result<HttpResponse> {
                 };
                 let last_seq = messages::last_seq(tx, conversation.topic_id)?;
                 let read = reads::get(tx, me, conversation.topic_id)?;
-                out.push(view(
+                let mut listed = view(
                     &conversation,
                     &other,
                     last_seq,
                     last_seq.saturating_sub(read),
-                ));
+                );
+                listed["unread_mentions"] =
+                    json!(mentions::unread_count(tx, me, conversation.topic_id)?);
+                out.push(listed);
             }
             Ok(out)
         })
