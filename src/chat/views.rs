@@ -108,7 +108,7 @@ impl<'a> MessageView<'a> {
     }
 }
 
-/// `room`: `{name, topic, private, description, owner, last_seq, unread?, created_at}`.
+/// `room`: `{name, topic, private, description, owner, last_seq, unread?, unread_mentions?, created_at}`.
 pub fn room(
     room: &RoomRecord,
     owner: Option<&str>,
@@ -126,6 +126,8 @@ pub fn room(
     });
     if let Some(unread) = unread {
         value["unread"] = serde_json::json!(unread);
+        // Set by callers that count them (the rooms list).
+        value["unread_mentions"] = serde_json::json!(0);
     }
     value
 }
