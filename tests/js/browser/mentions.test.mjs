@@ -8,9 +8,11 @@
 // notification and permission request; the tab is made "hidden" by
 // overriding document.visibilityState / document.hidden and firing
 // visibilitychange, as a browser does when the tab goes to the background.
+// axe checks the highlights, the badge and the open list in both themes.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import * as H from "./helpers.mjs";
 import { unique } from "../harness.mjs";
 import { joinWatched } from "../presence-helpers.mjs";
@@ -89,7 +91,7 @@ test("@ suggests members, the mention is highlighted, the badge shows and clears
   const first = await options.first().getAttribute("id");
   assert.equal(await box.getAttribute("aria-activedescendant"), first);
   assert.equal(await options.first().getAttribute("aria-selected"), "true");
-  await H.screenshot(a, "40-mention-suggestions");
+  await H.screenshot(a, "70-mention-suggestions");
   const count = await options.count();
   if (count > 1) {
     await box.press("ArrowDown");
@@ -124,7 +126,7 @@ test("@ suggests members, the mention is highlighted, the badge shows and clears
   const seen = await H.eventually(async () => (await notes(b)).find((n) => n.body === body), { what: "bob's notification" });
   assert.equal(seen.title, "Alice in #lobby");
   await H.messageRow(b, "lunch?").locator(".mention.mention-me", { hasText: `@${bob.username}` }).waitFor({ timeout: H.UI_DEADLINE });
-  await H.screenshot(b, "41-mention-badge");
+  await H.screenshot(b, "71-mention-badge");
   const { messages } = await s.server.messages(await tokenOf(b), "lobby", "limit=5");
   const posted = messages.find((m) => m.body === body);
   assert.deepEqual(posted.mentions, [await idOf(b)]);
@@ -186,3 +188,38 @@ test("a hidden tab is notified of direct messages too, and never of an ignored u
   await H.eventually(async () => new URL(b.url()).pathname === `/dm/${opened.conversation.id}/1`, { what: "the conversation message's address" });
   H.assertClean(b, "bea");
 });
+
+const AXE = createRequire(import.meta.url).resolve("axe-core");
+
+/** Fails listing every serious or critical axe violation on `page` (as a11y.test.mjs). */
+async function assertAccessible(page, what) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.addScriptTag({ path: AXE });
+  await page.evaluate(() => Promise.all(document.getAnimations().map((a) => a.finished.catch(() => {}))));
+  const bad = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
+  });
+  assert.deepEqual(bad, [], `${what}: serious or critical axe violations`);
+}
+
+for (const colorScheme of ["light", "dark"]) {
+  test(`mentions, the badge and the suggestions have no serious violations (${colorScheme})`, async () => {
+    const a = await H.signedInPage(s, { username: unique("ann"), displayName: "Ann", colorScheme, bypassCSP: true, prepare: notifiable });
+    const other = await s.server.register(unique("otto"));
+    await setHidden(a, true);
+    await s.server.postMessage(other.token, "lobby", `@${a.user.username} and @${other.user.username}, ${colorScheme}`);
+    const row = H.messageRow(a, colorScheme);
+    await row.locator(".mention-me").waitFor({ timeout: H.UI_DEADLINE });
+    await row.locator(".mention:not(.mention-me)").waitFor({ timeout: H.UI_DEADLINE });
+    await a.locator("#room-list .badge-mention").waitFor({ timeout: H.UI_DEADLINE });
+    await assertAccessible(a, "highlights and badge");
+    await setHidden(a, false);
+    const box = a.locator("#composer-input");
+    await box.pressSequentially(`@${other.user.username.slice(0, 5)}`);
+    await a.getByRole("listbox", { name: "People to mention" }).getByRole("option").first().waitFor({ timeout: H.UI_DEADLINE });
+    await assertAccessible(a, "suggestions open");
+    H.assertClean(a, "ann");
+  });
+}
