@@ -3,7 +3,8 @@
 // page-level bits: the connection banner (with a quiet "(long-polling)"
 // hint when the socket fell back to LongPoll), toasts, the screen-reader
 // announcer, the title with the unread count, and keyboard shortcuts
-// (Alt+↑/↓ previous/next topic, Escape closes the sidebar on phones).
+// (Alt+↑/↓ previous/next topic, Escape closes the sidebar on phones), and
+// browser notifications of mentions and direct messages (notifications.js).
 
 import * as api from "./api.js";
 import * as session from "./session.js";
@@ -14,6 +15,7 @@ import { mountSignin } from "./signin.js";
 import { mountSidebar } from "./sidebar.js";
 import { mountPane } from "./pane.js";
 import { mountComposer } from "./composer.js";
+import { mountNotifications } from "./notifications.js";
 
 /** Longest message body. The server's limit is configurable but not exposed; 4000 is its default. */
 const BODY_LIMIT = 4000;
@@ -103,6 +105,11 @@ function startChat(user) {
     if (c.active && e.detail.topic === c.active.topic) ui.pane.renderTyping();
   });
   c.addEventListener("announce", (e) => announce(e.detail.text));
+  c.addEventListener("alert", (e) => ui.notifications.notify(e.detail));
+  c.addEventListener("users", () => {
+    if (c.active) ui.pane.render({});
+    ui.composer.usersChanged();
+  });
   c.addEventListener("notice", (e) => toast(e.detail.text));
   c.addEventListener("removed", (e) => {
     if (e.detail.why === "removed" || e.detail.why === "unauthorized") {
@@ -367,6 +374,14 @@ function mountUi() {
     announce,
   });
 
+  // A notification's link: the router follows the new address.
+  const notifications = mountNotifications({
+    go: (href) => {
+      history.pushState(null, "", href);
+      window.dispatchEvent(new PopStateEvent("popstate"));
+    },
+  });
+
   byId("invite").addEventListener("click", async () => {
     const t = c && c.active;
     if (!t || t.kind !== "room") return;
@@ -413,6 +428,7 @@ function mountUi() {
     sidebar,
     pane,
     composer,
+    notifications,
     attach(next) {
       c = next;
     },

@@ -15,9 +15,16 @@
 // socket falls back by itself after LONGPOLL_FALLBACK_MS, see phoenix.js);
 // nothing above the socket depends on which one.
 //
+// Mentions: each topic's unread mention count comes from the lists and
+// the `unread` events (which carry `unread_mentions` after a read); a
+// `mention` event adds one. Every user's name is known from /api/users
+// (for highlighting `@name` and the composer's `@` suggestions).
+//
 // Emits (EventTarget): "status" (connection), "topics" (list/unread),
 // "messages" {topic}, "presence" {topic}, "typing" {topic},
-// "removed" {topic}, "announce" {text}, "notice" {text}.
+// "removed" {topic}, "announce" {text}, "notice" {text}, "alert" {topic,
+// seq, title, body} (a mention or a direct message from someone else, for
+// browser notifications), "users" (the user directory changed).
 
 import { Socket, Presence } from "./phoenix.js";
 import * as api from "./api.js";
@@ -44,6 +51,11 @@ export class Chat extends EventTarget {
     this.lastAuthCheck = 0;
     this.typingSentAt = new Map();
     this.touchClock = 0;
+    /** id → {id, username, display_name} of every user, from /api/users. */
+    this.users = new Map();
+    this.usersLoadedAt = 0;
+    /** "topic seq" of alerts already raised (a DM that also mentions us alerts once). */
+    this.alerted = new Set();
     this.outbox = new Outbox(me.id, {
       channel: (topic) => {
         const t = this.topics.get(topic);
@@ -75,8 +87,10 @@ export class Chat extends EventTarget {
     this.personal.on("room_removed", ({ room }) => this.removeTopic(room.topic || `room:${room.name}`, "removed"));
     this.personal.on("conversation_created", ({ conversation }) => this.upsertConversation(conversation, { join: true }));
     this.personal.on("unread", (u) => this.onUnread(u));
+    this.personal.on("mention", (m) => this.onMention(m));
     this.personal.join();
     this.socket.connect();
+    this.loadUsers();
     this.onlineListener = () => this.socket.isConnected() || this.reconnectNow();
     window.addEventListener("online", this.onlineListener);
     this.visibleListener = () => {
@@ -89,6 +103,7 @@ export class Chat extends EventTarget {
   stop() {
     this.stopped = true;
     clearTimeout(this.connectingTimer);
+    clearTimeout(this.usersTimer);
     window.removeEventListener("online", this.onlineListener);
     document.removeEventListener("visibilitychange", this.visibleListener);
     this.socket.disconnect();
@@ -156,7 +171,58 @@ export class Chat extends EventTarget {
     this.emit("topics", { loaded: true });
   }
 
-  topicFromServer(info, last, unread) {
+  /**
+   * Reads the user directory (when a name is missing, or `@` is typed): at
+   * most once every 3 s; a request within that time is served at its end.
+   */
+  async loadUsers() {
+    if (this.stopped) return;
+    if (this.usersTimer || this.usersLoading) {
+      this.usersWanted = true;
+      return;
+    }
+    const wait = this.usersLoadedAt + 3000 - Date.now();
+    if (wait > 0) {
+      this.usersTimer = setTimeout(() => {
+        this.usersTimer = null;
+        this.loadUsers();
+      }, wait);
+      return;
+    }
+    this.usersLoadedAt = Date.now();
+    this.usersLoading = true;
+    this.usersWanted = false;
+    try {
+      const { users } = await api.users();
+      for (const u of users) this.users.set(u.id, { id: u.id, username: u.username, display_name: u.display_name || u.username });
+      this.emit("users");
+    } catch {
+      // Retried on the next request.
+    } finally {
+      this.usersLoading = false;
+      if (this.usersWanted) this.loadUsers();
+    }
+  }
+
+  /** The username of user `id`, if known (asks the server when it is not). */
+  usernameOf(id) {
+    const u = this.users.get(id);
+    if (!u) this.loadUsers();
+    return u ? u.username : null;
+  }
+
+  /** People who may be mentioned in `t`, without oneself: everyone for a public room, else those seen there. */
+  mentionable(t) {
+    if (!t) return [];
+    const seen = new Map();
+    if (t.kind === "room" && !t.private) for (const u of this.users.values()) seen.set(u.id, u);
+    if (t.peer && t.peer.id) seen.set(t.peer.id, t.peer);
+    for (const p of this.online(t)) if (!seen.has(p.id)) seen.set(p.id, p);
+    for (const m of t.msgs.values()) if (m.user && !seen.has(m.user.id)) seen.set(m.user.id, m.user);
+    return [...seen.values()].map((p) => this.users.get(p.id) || p).filter((p) => p.id !== this.me.id && p.username);
+  }
+
+  topicFromServer(info, last, unread, unreadMentions) {
     let t = this.topics.get(info.topic);
     if (!t) {
       t = {
@@ -175,6 +241,7 @@ export class Chat extends EventTarget {
         loadingOlder: false,
         typing: new Map(),
         usedAt: 0,
+        unreadMentions: 0,
       };
       this.topics.set(t.topic, t);
     } else {
@@ -182,6 +249,7 @@ export class Chat extends EventTarget {
     }
     this.touchClock += 1;
     t.touched = this.touchClock;
+    if (typeof unreadMentions === "number") t.unreadMentions = unreadMentions;
     if (typeof last === "number") {
       t.lastSeq = Math.max(t.lastSeq, last);
       if (typeof unread === "number") {
@@ -205,6 +273,7 @@ export class Chat extends EventTarget {
       },
       room.last_seq,
       room.unread,
+      room.unread_mentions,
     );
     if (join) {
       this.join(t);
@@ -227,6 +296,7 @@ export class Chat extends EventTarget {
       },
       conversation.last_seq,
       conversation.unread,
+      conversation.unread_mentions,
     );
     if (join) {
       this.join(t);
@@ -263,6 +333,12 @@ export class Chat extends EventTarget {
   unread(t) {
     if (t === this.active && document.visibilityState === "visible") return 0;
     return Math.max(0, t.lastSeq - t.readPos);
+  }
+
+  /** Unread mentions of us in `t`. */
+  unreadMentions(t) {
+    if (t === this.active && document.visibilityState === "visible") return 0;
+    return t.unreadMentions || 0;
   }
 
   // -------------------------------------------------------------- channels
@@ -392,6 +468,7 @@ export class Chat extends EventTarget {
       if (!m || typeof m.seq !== "number") continue;
       if (m.topic && m.topic !== t.topic) continue;
       t.msgs.set(m.seq, m);
+      if (m.user && m.user.username && !this.users.has(m.user.id)) this.users.set(m.user.id, m.user);
       t.lastSeq = Math.max(t.lastSeq, m.seq);
       t.lo = t.lo ? Math.min(t.lo, m.seq) : m.seq;
       if (m.user && m.user.id === this.me.id) {
@@ -417,7 +494,9 @@ export class Chat extends EventTarget {
       if (t === this.active && document.visibilityState === "visible") {
         this.emit("announce", { text: `${m.user.display_name || m.user.username}: ${m.body}` });
       }
+      if (t.kind === "dm") this.alert(t, m.seq, m.user, m.body);
     }
+    if ((m.mentions || []).some((id) => !this.users.has(id))) this.loadUsers();
     this.emit("messages", { topic: t.topic, appended: true });
     this.emit("topics");
   }
@@ -527,11 +606,13 @@ export class Chat extends EventTarget {
     }
     if (seq > t.readSent && t.channel && t.channel.isJoined()) {
       t.readSent = seq;
+      // Mentions up to here are read; the server's `unread` confirms the count.
+      if (seq >= t.lastSeq) t.unreadMentions = 0;
       t.channel.push("read", { seq });
     }
   }
 
-  onUnread({ topic, last_seq: last, unread }) {
+  onUnread({ topic, last_seq: last, unread, unread_mentions: mentions }) {
     const t = this.topics.get(topic);
     if (!t || typeof last !== "number") return;
     t.lastSeq = Math.max(t.lastSeq, last);
@@ -539,7 +620,28 @@ export class Chat extends EventTarget {
       t.readPos = Math.max(t.readPos, last - unread);
       t.readSent = Math.max(t.readSent, last - unread);
     }
+    if (typeof mentions === "number") t.unreadMentions = mentions;
     this.emit("topics");
+  }
+
+  /** `mention {topic, seq, author, snippet}` on our personal topic. */
+  onMention({ topic, seq, author, snippet }) {
+    const t = this.topics.get(topic);
+    if (!t || typeof seq !== "number") return;
+    if (seq > t.readSent) t.unreadMentions = (t.unreadMentions || 0) + 1;
+    this.alert(t, seq, author, snippet);
+    this.emit("topics");
+  }
+
+  /** Raises "alert" once per message (a mention, or a direct message to us). */
+  alert(t, seq, author, body) {
+    const key = `${t.topic} ${seq}`;
+    if (this.alerted.has(key)) return;
+    this.alerted.add(key);
+    if (this.alerted.size > 500) this.alerted.delete(this.alerted.values().next().value);
+    const who = (author && (author.display_name || author.username)) || "Someone";
+    const title = t.kind === "room" ? `${who} in #${t.name}` : who;
+    this.emit("alert", { topic: t.topic, kind: t.kind, name: t.name, seq, title, body: body || "" });
   }
 
   // ------------------------------------------------------- active, typing

@@ -6,9 +6,11 @@
 // Typing notifies the others (throttled in chat.js). Until a topic is open
 // (the room list is still loading after sign-in) the box is disabled: there
 // is nowhere to send to yet, and opening the topic puts its draft in the box.
+// Typing `@` suggests people to mention (mention-picker.js).
 
 import { byId, icon } from "./dom.js";
 import { charCount } from "./format.js";
+import { mountMentionPicker } from "./mention-picker.js";
 
 const SHOW_COUNT_FROM = 0.8; // show the counter from 80 % of the limit
 
@@ -94,7 +96,19 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
     input.focus();
   });
 
+  const picker = mountMentionPicker({
+    input,
+    chat,
+    topic: () => topic,
+    picked: () => {
+      autosize();
+      update();
+      saveDraft();
+    },
+  });
+
   input.addEventListener("keydown", (event) => {
+    if (picker.handleKey(event)) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
       submit();
@@ -107,6 +121,7 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
     autosize();
     update();
     saveDraft();
+    picker.update();
     if (topic && input.value.trim()) chat.typing(topic);
   });
 
@@ -127,6 +142,7 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
         }
       }
       topic = t;
+      picker.close();
       input.disabled = !t;
       if (!t) {
         // What was typed is saved above as the previous topic's draft.
@@ -152,6 +168,10 @@ export function mountComposer({ chat, limit, onSent, editLast, announce }) {
       // On phones, do not pop the keyboard up unasked.
       if (window.matchMedia("(pointer: coarse)").matches) return;
       input.focus();
+    },
+    /** The user directory changed (new names to suggest). */
+    usersChanged() {
+      picker.refresh();
     },
     /** Puts text back into the box (a failed message being edited). */
     restore(text) {

@@ -1,6 +1,7 @@
 // format.js — turning data into safe display pieces: message text with
-// clickable http(s) links (built as DOM nodes, never HTML), times, day
-// labels, "online since", character counts and avatar colours.
+// clickable http(s) links and highlighted @mentions (built as DOM nodes,
+// never HTML), times, day labels, "online since", character counts and
+// avatar colours.
 
 /** Characters as the server counts them (Unicode scalar values). */
 export function charCount(text) {
@@ -12,11 +13,44 @@ export function charCount(text) {
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 const TRAILING = /[.,;:!?)\]}'"»”’]+$/;
 
+/** `@name` where the character before is not part of a name or address. */
+const MENTION_RE = /(?<![A-Za-z0-9_.@-])@([A-Za-z0-9_.-]+)/g;
+
+/**
+ * Appends `text` to `fragment`, each `@name` for which `mentionClass(name)`
+ * (lowercase name, tried also without trailing punctuation) gives a class
+ * wrapped in a <span> of that class.
+ */
+function appendText(fragment, text, mentionClass) {
+  if (!mentionClass || !text.includes("@")) {
+    fragment.append(document.createTextNode(text));
+    return;
+  }
+  let last = 0;
+  for (const match of text.matchAll(MENTION_RE)) {
+    let name = match[1];
+    let cls = mentionClass(name.toLowerCase());
+    if (!cls) {
+      name = name.replace(/[._-]+$/, "");
+      cls = name ? mentionClass(name.toLowerCase()) : null;
+    }
+    if (!cls) continue;
+    if (match.index > last) fragment.append(document.createTextNode(text.slice(last, match.index)));
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = `@${name}`;
+    fragment.append(span);
+    last = match.index + 1 + name.length;
+  }
+  if (last < text.length) fragment.append(document.createTextNode(text.slice(last)));
+}
+
 /**
  * A fragment holding `text` as text nodes, with http(s) URLs as links that
- * open in a new tab without access to this page (noopener noreferrer).
+ * open in a new tab without access to this page (noopener noreferrer), and
+ * mentions highlighted as `mentionClass` says (see appendText).
  */
-export function linkify(text) {
+export function linkify(text, mentionClass = null) {
   const fragment = document.createDocumentFragment();
   let last = 0;
   for (const match of text.matchAll(URL_RE)) {
@@ -31,7 +65,7 @@ export function linkify(text) {
     const href = safeHref(url);
     if (!href) continue;
     const start = match.index;
-    if (start > last) fragment.append(document.createTextNode(text.slice(last, start)));
+    if (start > last) appendText(fragment, text.slice(last, start), mentionClass);
     const a = document.createElement("a");
     a.href = href;
     a.target = "_blank";
@@ -40,7 +74,7 @@ export function linkify(text) {
     fragment.append(a);
     last = start + url.length;
   }
-  if (last < text.length) fragment.append(document.createTextNode(text.slice(last)));
+  if (last < text.length) appendText(fragment, text.slice(last), mentionClass);
   return fragment;
 }
 

@@ -139,7 +139,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       const isEditing = editing === m.seq;
       out.push({
         key: `m:${m.seq}`,
-        version: JSON.stringify([m.body, m.edited_at, Boolean(m.deleted), Boolean(continued), isEditing, format.nameOf(m.user), m.inserted_at]),
+        version: JSON.stringify([m.body, m.edited_at, Boolean(m.deleted), Boolean(continued), isEditing, format.nameOf(m.user), m.inserted_at, (m.mentions || []).map((id) => chat.usernameOf(id))]),
         build: () => messageRow(t, m, Boolean(continued), isEditing),
       });
       prev = m;
@@ -188,6 +188,25 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     return h("span", { class: `avatar ${format.avatarClass(user && user.id)}`, "aria-hidden": "true" }, format.initial(format.nameOf(user)));
   }
 
+  /** How a name in `m` is highlighted: names it mentions, ours (and @here when it includes us) more strongly. */
+  function mentionClassOf(m) {
+    const ids = m.mentions || [];
+    if (!ids.length) return null;
+    const me = chat.me;
+    const names = new Map();
+    for (const id of ids) {
+      const username = id === me.id ? me.username : chat.usernameOf(id);
+      if (username) names.set(username.toLowerCase(), id);
+    }
+    const strong = "mention mention-me";
+    return (name) => {
+      if (name === "here") return ids.includes(me.id) ? strong : "mention";
+      const id = names.get(name);
+      if (id === undefined) return null;
+      return id === me.id ? strong : "mention";
+    };
+  }
+
   function messageRow(t, m, continued, isEditing) {
     const date = new Date(m.inserted_at);
     const own = Boolean(m.user && m.user.id === chat.me.id);
@@ -219,7 +238,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       main.append(editor(t, m));
     } else {
       const body = h("div", { class: "msg-body" });
-      body.append(format.linkify(m.body));
+      body.append(format.linkify(m.body, mentionClassOf(m)));
       if (m.edited_at) {
         body.append(" ", h("span", { class: "msg-edited", title: `edited ${format.fullTime(new Date(m.edited_at))}` }, "(edited)"));
       }

@@ -1,5 +1,5 @@
 // sidebar.js — the left column: rooms (private ones marked with a lock,
-// unread badges), direct conversations (with the other person's presence),
+// unread badges and unread-mention badges "@N"), direct conversations (with the other person's presence),
 // who is online in the current topic ("online since"; a person with several
 // tabs is listed once), and the signed-in user with sign-out. On narrow
 // screens it slides in over the page behind a toggle button.
@@ -58,6 +58,7 @@ export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, on
   function link(t) {
     const active = chat.active === t;
     const unread = chat.unread(t);
+    const mentions = chat.unreadMentions(t);
     const label = t.kind === "room" ? t.name : t.label;
     const a = h(
       "a",
@@ -77,6 +78,14 @@ export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, on
           ),
       h("span", { class: "sb-label" }, label),
       t.kind === "dm" && peerOnline(t) ? h("span", { class: "sr-only" }, ", online") : null,
+      mentions
+        ? h(
+            "span",
+            { class: "badge badge-mention", dataset: { mentions: String(mentions) }, title: `${mentions} unread mention${mentions === 1 ? "" : "s"}` },
+            `@${mentions > 99 ? "99+" : mentions}`,
+            h("span", { class: "sr-only" }, ` mention${mentions === 1 ? "" : "s"}`),
+          )
+        : null,
       unread ? h("span", { class: "badge", dataset: { unread: String(unread) } }, String(unread > 99 ? "99+" : unread), h("span", { class: "sr-only" }, " unread")) : null,
     );
     a.addEventListener("click", (event) => {

@@ -12,12 +12,14 @@ use redb::ReadTransaction;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::mentions::{self, Request};
 use super::notify;
 use super::topic::Access;
 use super::views::{MessageView, UserBrief};
 use crate::error::{Error, Result};
 use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
+use crate::store::mentions as stored_mentions;
 use crate::store::messages::{self, Appended, Stored};
 use crate::store::records::{AttachmentRecord, UserRecord};
 use crate::store::{attachments, reads, topics, users};
@@ -100,6 +102,8 @@ where
     let brief = UserBrief::from(author);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let user_id = author.id;
+    let request = Request::new(&hub, &topic, user_id, &draft.body);
+    let topic_name = topic.clone();
     state
         .store
         .writer()
@@ -114,26 +118,45 @@ where
                     messages::existing(ctx, topic_id, user_id, client_id.as_deref())?
                 {
                     let attachment = attachments::of_message_in(ctx, topic_id, existing.seq)?;
-                    return Ok((Appended::Duplicate(existing), Vec::new(), attachment));
+                    return Ok((
+                        Appended::Duplicate(existing),
+                        Vec::new(),
+                        attachment,
+                        Vec::new(),
+                    ));
                 }
                 if let Some(id) = attachment_id {
                     attachments::check(ctx, id, topic_id, user_id)?;
                 }
-                let stored = messages::append(ctx, topic_id, user_id, body, client_id)?;
+                let named = mentions::resolve(ctx, topic_id, &topic_name, request.as_ref())?;
+                let stored = messages::append(ctx, topic_id, user_id, body, client_id, named)?;
                 let attachment = match attachment_id {
                     Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
                     None => None,
                 };
                 // Posting implies having read the topic up to here.
                 reads::advance(ctx, user_id, topic_id, stored.seq)?;
+                stored_mentions::clear_read(ctx, user_id, topic_id, stored.seq)?;
+                let mentioned = if stored.record.mentions.is_empty() {
+                    Vec::new()
+                } else {
+                    mentions::record(
+                        ctx,
+                        topic_id,
+                        stored.seq,
+                        user_id,
+                        &stored.record.mentions,
+                        &[],
+                    )?
+                };
                 let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
                 let appended = Appended::New(stored);
-                Ok((appended, unread, attachment))
+                Ok((appended, unread, attachment, mentioned))
             },
             move |result| {
                 // Broadcast, then ack, in commit order, off the writer thread.
                 relay.run(move || {
-                    let posted = result.map(|(appended, unread, attachment)| {
+                    let posted = result.map(|(appended, unread, attachment, mentioned)| {
                         let (stored, duplicate) = match appended {
                             Appended::New(stored) => (stored, false),
                             Appended::Duplicate(stored) => (stored, true),
@@ -149,6 +172,14 @@ where
                             for (member, count) in unread {
                                 notify::unread(&hub, member, &topic, stored.seq, count);
                             }
+                            mentions::notify(
+                                &hub,
+                                &mentioned,
+                                &topic,
+                                stored.seq,
+                                &brief,
+                                &stored.record.body,
+                            );
                         }
                         Posted {
                             stored,
@@ -190,6 +221,8 @@ pub enum Change {
 
 /// Edits or deletes a message (author or admin only); broadcasts
 /// `msg_updated` (the message) or `msg_deleted` (`{seq}`) once durable.
+/// An edit resolves mentions again and tells the newly mentioned; a delete
+/// drops them (see [`mentions`]).
 pub async fn change(
     state: &AppState,
     editor: &UserRecord,
@@ -203,11 +236,23 @@ pub async fn change(
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let kind = change.clone();
+    let request = match &change {
+        Change::Edit(body) => Request::new(&hub, &topic, editor_id, body),
+        Change::Delete => None,
+    };
+    let topic_name = topic.clone();
     state
         .store
         .writer()
         .submit(
             move |ctx| {
+                let named = match change {
+                    Change::Edit(_) => {
+                        mentions::resolve(ctx, topic_id, &topic_name, request.as_ref())?
+                    }
+                    Change::Delete => Vec::new(),
+                };
+                let mut before = Vec::new();
                 let stored = messages::update(ctx, topic_id, seq, |m| {
                     if m.user_id != editor_id && !editor_admin {
                         return Err(Error::Forbidden(
@@ -227,8 +272,22 @@ pub async fn change(
                             m.deleted = true;
                         }
                     }
+                    before = std::mem::replace(&mut m.mentions, named);
                     Ok(())
                 })?;
+                let after = &stored.record.mentions;
+                let added: Vec<u64> = after
+                    .iter()
+                    .copied()
+                    .filter(|u| !before.contains(u))
+                    .collect();
+                let removed: Vec<u64> = before
+                    .iter()
+                    .copied()
+                    .filter(|u| !after.contains(u))
+                    .collect();
+                let mentioned =
+                    mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
                 if stored.record.deleted {
                     attachments::erase_of_message(ctx, topic_id, seq)?;
                 }
@@ -236,11 +295,11 @@ pub async fn change(
                 let author = users::get_in(ctx, stored.record.user_id)?
                     .map(|u| UserBrief::from(&u))
                     .unwrap_or_else(|| UserBrief::unknown(stored.record.user_id));
-                Ok((stored, author, attachment))
+                Ok((stored, author, attachment, mentioned))
             },
-            move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>)>| {
+            move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>, Vec<u64>)>| {
                 relay.run(move || {
-                    let out = result.map(|(stored, author, attachment)| {
+                    let out = result.map(|(stored, author, attachment, mentioned)| {
                         let view = MessageView::new(&topic, &stored, &author)
                             .with_attachment(attachment.as_ref());
                         let broadcast = match kind {
@@ -255,6 +314,14 @@ pub async fn change(
                         let mut broadcast = broadcast;
                         broadcast.author = Some(stored.record.user_id);
                         hub.publish(Arc::new(broadcast));
+                        mentions::notify(
+                            &hub,
+                            &mentioned,
+                            &topic,
+                            stored.seq,
+                            &author,
+                            &stored.record.body,
+                        );
                         view.to_value()
                     });
                     let _ = tx.send(out);
@@ -267,23 +334,27 @@ pub async fn change(
 }
 
 /// Moves the user's read position in a topic forward (never past the last
-/// message); returns it and tells the user's personal topic the new count.
+/// message), clearing the mentions up to it; returns it and tells the
+/// user's personal topic the new counts.
 pub async fn mark_read(state: &AppState, user_id: u64, access: &Access, seq: u64) -> Result<u64> {
     let topic_id = access.topic_id;
-    let (position, last_seq) = state
+    let (position, last_seq, unread_mentions) = state
         .store
         .write(move |ctx| {
             let last_seq = messages::head(ctx, topic_id)?;
             let position = reads::advance(ctx, user_id, topic_id, seq.min(last_seq))?;
-            Ok((position, last_seq))
+            stored_mentions::clear_read(ctx, user_id, topic_id, position)?;
+            let unread_mentions = stored_mentions::unread_count_in(ctx, user_id, topic_id)?;
+            Ok((position, last_seq, unread_mentions))
         })
         .await?;
-    notify::unread(
+    notify::unread_with_mentions(
         &state.hub,
         user_id,
         &access.name,
         last_seq,
         last_seq.saturating_sub(position),
+        unread_mentions,
     );
     Ok(position)
 }

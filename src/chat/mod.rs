@@ -1,6 +1,7 @@
 //! Chat semantics independent of transport: who may use which topic, and
 //! what posting, editing, reading and paging messages do.
 
+pub mod mentions;
 pub mod messages;
 pub mod notify;
 pub mod topic;

@@ -1,6 +1,7 @@
 //! Personal notifications on `user:<id>`: added to or removed from a room,
 //! a new conversation, and unread counts that change when messages arrive
-//! in the user's rooms and conversations or when they read.
+//! in the user's rooms and conversations or when they read. (Mentions
+//! are sent by [`super::mentions`].)
 
 use std::sync::Arc;
 
@@ -26,5 +27,28 @@ pub fn unread(hub: &Hub, user_id: u64, topic: &str, last_seq: u64, unread: u64) 
         user_id,
         "unread",
         &json!({"topic": topic, "last_seq": last_seq, "unread": unread}),
+    );
+}
+
+/// `unread {topic, last_seq, unread, unread_mentions}` for one user (after
+/// they read, when both counts are known).
+pub fn unread_with_mentions(
+    hub: &Hub,
+    user_id: u64,
+    topic: &str,
+    last_seq: u64,
+    unread: u64,
+    unread_mentions: u64,
+) {
+    send(
+        hub,
+        user_id,
+        "unread",
+        &json!({
+            "topic": topic,
+            "last_seq": last_seq,
+            "unread": unread,
+            "unread_mentions": unread_mentions,
+        }),
     );
 }

@@ -36,7 +36,7 @@ impl UserBrief {
     }
 }
 
-/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?}`.
+/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?, mentions}`.
 #[derive(Serialize)]
 pub struct MessageView<'a> {
     pub id: u64,
@@ -53,6 +53,8 @@ pub struct MessageView<'a> {
     pub deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachment: Option<AttachmentView>,
+    /// Ids of the users the message mentions.
+    pub mentions: &'a [u64],
 }
 
 /// `attachment`: `{id, url, content_type, size}` of a message's image.
@@ -90,6 +92,7 @@ impl<'a> MessageView<'a> {
             edited_at: record.edited_at.map(clock::rfc3339_ms),
             deleted: record.deleted,
             attachment: None,
+            mentions: &record.mentions,
         }
     }
 
@@ -105,7 +108,7 @@ impl<'a> MessageView<'a> {
     }
 }
 
-/// `room`: `{name, topic, private, description, owner, last_seq, unread?, created_at}`.
+/// `room`: `{name, topic, private, description, owner, last_seq, unread?, unread_mentions?, created_at}`.
 pub fn room(
     room: &RoomRecord,
     owner: Option<&str>,
@@ -123,6 +126,8 @@ pub fn room(
     });
     if let Some(unread) = unread {
         value["unread"] = serde_json::json!(unread);
+        // Set by callers that count them (the rooms list).
+        value["unread_mentions"] = serde_json::json!(0);
     }
     value
 }

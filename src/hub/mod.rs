@@ -215,6 +215,14 @@ impl Hub {
             .map_or(0, |t| t.presence.len())
     }
 
+    /// The users present on one topic now (presence keys that are user ids).
+    pub fn present_users(&self, topic: &str) -> Vec<u64> {
+        lock(self.shard(topic))
+            .get(topic)
+            .map(|t| t.presence.keys().filter_map(|k| k.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Delivers `broadcast` to every subscriber of its topic. Returns how
     /// many queues accepted it.
     pub fn publish(&self, broadcast: Arc<Broadcast>) -> usize {
@@ -390,8 +398,12 @@ mod tests {
             serde_json::from_str(da.frame(crate::socket::frame::Vsn::V2).as_str()).unwrap();
         assert_eq!(diff[3], "presence_diff");
         assert_eq!(diff[4]["joins"].as_object().unwrap().len(), 2);
+        let mut present = hub.present_users(&topic);
+        present.sort_unstable();
+        assert_eq!(present, [10, 20]);
         hub.unsubscribe(&topic, 1);
         assert_eq!(hub.presence_count(), 1);
+        assert_eq!(hub.present_users(&topic), [20]);
         hub.flush_presence();
         let Some(Out::Broadcast(leave)) = rx_b.recv().await else {
             panic!("leave diff");

@@ -104,6 +104,11 @@ impl Presence {
         !self.joins.is_empty() || !self.leaves.is_empty()
     }
 
+    /// The keys present (user ids as strings), each once.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     /// Number of metas present.
     pub fn len(&self) -> usize {
         self.entries.values().map(Vec::len).sum()

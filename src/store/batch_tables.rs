@@ -1,6 +1,6 @@
 //! The tables every posted message touches (messages, client ids, read
-//! positions, topic members, meta), opened once per write batch instead of
-//! once per operation.
+//! positions, topic members, meta, unread mentions), opened once per write
+//! batch instead of once per operation.
 //!
 //! Opening a redb table looks its definition up in the table tree and
 //! closing it writes the root back; a post made seven opens of these five
@@ -11,7 +11,9 @@
 
 use redb::{MultimapTable, Table, WriteTransaction};
 
-use super::tables::{CLIENT_ID_SEQ, MESSAGES, META, READ_POSITIONS, TOPIC_MEMBERS};
+use super::tables::{
+    CLIENT_ID_SEQ, MESSAGES, META, READ_POSITIONS, TOPIC_MEMBERS, UNREAD_MENTIONS,
+};
 use crate::error::Result;
 
 /// The open tables of the hot path; dropping this closes them.
@@ -21,6 +23,7 @@ pub struct BatchTables<'a> {
     pub read_positions: Table<'a, (u64, u64), u64>,
     pub topic_members: MultimapTable<'a, u64, u64>,
     pub meta: Table<'a, &'static str, &'static [u8]>,
+    pub unread_mentions: Table<'a, (u64, u64, u64), u64>,
 }
 
 impl<'a> BatchTables<'a> {
@@ -32,6 +35,7 @@ impl<'a> BatchTables<'a> {
             read_positions: tx.open_table(READ_POSITIONS)?,
             topic_members: tx.open_multimap_table(TOPIC_MEMBERS)?,
             meta: tx.open_table(META)?,
+            unread_mentions: tx.open_table(UNREAD_MENTIONS)?,
         })
     }
 }

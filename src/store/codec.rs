@@ -1,18 +1,27 @@
 //! Value encoding for every record the store keeps: one format-version byte,
 //! then the record in bincode 1.3. Decoding dispatches on that byte, so the
 //! encoding can change later without rewriting old rows.
+//!
+//! Formats: 1, the first layout; 2 (written today), where a message record
+//! ends with its `mentions`. Every other record is laid out alike in both,
+//! and a format-1 message decodes with no mentions.
+
+use std::any::Any;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::records::{MessageRecord, MessageRecordV1};
 use crate::error::{Error, Result};
 
-/// The format byte written in front of every record today.
+/// The format byte of records written before messages had mentions.
 pub const FORMAT_V1: u8 = 1;
+/// The format byte written in front of every record today.
+pub const FORMAT_V2: u8 = 2;
 
-/// Encodes a record as `[FORMAT_V1] ++ bincode(record)`.
+/// Encodes a record as `[FORMAT_V2] ++ bincode(record)`.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT_V2];
     // bincode 1.3 only fails on sizes over its limit (none is set) or on
     // serde errors from non-serializable types, which our records are not.
     if let Err(e) = bincode::serialize_into(&mut out, record) {
@@ -21,17 +30,34 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a record written by [`encode`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+fn corrupt(e: bincode::Error) -> Error {
+    Error::Store(format!("corrupt record: {e}"))
+}
+
+/// Decodes a record written by [`encode`], today or in an older format.
+pub fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => {
-            bincode::deserialize(body).map_err(|e| Error::Store(format!("corrupt record: {e}")))
-        }
+        Some((&FORMAT_V2, body)) => bincode::deserialize(body).map_err(corrupt),
+        Some((&FORMAT_V1, body)) => match upgrade_v1::<T>(body)? {
+            Some(record) => Ok(record),
+            None => bincode::deserialize(body).map_err(corrupt),
+        },
         Some((other, _)) => Err(Error::Store(format!(
             "record format {other} is newer than this build understands"
         ))),
         None => Err(Error::Store("empty record".into())),
     }
+}
+
+/// A format-1 body of a record type whose layout changed since, upgraded;
+/// `None` for the types laid out alike in both formats.
+fn upgrade_v1<T: 'static>(body: &[u8]) -> Result<Option<T>> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<MessageRecord>() {
+        return Ok(None);
+    }
+    let old: MessageRecordV1 = bincode::deserialize(body).map_err(corrupt)?;
+    let upgraded: Box<dyn Any> = Box::new(MessageRecord::from(old));
+    Ok(upgraded.downcast::<T>().ok().map(|record| *record))
 }
 
 #[cfg(test)]
@@ -56,9 +82,37 @@ mod tests {
     #[test]
     fn round_trips_with_version_byte() {
         let bytes = encode(&user());
-        assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(bytes[0], FORMAT_V2);
         let back: UserRecord = decode(&bytes).unwrap();
         assert_eq!(back, user());
+    }
+
+    #[test]
+    fn format_1_records_still_decode() {
+        let mut bytes = vec![FORMAT_V1];
+        bincode::serialize_into(&mut bytes, &user()).unwrap();
+        assert_eq!(decode::<UserRecord>(&bytes).unwrap(), user());
+
+        let old = MessageRecordV1 {
+            id: 4,
+            user_id: 7,
+            body: "hi @ada".into(),
+            client_id: Some("c1".into()),
+            inserted_at: 1_700_000_000_000,
+            edited_at: None,
+            deleted: false,
+        };
+        let mut bytes = vec![FORMAT_V1];
+        bincode::serialize_into(&mut bytes, &old).unwrap();
+        let message: MessageRecord = decode(&bytes).unwrap();
+        assert_eq!(message.body, "hi @ada");
+        assert_eq!(message.client_id.as_deref(), Some("c1"));
+        assert!(message.mentions.is_empty());
+
+        let mut current = message.clone();
+        current.mentions = vec![7, 9];
+        let back: MessageRecord = decode(&encode(&current)).unwrap();
+        assert_eq!(back, current);
     }
 
     #[test]
@@ -71,5 +125,6 @@ mod tests {
             .contains("newer"));
         assert!(decode::<UserRecord>(&[]).is_err());
         assert!(decode::<UserRecord>(&[FORMAT_V1, 1, 2]).is_err());
+        assert!(decode::<MessageRecord>(&[FORMAT_V1, 1, 2]).is_err());
     }
 }

@@ -87,6 +87,7 @@ pub fn append(
     user_id: u64,
     body: String,
     client_id: Option<String>,
+    mentions: Vec<u64>,
 ) -> Result<Stored> {
     let seq = head(ctx, topic_id)? + 1;
     let (tables, cache) = ctx.tables_and_cache()?;
@@ -98,6 +99,7 @@ pub fn append(
         inserted_at: clock::now_ms(),
         edited_at: None,
         deleted: false,
+        mentions,
     };
     tables
         .messages

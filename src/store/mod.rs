@@ -11,6 +11,7 @@ pub mod codec;
 pub mod conversations;
 pub mod export;
 pub mod ignores;
+pub mod mentions;
 pub mod messages;
 pub mod meta;
 pub mod reads;

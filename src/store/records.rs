@@ -54,6 +54,37 @@ pub struct MessageRecord {
     pub inserted_at: i64,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    /// Users mentioned (`@username`, `@here`), resolved when stored or
+    /// edited; emptied when deleted. Absent before record format 2.
+    #[serde(default)]
+    pub mentions: Vec<u64>,
+}
+
+/// A message as written in record format 1, before mentions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecordV1 {
+    pub id: u64,
+    pub user_id: u64,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub inserted_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}
+
+impl From<MessageRecordV1> for MessageRecord {
+    fn from(old: MessageRecordV1) -> Self {
+        MessageRecord {
+            id: old.id,
+            user_id: old.user_id,
+            body: old.body,
+            client_id: old.client_id,
+            inserted_at: old.inserted_at,
+            edited_at: old.edited_at,
+            deleted: old.deleted,
+            mentions: Vec::new(),
+        }
+    }
 }
 
 /// A direct conversation between two users, topic `dm:<id>`.

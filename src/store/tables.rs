@@ -46,6 +46,9 @@ pub const ATTACHMENT_BYTES: TableDefinition<u64, &[u8]> = TableDefinition::new("
 /// (topic id, seq) → the attachment id a message carries.
 pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
     TableDefinition::new("message_attachment");
+/// (user id, topic id, seq) → author id: mentions of the user not read yet.
+pub const UNREAD_MENTIONS: TableDefinition<(u64, u64, u64), u64> =
+    TableDefinition::new("unread_mentions");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -67,5 +70,6 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(ATTACHMENTS)?;
     tx.open_table(ATTACHMENT_BYTES)?;
     tx.open_table(MESSAGE_ATTACHMENT)?;
+    tx.open_table(UNREAD_MENTIONS)?;
     Ok(())
 }

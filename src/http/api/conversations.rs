@@ -12,14 +12,15 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
 use crate::store::records::{ConversationRecord, UserRecord};
-use crate::store::{conversations, messages, reads, users};
+use crate::store::{conversations, mentions, messages, reads, users};
 
-/// `conversation`: `{id, topic, with: user, last_seq, unread}`.
+/// `conversation`: `{id, topic, with: user, last_seq, unread, unread_mentions}`.
 pub fn view(
     conversation: &ConversationRecord,
     with: &UserRecord,
     last_seq: u64,
     unread: u64,
+    unread_mentions: u64,
 ) -> Value {
     json!({
         "id": conversation.id,
@@ -27,6 +28,7 @@ pub fn view(
         "with": views::user(with),
         "last_seq": last_seq,
         "unread": unread,
+        "unread_mentions": unread_mentions,
     })
 }
 
@@ -50,6 +52,7 @@ pub async fn list(call: &mut Call) -> Result<HttpResponse> {
                     &other,
                     last_seq,
                     last_seq.saturating_sub(read),
+                    mentions::unread_count(tx, me, conversation.topic_id)?,
                 ));
             }
             Ok(out)
@@ -88,28 +91,31 @@ pub async fn open(call: &mut Call) -> Result<HttpResponse> {
             hub,
             other.id,
             "conversation_created",
-            &json!({"conversation": view(&conversation, &identity.user, 0, 0)}),
+            &json!({"conversation": view(&conversation, &identity.user, 0, 0, 0)}),
         );
         notify::send(
             hub,
             identity.user.id,
             "conversation_created",
-            &json!({"conversation": view(&conversation, &other, 0, 0)}),
+            &json!({"conversation": view(&conversation, &other, 0, 0, 0)}),
         );
     }
     let topic_id = conversation.topic_id;
     let me = identity.user.id;
-    let (last_seq, read) = call
+    let (last_seq, read, unread_mentions) = call
         .state
         .store
         .read(move |tx| {
             Ok((
                 messages::last_seq(tx, topic_id)?,
                 reads::get(tx, me, topic_id)?,
+                mentions::unread_count(tx, me, topic_id)?,
             ))
         })
         .await?;
-    let body = json!({"conversation": view(&conversation, &other, last_seq, last_seq.saturating_sub(read))});
+    let unread = last_seq.saturating_sub(read);
+    let body =
+        json!({"conversation": view(&conversation, &other, last_seq, unread, unread_mentions)});
     Ok(reply::json(if created { 201 } else { 200 }, &body))
 }
 

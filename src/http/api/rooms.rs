@@ -16,7 +16,7 @@ use crate::http::query;
 use crate::http::reply::{self, HttpResponse};
 use crate::store::records::{RoomRecord, UserRecord};
 use crate::store::rooms::{self, NewRoom};
-use crate::store::{messages as stored_messages, reads, topics, users};
+use crate::store::{mentions, messages as stored_messages, reads, topics, users};
 
 /// `None` if `name` is 1–64 of `a-z 0-9 _ -`, else the reason.
 pub fn room_name_problem(name: &str) -> Option<&'static str> {
@@ -33,7 +33,7 @@ pub fn room_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Public rooms and the private rooms the caller belongs to, with
-/// `last_seq` and `unread`.
+/// `last_seq`, `unread` and `unread_mentions`.
 pub async fn list(call: &mut Call) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let user_id = identity.user.id;
@@ -50,12 +50,15 @@ pub async fn list(call: &mut Call) -> Result<HttpResponse> {
                 let last_seq = stored_messages::last_seq(tx, room.topic_id)?;
                 let read = reads::get(tx, user_id, room.topic_id)?;
                 let owner = users::get(tx, room.owner)?.map(|u| u.username);
-                out.push(views::room(
+                let mut view = views::room(
                     &room,
                     owner.as_deref(),
                     last_seq,
                     Some(last_seq.saturating_sub(read)),
-                ));
+                );
+                view["unread_mentions"] =
+                    json!(mentions::unread_count(tx, user_id, room.topic_id)?);
+                out.push(view);
             }
             Ok(out)
         })

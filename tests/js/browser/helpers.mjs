@@ -94,8 +94,8 @@ export function suite(serverOptions = {}) {
  * Resolves with the page once a topic is open; `page.user` is the account
  * (`{username, password, displayName}`).
  */
-export async function signedInPage({ server, browser }, { server: on = server, viewport, colorScheme, path: at, bypassCSP, ...account } = {}) {
-  const page = await openPage(browser, on, { viewport, colorScheme, path: at, bypassCSP });
+export async function signedInPage({ server, browser }, { server: on = server, viewport, colorScheme, path: at, bypassCSP, prepare, ...account } = {}) {
+  const page = await openPage(browser, on, { viewport, colorScheme, path: at, bypassCSP, prepare });
   page.user = await registerViaUi(page, account);
   return page;
 }
@@ -117,13 +117,16 @@ export async function seedRoom(server, count, { bodyOf = (i) => `message ${i}`, 
  * A fresh browser context + page on `server`. Console errors and page
  * errors are collected in `page.problems`; `page.dialogs` collects any
  * alert/confirm/prompt (and dismisses it). `bypassCSP` lets the test add
- * its own scripts (the server's policy allows only its own).
+ * its own scripts (the server's policy allows only its own). `prepare`
+ * (async, given the context) runs before the page opens: permissions,
+ * init scripts.
  */
-export async function openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP = false } = {}) {
+export async function openPage(browser, server, { viewport, colorScheme, path: at, bypassCSP = false, prepare } = {}) {
   viewport ??= { width: 1280, height: 800 };
   colorScheme ??= "light";
   at ??= "/";
   const context = await browser.newContext({ viewport, colorScheme, baseURL: server.url, bypassCSP });
+  if (prepare) await prepare(context);
   const page = await context.newPage();
   page.problems = [];
   page.dialogs = [];

@@ -16,8 +16,9 @@ function assertUser(user, expected, what) {
   }
 }
 
-function assertConversation(conversation, { id, with: other, last_seq, unread }, what) {
-  assert.deepEqual(Object.keys(conversation).sort(), ["id", "last_seq", "topic", "unread", "with"], what);
+function assertConversation(conversation, { id, with: other, last_seq, unread, unread_mentions = 0 }, what) {
+  assert.deepEqual(Object.keys(conversation).sort(), ["id", "last_seq", "topic", "unread", "unread_mentions", "with"], what);
+  assert.equal(conversation.unread_mentions, unread_mentions, `${what}: unread_mentions`);
   if (id !== undefined) assert.equal(conversation.id, id, what);
   assert.equal(typeof conversation.id, "number", what);
   assert.equal(conversation.topic, `dm:${conversation.id}`, what);
@@ -309,7 +310,7 @@ describe("personal topic user:<id>", () => {
     const read = await push(cb, "read", { seq: 2 });
     assert.deepEqual(read, { status: "ok", response: { seq: 2 } });
     const afterRead = await b.events.unread.count(3);
-    assert.deepEqual(afterRead[2], { topic, last_seq: 2, unread: 0 });
+    assert.deepEqual(afterRead[2], { topic, last_seq: 2, unread: 0, unread_mentions: 0 });
     assertConversation(
       (await server.expect(200, "GET", "/api/conversations", { token: b.token })).conversations.find((x) => x.id === id),
       { id, with: a.user, last_seq: 2, unread: 0 },
@@ -320,9 +321,9 @@ describe("personal topic user:<id>", () => {
     assert.equal((await push(ca, "new_msg", { body: "three" })).status, "ok");
     assert.deepEqual((await b.events.unread.count(4))[3], { topic, last_seq: 3, unread: 1 });
     assert.deepEqual(await push(cb, "read", { seq: 1 }), { status: "ok", response: { seq: 2 } });
-    assert.deepEqual((await b.events.unread.count(5))[4], { topic, last_seq: 3, unread: 1 });
+    assert.deepEqual((await b.events.unread.count(5))[4], { topic, last_seq: 3, unread: 1, unread_mentions: 0 });
     assert.deepEqual(await push(cb, "read", { seq: 99 }), { status: "ok", response: { seq: 3 } });
-    assert.deepEqual((await b.events.unread.count(6))[5], { topic, last_seq: 3, unread: 0 });
+    assert.deepEqual((await b.events.unread.count(6))[5], { topic, last_seq: 3, unread: 0, unread_mentions: 0 });
 
     // Bob answers: alice (read position 3 from her own posts) has 1 unread,
     // and her personal topic got nothing for her own posts before that.

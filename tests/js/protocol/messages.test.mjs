@@ -10,7 +10,7 @@ const RFC3339_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 function assertMessageShape(message, { topic, seq, user, body }) {
   const keys = Object.keys(message).sort();
-  const expected = ["body", "id", "inserted_at", "seq", "topic", "user"];
+  const expected = ["body", "id", "inserted_at", "mentions", "seq", "topic", "user"];
   if ("client_id" in message) expected.push("client_id");
   assert.deepEqual(keys, expected.sort(), `message keys: ${JSON.stringify(message)}`);
   assert.equal(typeof message.id, "number");
@@ -19,6 +19,7 @@ function assertMessageShape(message, { topic, seq, user, body }) {
   assert.deepEqual(message.user, { id: user.id, username: user.username, display_name: user.display_name });
   assert.equal(message.body, body);
   assert.match(message.inserted_at, RFC3339_MS);
+  assert.deepEqual(message.mentions, []);
 }
 
 describe("messages", () => {
