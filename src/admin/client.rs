@@ -90,9 +90,13 @@ pub fn exit_if_failed(code: i32) {
 fn send(mut stream: UnixStream, request: &Request) -> Result<BufReader<UnixStream>, String> {
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(|e| format!("cannot send to the admin socket: {e}"))?;
+    match stream.write_all(&line) {
+        Ok(()) => {}
+        // The server may have answered (refused) and closed before reading:
+        // its answer is still there to read.
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+        Err(e) => return Err(format!("cannot send to the admin socket: {e}")),
+    }
     Ok(BufReader::new(stream))
 }
 
