@@ -33,10 +33,16 @@ const SCRIPT: &[Step] = &[
         Some("bobsecret1\n"),
     ),
     (&["user", "add", "bob"], None),
-    (&["user", "add", "shorty", "--password-stdin"], Some("short\n")),
+    (
+        &["user", "add", "shorty", "--password-stdin"],
+        Some("short\n"),
+    ),
     (&["user", "add", "Bad Name"], None),
     (&["user", "add", "carol", "--password-stdin"], Some("")),
-    (&["user", "passwd", "bob", "--password-stdin"], Some("bobsecret2\n")),
+    (
+        &["user", "passwd", "bob", "--password-stdin"],
+        Some("bobsecret2\n"),
+    ),
     (&["user", "passwd", "ada"], None),
     (&["user", "passwd", "ghost"], None),
     (&["user", "disable", "ada"], None),
@@ -133,7 +139,10 @@ fn every_command_answers_the_same_live_and_offline() {
 fn live_changes_take_effect_at_once() {
     let server = TestServer::start();
     let cli = Cli::on(server.data_dir());
-    cli.run_ok(&["user", "add", "dora", "--password-stdin"], Some("dorasecret\n"));
+    cli.run_ok(
+        &["user", "add", "dora", "--password-stdin"],
+        Some("dorasecret\n"),
+    );
     let (token, _) = server.login("dora", "dorasecret");
 
     cli.run_ok(&["room", "add", "fresh", "--description", "new"], None);
@@ -154,7 +163,11 @@ fn live_changes_take_effect_at_once() {
         refused.body
     );
     let me = server.get("/api/me", Some(&token));
-    assert!(me.status == 401 || me.status == 403, "old token: {}", me.status);
+    assert!(
+        me.status == 401 || me.status == 403,
+        "old token: {}",
+        me.status
+    );
 
     cli.run_ok(&["user", "enable", "dora"], None);
     server.login("dora", "dorasecret");
@@ -233,7 +246,12 @@ fn another_user_is_refused() {
     let before = Cli::on(data).run_ok(&["user", "list"], None);
 
     let output = run_as_nobody(data, &["user", "add", "mallory"]);
-    assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("admin socket") && stderr.contains("permission denied"),
@@ -247,7 +265,12 @@ fn another_user_is_refused() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     for args in [&["user", "add", "mallory"][..], &["export"]] {
         let output = run_as_nobody(data, args);
-        assert_eq!(output.status.code(), Some(1), "{}", describe_output(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}",
+            describe_output(&output)
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains("serves only uid 0") && stderr.contains("uid 65534"),
