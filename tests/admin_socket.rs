@@ -283,3 +283,26 @@ fn another_user_is_refused() {
     assert_eq!(before.stdout, after.stdout, "nobody changed the users");
     assert_success(&after, "user list");
 }
+
+#[test]
+fn a_large_export_streams_in_whole_records() {
+    let mut server = TestServer::start();
+    let (token, _) = server.register("writer", "writersecret");
+    // Well over one 64 KiB chunk, with multi-byte characters to split.
+    let text = "é".repeat(900);
+    for i in 0..150 {
+        server.post_message(
+            "lobby",
+            &token,
+            &serde_json::json!({"body": format!("{i} {text}")}),
+        );
+    }
+    let cli = Cli::on(server.data_dir());
+    let live = cli.run_ok(&["export"], None);
+    let live = String::from_utf8(live.stdout).expect("UTF-8 export");
+    assert!(live.len() > 200 * 1024, "export of {} bytes", live.len());
+    server.stop();
+    let offline = cli.run_ok(&["export"], None);
+    let offline = String::from_utf8(offline.stdout).expect("UTF-8 export");
+    assert_eq!(records(&live), records(&offline));
+}

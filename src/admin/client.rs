@@ -26,7 +26,13 @@ pub fn connect(data_dir: &Path) -> Result<Option<UnixStream>, String> {
                 .map_err(|e| format!("admin socket {}: {e}", path.display()))?;
             Ok(Some(stream))
         }
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+        // No server (or a path too long for a socket, so none could bind).
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::InvalidInput
+            ) =>
+        {
             Ok(None)
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(format!(

@@ -106,9 +106,15 @@ async fn handle(state: State, stream: UnixStream, server_uid: u32) -> io::Result
     }
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let read = tokio::select! {
+        read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)) => {
+            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??
+        }
+        () = state.shutdown.cancelled() => {
+            let reply = Reply::failure("the server is shutting down");
+            return send(&mut write, &Frame::Reply(reply)).await;
+        }
+    };
     if read > MAX_REQUEST_BYTES || !line.ends_with('\n') {
         let reply = Reply::failure("the admin request is too long or incomplete");
         return send(&mut write, &Frame::Reply(reply)).await;
