@@ -12,11 +12,14 @@
 //! - [`hub`]: subscriptions, presence and fan-out of shared frames.
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
 //! - [`commands`]: the CLI subcommands other than `serve`.
+//! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
 //! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
 pub mod accounts;
+#[cfg(unix)]
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod clock;
@@ -86,16 +89,42 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         sockets = capacity,
         "socket capacity from the open-files limit"
     );
+    #[cfg(unix)]
+    let admin_socket = spawn_admin_socket(&state);
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
+    #[cfg(unix)]
+    drop(admin_socket);
     drop(state);
     // Every request handler holding the state has finished or been dropped
     // by the drain; give stragglers a moment, then close the file.
     store.close();
     tracing::info!("confab stopped");
     Ok(())
+}
+
+/// Serves the admin socket in the data directory (the store lock is held, so
+/// no other server uses it). Without it the server still runs; store
+/// commands then need the server stopped.
+#[cfg(unix)]
+fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFile> {
+    match admin::listener::bind(&state.cfg.data_dir) {
+        Ok((listener, file)) => {
+            tracing::info!(path = %file.path().display(), "admin socket ready");
+            tokio::spawn(admin::listener::serve(state.clone(), listener));
+            Some(file)
+        }
+        Err(e) => {
+            tracing::warn!(
+                path = %admin::socket_path(&state.cfg.data_dir).display(),
+                error = %e,
+                "cannot open the admin socket; user, room and export commands need the server stopped"
+            );
+            None
+        }
+    }
 }
 
 fn spawn_purger(state: state::State) {
