@@ -14,6 +14,7 @@ import { mountSignin } from "./signin.js";
 import { mountSidebar } from "./sidebar.js";
 import { mountPane } from "./pane.js";
 import { mountComposer } from "./composer.js";
+import { mountSearch } from "./search.js";
 
 /** Longest message body. The server's limit is configurable but not exposed; 4000 is its default. */
 const BODY_LIMIT = 4000;
@@ -295,6 +296,7 @@ export function announce(text) {
 
 function mountUi() {
   let c = null;
+  mountSearch();
   const sidebar = mountSidebar({
     chat: proxyChat(),
     hrefOf,
