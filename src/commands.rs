@@ -1,8 +1,8 @@
 //! The CLI subcommands other than `serve`: account and room administration
 //! and the export (through a running server's admin socket, or on a stopped
-//! server's store, with the same output), import, secret generation, and the
-//! health probe used by Docker's HEALTHCHECK. Each returns one clear line on
-//! failure.
+//! server's store, with the same output), import, rebuilding the search
+//! index, secret generation, and the health probe used by Docker's
+//! HEALTHCHECK. Each returns one clear line on failure.
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -375,6 +375,22 @@ pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     println!(
         "imported {count} records into {}",
         cfg.data_dir.join("confab.redb").display()
+    );
+    Ok(())
+}
+
+/// `confab reindex`: rebuilds the search index from the store (the server
+/// must be stopped).
+pub fn reindex(cfg: &Config) -> CommandResult {
+    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let result = crate::search::rebuild(&cfg.data_dir, store.clone());
+    store.close();
+    let count = result?;
+    println!(
+        "indexed {count} messages into {} in {:.1} s",
+        crate::search::dir_of(&cfg.data_dir).display(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

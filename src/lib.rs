@@ -11,6 +11,7 @@
 //! - [`chat`]: topics and who may join them, message operations, notifications.
 //! - [`hub`]: subscriptions, presence and fan-out of shared frames.
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
+//! - [`search`]: the full-text index of messages (tantivy, in `data_dir/search`).
 //! - [`commands`]: the CLI subcommands other than `serve`.
 //! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
@@ -34,6 +35,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pool_sizes;
 pub mod random;
+pub mod search;
 pub mod server;
 pub mod shutdown;
 pub mod socket;
@@ -68,10 +70,16 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let search = if cfg.search_index {
+        Some(search::SearchIndex::open(&cfg.data_dir, store.clone())?)
+    } else {
+        None
+    };
     let state = Arc::new(
         AppState::new(cfg, store.clone(), shutdown.clone(), metrics)
             .await
-            .map_err(|e| format!("cannot start: {e}"))?,
+            .map_err(|e| format!("cannot start: {e}"))?
+            .with_search(search.clone()),
     );
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -98,6 +106,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     #[cfg(unix)]
     drop(admin_socket);
     drop(state);
+    if let Some(search) = search {
+        search.close();
+    }
     // Every request handler holding the state has finished or been dropped
     // by the drain; give stragglers a moment, then close the file.
     store.close();

@@ -69,6 +69,8 @@ enum Command {
         /// The export file
         file: PathBuf,
     },
+    /// Rebuild the search index from the store (the server must be stopped)
+    Reindex,
     /// Print a fresh random secret for jwt_secret
     GenSecret,
     /// Exit 0 if the server's /healthz answers 200
@@ -169,6 +171,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
+            Command::Reindex => commands::reindex(&cfg),
             Command::Export { out } => commands::export(&cfg, out.as_deref()).await,
             Command::Import { file } => commands::import(&cfg, &file),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,

@@ -99,6 +99,7 @@ where
     let hub: Arc<Hub> = state.hub.clone();
     let relay = state.relay.clone();
     let metrics = state.metrics.clone();
+    let search = state.search.clone();
     let brief = UserBrief::from(author);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let user_id = author.id;
@@ -163,6 +164,9 @@ where
                         };
                         if !duplicate {
                             crate::metrics::Metrics::inc(&metrics.messages_stored);
+                            if let Some(search) = &search {
+                                search.stored(&stored);
+                            }
                             let view = MessageView::new(&topic, &stored, &brief)
                                 .with_attachment(attachment.as_ref());
                             let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
@@ -232,6 +236,7 @@ pub async fn change(
 ) -> Result<Value> {
     let hub = state.hub.clone();
     let relay = state.relay.clone();
+    let search = state.search.clone();
     let (editor_id, editor_admin) = (editor.id, editor.admin);
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -300,6 +305,12 @@ pub async fn change(
             move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>, Vec<u64>)>| {
                 relay.run(move || {
                     let out = result.map(|(stored, author, attachment, mentioned)| {
+                        if let Some(search) = &search {
+                            match kind {
+                                Change::Edit(_) => search.edited(&stored),
+                                Change::Delete => search.deleted(stored.record.id),
+                            }
+                        }
                         let view = MessageView::new(&topic, &stored, &author)
                             .with_attachment(attachment.as_ref());
                         let broadcast = match kind {
