@@ -892,17 +892,28 @@ fn database_url_problem(url: &str) -> Option<String> {
         return None;
     }
     const FORM: &str = "postgres://user:password@host:port/database";
-    if !DATABASE_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+    if !DATABASE_SCHEMES
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
         return Some(format!(
             "not a PostgreSQL URL: it must start with postgres:// or postgresql:// \
              (e.g. \"{FORM}\"), or be empty for the embedded store in data_dir"
         ));
     }
     match url.parse::<tokio_postgres::Config>() {
-        Err(e) => Some(format!(
-            "not a valid PostgreSQL URL ({}); expected \"{FORM}\"",
-            one_line(&e.to_string())
-        )),
+        Err(e) => {
+            // The kind, then its cause (e.g. which option is bad); neither
+            // repeats the URL.
+            let reason = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            Some(format!(
+                "not a valid PostgreSQL URL ({}); expected \"{FORM}\"",
+                one_line(&reason)
+            ))
+        }
         Ok(parsed) if parsed.get_hosts().is_empty() => {
             Some(format!("names no host; expected \"{FORM}\""))
         }
@@ -1868,10 +1879,7 @@ mod tests {
     fn database_url_redaction() {
         let cases = [
             ("", ""),
-            (
-                PG_URL,
-                "postgres://confab:<redacted>@db.example:5433/chat",
-            ),
+            (PG_URL, "postgres://confab:<redacted>@db.example:5433/chat"),
             ("postgres://confab@db/chat", "postgres://confab@db/chat"),
             ("postgres://db:5432/chat", "postgres://db:5432/chat"),
             (

@@ -71,6 +71,8 @@ enum Command {
     },
     /// Print a fresh random secret for jwt_secret
     GenSecret,
+    /// Apply the PostgreSQL schema migrations (with database_url set)
+    Migrate,
     /// Exit 0 if the server's /healthz answers 200
     Healthcheck {
         /// URL of the server (default: from listen)
@@ -169,6 +171,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
+            Command::Migrate => commands::migrate(&cfg).await,
             Command::Export { out } => commands::export(&cfg, out.as_deref()),
             Command::Import { file } => commands::import(&cfg, &file),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
