@@ -352,19 +352,6 @@ fn describe(error: &crate::error::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_probe_urls() {
-        let (addr, host) = parse_http_url("http://127.0.0.1:4000/healthz").unwrap();
-        assert_eq!(addr.port(), 4000);
-        assert_eq!(host, "127.0.0.1:4000");
-        assert!(parse_http_url("https://x").is_err());
-    }
-}
-
 /// `confab migrate`: with `database_url` set, applies the PostgreSQL schema
 /// migrations and prints the schema version; the embedded store needs none.
 pub async fn migrate(cfg: &Config) -> CommandResult {
@@ -392,4 +379,17 @@ pub async fn migrate(cfg: &Config) -> CommandResult {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_urls() {
+        let (addr, host) = parse_http_url("http://127.0.0.1:4000/healthz").unwrap();
+        assert_eq!(addr.port(), 4000);
+        assert_eq!(host, "127.0.0.1:4000");
+        assert!(parse_http_url("https://x").is_err());
+    }
 }
