@@ -14,6 +14,7 @@ pub mod ignores;
 pub mod mentions;
 pub mod messages;
 pub mod meta;
+pub mod postgres;
 pub mod reads;
 pub mod records;
 pub mod rooms;
