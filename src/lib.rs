@@ -17,6 +17,7 @@
 //! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
+//! - [`thread_priority`]: a lower CPU priority for background threads.
 //! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
 pub mod accounts;
@@ -42,6 +43,7 @@ pub mod shutdown;
 pub mod socket;
 pub mod state;
 pub mod store;
+pub mod thread_priority;
 
 use std::sync::Arc;
 use std::time::Duration;
