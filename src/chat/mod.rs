@@ -3,5 +3,6 @@
 
 pub mod messages;
 pub mod notify;
+pub mod reactions;
 pub mod topic;
 pub mod views;

@@ -13,6 +13,7 @@ pub mod export;
 pub mod ignores;
 pub mod messages;
 pub mod meta;
+pub mod reactions;
 pub mod reads;
 pub mod records;
 pub mod rooms;

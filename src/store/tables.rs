@@ -47,6 +47,9 @@ pub const ATTACHMENT_BYTES: TableDefinition<u64, &[u8]> = TableDefinition::new("
 pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
     TableDefinition::new("message_attachment");
 
+/// (topic id, seq) → [`super::records::ReactionsRecord`]: a message's reactions.
+pub const REACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("reactions");
+
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(META)?;
@@ -67,5 +70,6 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(ATTACHMENTS)?;
     tx.open_table(ATTACHMENT_BYTES)?;
     tx.open_table(MESSAGE_ATTACHMENT)?;
+    tx.open_table(REACTIONS)?;
     Ok(())
 }
