@@ -153,7 +153,11 @@ fn bad_around_is_422_naming_the_field() {
 fn conversations_too_and_outsiders_are_refused() {
     let server = TestServer::start();
     let [ada, bob, eve] = server.register_all(["ada", "bob", "eve"], PASSWORD);
-    let response = server.post_json("/api/conversations", Some(&ada), &json!({"username": "bob"}));
+    let response = server.post_json(
+        "/api/conversations",
+        Some(&ada),
+        &json!({"username": "bob"}),
+    );
     assert!(response.status == 200 || response.status == 201);
     let id = response.json()["conversation"]["id"].as_u64().expect("id");
     let path = format!("/api/conversations/{id}/messages");

@@ -440,8 +440,7 @@ pub async fn around(
     state
         .store
         .read(move |tx| {
-            let (mut older, older_more) =
-                messages::newest_before(tx, topic_id, Some(seq), limit)?;
+            let (mut older, older_more) = messages::newest_before(tx, topic_id, Some(seq), limit)?;
             let (mut newer, newer_more) =
                 messages::oldest_after(tx, topic_id, seq.saturating_sub(1), limit)?;
             let half = (limit - 1) / 2;

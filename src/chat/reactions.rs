@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn one_grapheme_cluster_of_at_most_32_bytes() {
-        for ok in ["👍", "a", "🇫🇷", "👍🏽", "👩‍👩‍👧‍👦", "❤️", "é"] {
+        for ok in ["👍", "a", "🇫🇷", "👍🏽", "👩‍👩‍👧‍👦", "❤️", "é"]
+        {
             assert!(emoji_ok(ok), "{ok} should be accepted");
         }
         let long = format!("a{}", "\u{301}".repeat(16));

@@ -168,6 +168,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn survive_export_and_import() {
+        let (_dir, store) = store_with_message().await;
+        toggle_on(&store, "👍", 7).await.unwrap();
+        toggle_on(&store, "🎉", 8).await.unwrap();
+        let before = store.read(|tx| of_range(tx, 1, 1, 1)).await.unwrap();
+        let dump = store
+            .read(|tx| {
+                let mut out = Vec::new();
+                crate::store::export::export(tx, &mut out)?;
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&dump).contains("\"type\":\"reactions\""));
+        let restored_dir = tempfile::tempdir().unwrap();
+        crate::store::export::import(restored_dir.path(), dump.as_slice()).unwrap();
+        let restored = Store::open(restored_dir.path(), 8, None).unwrap();
+        let after = restored.read(|tx| of_range(tx, 1, 1, 1)).await.unwrap();
+        assert_eq!(after, before);
+    }
+
+    #[tokio::test]
     async fn missing_or_deleted_messages_are_not_found() {
         let (_dir, store) = store_with_message().await;
         let missing = store
