@@ -577,6 +577,9 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       cursor = next;
     }
 
+    // A rebuilt row took the open picker with it.
+    if (picker && !picker.el.isConnected) closePicker(false);
+
     // History edge and loading state.
     const loaded = t.loaded;
     const older = chat.hasOlder(t);
