@@ -165,6 +165,26 @@ describe("reactions", () => {
     assert.equal(Object.keys(response.messages[0].reactions).length, 20);
   });
 
+  test("ignores: a reaction of an ignored user still counts on a message one can see (live and in history)", async () => {
+    const { room, topic } = await roomWith(1);
+    await server.expect(204, "PUT", `/api/me/ignores/${carol.user.username}`, { token: bob.token });
+    try {
+      const [{ channel: cb }, { channel: cc }] = await joinedAs(topic, bob, carol);
+      const onB = collect(cb, "reaction");
+      const onBNew = collect(cb, "new_msg");
+      assert.equal((await push(cc, "react", { seq: 1, emoji: "🙈" })).status, "ok");
+      assert.deepEqual((await onB.count(1))[0], { seq: 1, emoji: "🙈", user_id: carol.user.id, on: true });
+      const { messages } = await server.messages(bob.token, room);
+      assert.deepEqual(messages[0].reactions, { "🙈": [carol.user.id] });
+      // Carol's messages themselves stay hidden from bob.
+      await push(cc, "new_msg", { body: "hidden" });
+      await push(cb, "react", { seq: 1, emoji: "👍" });
+      assert.equal(onBNew.items.length, 0);
+    } finally {
+      await server.expect(204, "DELETE", `/api/me/ignores/${carol.user.username}`, { token: bob.token });
+    }
+  });
+
   test("private room: a non-member cannot join or react and sees nothing; a conversation outsider neither", async () => {
     const { room, topic } = await roomWith(1, true);
     await server.addMember(alice.token, room, bob.user.username);
