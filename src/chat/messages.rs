@@ -1,6 +1,7 @@
 //! Message operations shared by socket events and REST: post (durable,
 //! idempotent on `client_id`, broadcast after commit), edit, delete, read
-//! positions, history pages and the recovery snapshot of a join.
+//! positions, history pages (also centred on one message) and the recovery
+//! snapshot of a join.
 //!
 //! Completions run on the writer thread right after the commit, in commit
 //! order, so broadcasts of one topic leave in `seq` order.
