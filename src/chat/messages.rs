@@ -1,6 +1,7 @@
 //! Message operations shared by socket events and REST: post (durable,
 //! idempotent on `client_id`, broadcast after commit), edit, delete, read
-//! positions, history pages and the recovery snapshot of a join.
+//! positions, history pages (also centred on one message) and the recovery
+//! snapshot of a join.
 //!
 //! Completions run on the writer thread right after the commit, in commit
 //! order, so broadcasts of one topic leave in `seq` order.
@@ -21,8 +22,8 @@ use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
 use crate::store::mentions as stored_mentions;
 use crate::store::messages::{self, Appended, Stored};
-use crate::store::records::{AttachmentRecord, UserRecord};
-use crate::store::{attachments, reads, topics, users};
+use crate::store::records::{AttachmentRecord, ReactionsRecord, UserRecord};
+use crate::store::{attachments, reactions, reads, topics, users};
 
 /// Most messages a join reply recovers before it says `truncated`.
 pub const MAX_RECOVERY: usize = 1000;
@@ -223,6 +224,15 @@ pub enum Change {
     Delete,
 }
 
+/// What an edit or delete read back inside its batch.
+type Changed = (
+    Stored,
+    UserBrief,
+    Option<AttachmentRecord>,
+    Vec<u64>,
+    Option<ReactionsRecord>,
+);
+
 /// Edits or deletes a message (author or admin only); broadcasts
 /// `msg_updated` (the message) or `msg_deleted` (`{seq}`) once durable.
 /// An edit resolves mentions again and tells the newly mentioned; a delete
@@ -295,16 +305,18 @@ pub async fn change(
                     mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
                 if stored.record.deleted {
                     attachments::erase_of_message(ctx, topic_id, seq)?;
+                    reactions::erase_of_message(ctx, topic_id, seq)?;
                 }
                 let attachment = attachments::of_message_in(ctx, topic_id, seq)?;
+                let reactions = reactions::of_message_in(ctx, topic_id, seq)?;
                 let author = users::get_in(ctx, stored.record.user_id)?
                     .map(|u| UserBrief::from(&u))
                     .unwrap_or_else(|| UserBrief::unknown(stored.record.user_id));
-                Ok((stored, author, attachment, mentioned))
+                Ok((stored, author, attachment, mentioned, reactions))
             },
-            move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>, Vec<u64>)>| {
+            move |result: Result<Changed>| {
                 relay.run(move || {
-                    let out = result.map(|(stored, author, attachment, mentioned)| {
+                    let out = result.map(|(stored, author, attachment, mentioned, reactions)| {
                         if let Some(search) = &search {
                             match kind {
                                 Change::Edit(_) => search.edited(&stored),
@@ -312,7 +324,8 @@ pub async fn change(
                             }
                         }
                         let view = MessageView::new(&topic, &stored, &author)
-                            .with_attachment(attachment.as_ref());
+                            .with_attachment(attachment.as_ref())
+                            .with_reactions(reactions.as_ref());
                         let broadcast = match kind {
                             Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
                             Change::Delete => Broadcast::new(
@@ -401,11 +414,19 @@ impl<'t> Authors<'t> {
                 message.seq,
             )?);
         }
+        // One range read over the page's seqs (the page is ascending).
+        let reactions = match (stored.first(), stored.last()) {
+            (Some(first), Some(last)) => {
+                reactions::of_range(self.tx, first.topic_id, first.seq, last.seq)?
+            }
+            _ => HashMap::new(),
+        };
         Ok(MessageViews {
             topic,
             stored,
             authors: self.known,
             attachments,
+            reactions,
         })
     }
 }
@@ -419,6 +440,8 @@ pub struct MessageViews {
     stored: Vec<Stored>,
     authors: HashMap<u64, UserBrief>,
     attachments: Vec<Option<AttachmentRecord>>,
+    /// seq → reactions, for the messages that have any.
+    reactions: HashMap<u64, ReactionsRecord>,
 }
 
 impl MessageViews {
@@ -450,7 +473,8 @@ impl Serialize for MessageViews {
             };
             seq.serialize_element(
                 &MessageView::new(&self.topic, message, author)
-                    .with_attachment(attachment.as_ref()),
+                    .with_attachment(attachment.as_ref())
+                    .with_reactions(self.reactions.get(&message.seq)),
             )?;
         }
         seq.end()
@@ -481,6 +505,38 @@ pub async fn history(
                 None => messages::newest_before(tx, topic_id, page.before, limit)?,
             };
             Ok((Authors::new(tx).views(topic, stored)?, has_more))
+        })
+        .await
+}
+
+/// A page of history centred on `seq`, ascending: `(messages,
+/// has_more_before, has_more_after)`. Up to half the page (rounded down,
+/// after `seq` itself) is older than `seq`; a short side gives its room to
+/// the other.
+pub async fn around(
+    state: &AppState,
+    access: &Access,
+    seq: u64,
+    limit: Option<usize>,
+) -> Result<(MessageViews, bool, bool)> {
+    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    state
+        .store
+        .read(move |tx| {
+            let (mut older, older_more) = messages::newest_before(tx, topic_id, Some(seq), limit)?;
+            let (mut newer, newer_more) =
+                messages::oldest_after(tx, topic_id, seq.saturating_sub(1), limit)?;
+            let half = (limit - 1) / 2;
+            let take_after = newer.len().min(limit - older.len().min(half));
+            let take_before = older.len().min(limit - take_after);
+            let has_more_before = older_more || older.len() > take_before;
+            let has_more_after = newer_more || newer.len() > take_after;
+            newer.truncate(take_after);
+            let mut stored = older.split_off(older.len() - take_before);
+            stored.append(&mut newer);
+            let views = Authors::new(tx).views(topic, stored)?;
+            Ok((views, has_more_before, has_more_after))
         })
         .await
 }

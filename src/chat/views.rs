@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::store::messages::Stored;
-use crate::store::records::{AttachmentRecord, RoomRecord, UserRecord};
+use crate::store::records::{AttachmentRecord, ReactionsRecord, RoomRecord, UserRecord};
 
 /// `{id, username, display_name}` of a message author.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -36,7 +36,8 @@ impl UserBrief {
     }
 }
 
-/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?, mentions}`.
+/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?,
+/// mentions, attachment?, reactions?}`.
 #[derive(Serialize)]
 pub struct MessageView<'a> {
     pub id: u64,
@@ -55,6 +56,23 @@ pub struct MessageView<'a> {
     pub attachment: Option<AttachmentView>,
     /// Ids of the users the message mentions.
     pub mentions: &'a [u64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<ReactionsView<'a>>,
+}
+
+/// `reactions`: `{emoji: [user id]}`, emoji in the order first used.
+#[derive(Clone, Copy, Debug)]
+pub struct ReactionsView<'a>(pub &'a ReactionsRecord);
+
+impl Serialize for ReactionsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.entries.len()))?;
+        for entry in &self.0.entries {
+            map.serialize_entry(&entry.emoji, &entry.users)?;
+        }
+        map.end()
+    }
 }
 
 /// `attachment`: `{id, url, content_type, size}` of a message's image.
@@ -93,12 +111,21 @@ impl<'a> MessageView<'a> {
             deleted: record.deleted,
             attachment: None,
             mentions: &record.mentions,
+            reactions: None,
         }
     }
 
     /// The same view carrying `attachment`.
     pub fn with_attachment(mut self, attachment: Option<&AttachmentRecord>) -> Self {
         self.attachment = attachment.map(AttachmentView::from);
+        self
+    }
+
+    /// The same view carrying `reactions` (none on a deleted message).
+    pub fn with_reactions(mut self, reactions: Option<&'a ReactionsRecord>) -> Self {
+        self.reactions = reactions
+            .filter(|r| !self.deleted && !r.entries.is_empty())
+            .map(ReactionsView);
         self
     }
 

@@ -15,6 +15,7 @@ pub mod mentions;
 pub mod messages;
 pub mod meta;
 pub mod postgres;
+pub mod reactions;
 pub mod reads;
 pub mod records;
 pub mod rooms;

@@ -127,3 +127,17 @@ pub struct AttachmentRecord {
     /// The seq of the message carrying it, once linked.
     pub linked_seq: Option<u64>,
 }
+
+/// The reactions on one message; its topic and seq are the key. Emoji keep
+/// the order in which they were first used, users the order they reacted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionsRecord {
+    pub entries: Vec<ReactionEntry>,
+}
+
+/// One emoji on a message and who reacted with it (never empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionEntry {
+    pub emoji: String,
+    pub users: Vec<u64>,
+}

@@ -50,6 +50,9 @@ pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
 pub const UNREAD_MENTIONS: TableDefinition<(u64, u64, u64), u64> =
     TableDefinition::new("unread_mentions");
 
+/// (topic id, seq) → [`super::records::ReactionsRecord`]: a message's reactions.
+pub const REACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("reactions");
+
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(META)?;
@@ -71,5 +74,6 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(ATTACHMENT_BYTES)?;
     tx.open_table(MESSAGE_ATTACHMENT)?;
     tx.open_table(UNREAD_MENTIONS)?;
+    tx.open_table(REACTIONS)?;
     Ok(())
 }

@@ -67,6 +67,21 @@ for (const colorScheme of ["light", "dark"]) {
     await own.hover();
     await assertAccessible(a, "chat with a message's actions shown");
 
+    // The reaction picker, and the chips (one's own pressed, another's not).
+    const bens = H.messageRow(a, `and hello from Ben, ${colorScheme}`);
+    await bens.hover();
+    await bens.getByRole("button", { name: /Add a reaction/ }).click();
+    const picker = a.getByRole("menu", { name: "Pick a reaction" });
+    await picker.waitFor();
+    await assertAccessible(a, "the reaction picker");
+    await picker.getByRole("menuitem", { name: "party popper" }).click();
+    await bens.locator(".reaction-chip[aria-pressed='true']").waitFor({ timeout: H.UI_DEADLINE });
+    const onB = H.messageRow(b, `and hello from Ben, ${colorScheme}`).locator(".reaction-chip[aria-pressed='false']");
+    await onB.waitFor({ timeout: H.UI_DEADLINE });
+    await a.mouse.move(0, 0);
+    await assertAccessible(a, "a message with one's own reaction");
+    await own.hover();
+
     await own.getByRole("button", { name: /Delete message/ }).click();
     const confirm = a.getByRole("dialog", { name: "Delete message" });
     await confirm.waitFor();
