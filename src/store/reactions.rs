@@ -127,7 +127,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8, None).unwrap();
         store
-            .write(|ctx| messages::append(ctx, 1, 5, "hi".into(), None))
+            .write(|ctx| messages::append(ctx, 1, 5, "hi".into(), None, Vec::new()))
             .await
             .unwrap();
         (dir, store)
