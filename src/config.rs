@@ -91,6 +91,10 @@ const KEYS: &[&str] = &[
     "database_pool_size",
     "metrics_token",
     "trust_forwarded_for",
+    "webhook_allowed_hosts",
+    "webhook_retry_hours",
+    "webhook_retry_base_ms",
+    "webhook_max_in_flight",
 ];
 
 /// A key set in the config file and the 1-based line where it is set.
@@ -176,6 +180,17 @@ pub struct Config {
     pub metrics_token: String,
     /// Use `X-Forwarded-For` for client IPs (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Hosts (names or IPs) and CIDR networks outgoing webhooks may reach
+    /// even when private; by default loopback, link-local, private and
+    /// unspecified addresses are refused.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Hours an undelivered outgoing webhook event is retried; at least 1.
+    pub webhook_retry_hours: u64,
+    /// First retry delay of an outgoing webhook in milliseconds, doubled per
+    /// attempt (with jitter, at most one hour); at least 1.
+    pub webhook_retry_base_ms: u64,
+    /// Most outgoing webhook requests in flight per bot; at least 1.
+    pub webhook_max_in_flight: usize,
 }
 
 impl Default for Config {
@@ -214,6 +229,10 @@ impl Default for Config {
             database_pool_size: 16,
             metrics_token: String::new(),
             trust_forwarded_for: false,
+            webhook_allowed_hosts: Vec::new(),
+            webhook_retry_hours: 24,
+            webhook_retry_base_ms: 1000,
+            webhook_max_in_flight: 4,
         }
     }
 }
@@ -268,6 +287,10 @@ impl fmt::Debug for Config {
             database_pool_size,
             metrics_token,
             trust_forwarded_for,
+            webhook_allowed_hosts,
+            webhook_retry_hours,
+            webhook_retry_base_ms,
+            webhook_max_in_flight,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -303,6 +326,10 @@ impl fmt::Debug for Config {
             .field("database_pool_size", database_pool_size)
             .field("metrics_token", &Redacted(metrics_token))
             .field("trust_forwarded_for", trust_forwarded_for)
+            .field("webhook_allowed_hosts", webhook_allowed_hosts)
+            .field("webhook_retry_hours", webhook_retry_hours)
+            .field("webhook_retry_base_ms", webhook_retry_base_ms)
+            .field("webhook_max_in_flight", webhook_max_in_flight)
             .finish()
     }
 }
@@ -747,6 +774,10 @@ impl Config {
             "database_pool_size" => self.database_pool_size = parse_int(text)?,
             "metrics_token" => self.metrics_token = text.to_owned(),
             "trust_forwarded_for" => self.trust_forwarded_for = parse_bool(text)?,
+            "webhook_allowed_hosts" => self.webhook_allowed_hosts = parse_list(text),
+            "webhook_retry_hours" => self.webhook_retry_hours = parse_int(text)?,
+            "webhook_retry_base_ms" => self.webhook_retry_base_ms = parse_int(text)?,
+            "webhook_max_in_flight" => self.webhook_max_in_flight = parse_int(text)?,
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -833,7 +864,7 @@ impl Config {
         }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64); 21] = [
+        let ranges: [(&str, u64, u64, u64); 24] = [
             ("token_ttl_secs",           wide(self.token_ttl_secs),            1,    NO_MAX),
             ("heartbeat_timeout_secs",   wide(self.heartbeat_timeout_secs),    1,    NO_MAX),
             ("shutdown_grace_secs",      wide(self.shutdown_grace_secs),       1,    300),
@@ -855,6 +886,9 @@ impl Config {
             ("argon2_parallelism",       wide(self.argon2_parallelism),        1,    16),
             ("store_cache_mib",          wide(self.store_cache_mib),           1,    NO_MAX),
             ("database_pool_size",       wide(self.database_pool_size),        1,    NO_MAX),
+            ("webhook_retry_hours",      wide(self.webhook_retry_hours),       1,    NO_MAX),
+            ("webhook_retry_base_ms",    wide(self.webhook_retry_base_ms),     1,    NO_MAX),
+            ("webhook_max_in_flight",    wide(self.webhook_max_in_flight),     1,    NO_MAX),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -1385,7 +1419,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("trust_forwarded_for)"), "{text}");
+        assert!(text.ends_with("webhook_max_in_flight)"), "{text}");
     }
 
     #[test]

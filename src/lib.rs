@@ -24,6 +24,7 @@ pub mod accounts;
 #[cfg(unix)]
 pub mod admin;
 pub mod auth;
+pub mod bots;
 pub mod chat;
 pub mod clock;
 pub mod commands;
@@ -107,6 +108,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let admin_socket = spawn_admin_socket(&state);
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
+    if let Err(e) = state.bots.reload(&state.store).await {
+        return Err(format!("cannot read the bots: {e}"));
+    }
+    bots::outgoing::start(state.clone());
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
     #[cfg(unix)]

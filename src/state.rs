@@ -30,6 +30,8 @@ pub struct AppState {
     /// Runs post-commit work (broadcasts, acks) off the writer thread, in commit order.
     pub relay: Arc<Relay>,
     pub metrics: Arc<Metrics>,
+    /// Bots: who receives outgoing webhooks, the delivery queue and log.
+    pub bots: Arc<crate::bots::Bots>,
     /// The full-text index of messages, when enabled.
     pub search: Option<Arc<SearchIndex>>,
     /// Live LongPoll sessions.
@@ -80,6 +82,7 @@ impl AppState {
             hub: Arc::new(Hub::default()),
             relay: Arc::new(Relay::start()),
             metrics,
+            bots: Arc::default(),
             search: None,
             longpoll: LongPollSessions::default(),
             shutdown,

@@ -763,6 +763,7 @@ export class Chat extends EventTarget {
         id: Number(id),
         username: metas[0].username,
         display_name: metas[0].display_name || metas[0].username,
+        bot: Boolean(metas[0].bot),
         since: Math.min(...metas.map((m) => m.online_at || Date.now())),
         sockets: metas.length,
       }))

@@ -27,6 +27,7 @@
 import { h, byId, clear, icon, show } from "./dom.js";
 import * as format from "./format.js";
 import * as dialogs from "./dialogs.js";
+import { botBadge } from "./bots.js";
 
 const GROUP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 60;
@@ -262,6 +263,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
           "div",
           { class: "msg-head" },
           h("span", { class: "msg-author" }, name),
+          m.user && m.user.bot ? botBadge() : null,
           m.user && m.user.username && m.user.username !== name ? h("span", { class: "msg-username" }, `@${m.user.username}`) : null,
           timeEl(date, "msg-time"),
         ),

@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::store::mentions as stored_mentions;
 use crate::store::messages::{self, Appended, Stored};
 use crate::store::records::{AttachmentRecord, ReactionsRecord, UserRecord};
-use crate::store::{attachments, reactions, reads, topics, users};
+use crate::store::{attachments, deliveries, reactions, reads, topics, users};
 
 /// Most messages a join reply recovers before it says `truncated`.
 pub const MAX_RECOVERY: usize = 1000;
@@ -106,6 +106,11 @@ where
     let user_id = author.id;
     let request = Request::new(&hub, &topic, user_id, &draft.body);
     let topic_name = topic.clone();
+    // Outgoing webhooks: which bots may hear of this message, and the
+    // dispatcher that sends the events once they are durable.
+    let registry = state.bots.registry();
+    let bots = state.bots.clone();
+    let (author_is_bot, event_author) = (author.bot, brief.clone());
     state
         .store
         .writer()
@@ -124,6 +129,7 @@ where
                         Appended::Duplicate(existing),
                         Vec::new(),
                         attachment,
+                        Vec::new(),
                         Vec::new(),
                     ));
                 }
@@ -152,13 +158,33 @@ where
                     )?
                 };
                 let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
+                let candidates = crate::bots::candidates(
+                    &registry,
+                    &topic_name,
+                    &event_author,
+                    author_is_bot,
+                    &stored.record.mentions,
+                );
+                let events = if candidates.is_empty() {
+                    Vec::new()
+                } else {
+                    deliveries::enqueue_in(ctx, topic_id, &topic_name, &candidates, |id, _| {
+                        crate::bots::event_body(
+                            id,
+                            &topic_name,
+                            &stored,
+                            &event_author,
+                            attachment.as_ref(),
+                        )
+                    })?
+                };
                 let appended = Appended::New(stored);
-                Ok((appended, unread, attachment, mentioned))
+                Ok((appended, unread, attachment, mentioned, events))
             },
             move |result| {
                 // Broadcast, then ack, in commit order, off the writer thread.
                 relay.run(move || {
-                    let posted = result.map(|(appended, unread, attachment, mentioned)| {
+                    let posted = result.map(|(appended, unread, attachment, mentioned, events)| {
                         let (stored, duplicate) = match appended {
                             Appended::New(stored) => (stored, false),
                             Appended::Duplicate(stored) => (stored, true),
@@ -185,6 +211,7 @@ where
                                 &brief,
                                 &stored.record.body,
                             );
+                            bots.dispatch(events);
                         }
                         Posted {
                             stored,

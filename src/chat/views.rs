@@ -7,12 +7,15 @@ use crate::clock;
 use crate::store::messages::Stored;
 use crate::store::records::{AttachmentRecord, ReactionsRecord, RoomRecord, UserRecord};
 
-/// `{id, username, display_name}` of a message author.
+/// `{id, username, display_name, bot?}` of a message author.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct UserBrief {
     pub id: u64,
     pub username: String,
     pub display_name: String,
+    /// Present (true) only for bot accounts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 impl From<&UserRecord> for UserBrief {
@@ -21,6 +24,7 @@ impl From<&UserRecord> for UserBrief {
             id: user.id,
             username: user.username.clone(),
             display_name: user.display_name.clone(),
+            bot: user.bot,
         }
     }
 }
@@ -32,6 +36,7 @@ impl UserBrief {
             id,
             username: format!("user{id}"),
             display_name: "unknown user".into(),
+            bot: false,
         }
     }
 }

@@ -36,6 +36,15 @@ pub enum Route {
     Search,
     WebSocket,
     LongPoll,
+    Bots,
+    CreateBot,
+    DeleteBot,
+    RotateBotKey,
+    BotDeliveries,
+    RoomHooks,
+    CreateRoomHook,
+    DeleteRoomHook,
+    IncomingHook,
 }
 
 use Route::*;
@@ -85,6 +94,15 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("GET", "/api/search", Search),
     ("*", "/socket/websocket", WebSocket),
     ("*", "/socket/longpoll", LongPoll),
+    ("GET", "/api/bots", Bots),
+    ("POST", "/api/bots", CreateBot),
+    ("DELETE", "/api/bots/{name}", DeleteBot),
+    ("POST", "/api/bots/{name}/key", RotateBotKey),
+    ("GET", "/api/bots/{name}/deliveries", BotDeliveries),
+    ("GET", "/api/rooms/{name}/hooks", RoomHooks),
+    ("POST", "/api/rooms/{name}/hooks", CreateRoomHook),
+    ("DELETE", "/api/rooms/{name}/hooks/{id}", DeleteRoomHook),
+    ("POST", "/hooks/{token}", IncomingHook),
 ];
 
 /// A matched row: the route, its pattern, and the `{…}` segments in order.

@@ -7,9 +7,12 @@
 
 pub mod attachments;
 pub mod batch_tables;
+pub mod bots;
 pub mod codec;
 pub mod conversations;
+pub mod deliveries;
 pub mod export;
+pub mod hooks;
 pub mod ignores;
 pub mod mentions;
 pub mod messages;

@@ -18,6 +18,88 @@ pub struct UserRecord {
     pub token_version: u32,
     /// Milliseconds since the epoch.
     pub created_at: i64,
+    /// An automated account: no password sign-in, authenticates with an API
+    /// key (see [`BotRecord`]). Absent before record format 3.
+    #[serde(default)]
+    pub bot: bool,
+}
+
+/// A user as written in record formats 1 and 2, before bot accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecordV2 {
+    pub id: u64,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub admin: bool,
+    pub disabled: bool,
+    pub token_version: u32,
+    pub created_at: i64,
+}
+
+impl From<UserRecordV2> for UserRecord {
+    fn from(old: UserRecordV2) -> Self {
+        UserRecord {
+            id: old.id,
+            username: old.username,
+            display_name: old.display_name,
+            email: old.email,
+            password_hash: old.password_hash,
+            admin: old.admin,
+            disabled: old.disabled,
+            token_version: old.token_version,
+            created_at: old.created_at,
+            bot: false,
+        }
+    }
+}
+
+/// What makes a user a bot: its API key (as a hash) and its outgoing webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotRecord {
+    /// The bot's user id.
+    pub user_id: u64,
+    /// SHA-256 of the API key; the key itself is shown once and never kept.
+    pub key_hash: Vec<u8>,
+    /// Key for signing outgoing webhook requests (HMAC-SHA256).
+    pub signing_secret: String,
+    /// Where events are POSTed; none = the bot only uses the API.
+    pub webhook_url: Option<String>,
+    /// Also send every message of the rooms the bot is a member of.
+    pub all_messages: bool,
+    /// The admin who made it.
+    pub created_by: u64,
+    pub created_at: i64,
+}
+
+/// An incoming webhook: a secret URL that posts into one room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRecord {
+    pub id: u64,
+    /// The room's name and topic id.
+    pub room: String,
+    pub topic_id: u64,
+    /// Who the posts are from (the creator, or the bot named at creation).
+    pub user_id: u64,
+    /// SHA-256 of the URL token.
+    pub token_hash: Vec<u8>,
+    pub created_by: u64,
+    pub created_at: i64,
+}
+
+/// An outgoing webhook event waiting to be delivered (deleted once
+/// delivered or given up on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The event id, unique, sent as `id` for deduplication.
+    pub event_id: u64,
+    pub bot_id: u64,
+    /// The topic the event happened in (replies are posted there).
+    pub topic: String,
+    /// The JSON request body, exactly as it is signed and sent.
+    pub body: String,
+    pub created_at: i64,
 }
 
 /// A room: a named topic `room:<name>`.

@@ -77,6 +77,7 @@ impl Store {
                 disabled: false,
                 token_version: 0,
                 created_at: clock::now_ms(),
+                bot: false,
             };
             put(ctx, &user)?;
             ctx.tx()

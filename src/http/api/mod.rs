@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod bots;
 pub mod conversations;
+pub mod hooks;
 pub mod ignores;
 pub mod me;
 pub mod rooms;
