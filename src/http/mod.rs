@@ -64,7 +64,9 @@ async fn route(
         };
     };
     let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
-    use api::{admin, attachments, auth, conversations, ignores, me, rooms, search, users};
+    use api::{
+        admin, attachments, auth, conversations, ignores, me, password, rooms, search, users,
+    };
     use router::Route::*;
     let result = match matched.route {
         Healthz => Ok(health::healthz()),
@@ -101,6 +103,8 @@ async fn route(
         Search => search::search(call).await,
         WebSocket => crate::socket::upgrade::upgrade(call).await,
         LongPoll => crate::socket::longpoll::handle(call).await,
+        PasswordForgot => password::forgot(call).await,
+        PasswordReset => password::reset(call).await,
     };
     (matched.pattern, result)
 }

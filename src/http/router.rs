@@ -36,6 +36,8 @@ pub enum Route {
     Search,
     WebSocket,
     LongPoll,
+    PasswordForgot,
+    PasswordReset,
 }
 
 use Route::*;
@@ -85,6 +87,8 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("GET", "/api/search", Search),
     ("*", "/socket/websocket", WebSocket),
     ("*", "/socket/longpoll", LongPoll),
+    ("POST", "/api/password/forgot", PasswordForgot),
+    ("POST", "/api/password/reset", PasswordReset),
 ];
 
 /// A matched row: the route, its pattern, and the `{…}` segments in order.

@@ -49,6 +49,10 @@ pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
 /// (user id, topic id, seq) → author id: mentions of the user not read yet.
 pub const UNREAD_MENTIONS: TableDefinition<(u64, u64, u64), u64> =
     TableDefinition::new("unread_mentions");
+/// SHA-256 of a password link's token → [`super::records::PasswordLinkRecord`].
+pub const PASSWORD_LINKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("password_links");
+/// queued mail id → [`super::records::MailRecord`], until sent or given up.
+pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -71,5 +75,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(ATTACHMENT_BYTES)?;
     tx.open_table(MESSAGE_ATTACHMENT)?;
     tx.open_table(UNREAD_MENTIONS)?;
+    tx.open_table(PASSWORD_LINKS)?;
+    tx.open_table(MAIL_QUEUE)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod conversations;
 pub mod ignores;
 pub mod me;
+pub mod password;
 pub mod rooms;
 pub mod search;
 pub mod users;
