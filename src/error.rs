@@ -101,9 +101,7 @@ impl Error {
             | Error::Validation(_)
             | Error::PayloadTooLarge(_)
             | Error::InvalidToken
-            | Error::ExpiredToken => {
-                "invalid_payload"
-            }
+            | Error::ExpiredToken => "invalid_payload",
             Error::RateLimited(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",

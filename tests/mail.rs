@@ -20,7 +20,10 @@ const PUBLIC_URL: &str = "https://chat.example.test";
 fn mail_env(smtp_url: &str) -> Vec<(String, String)> {
     vec![
         ("CONFAB_SMTP_URL".into(), smtp_url.into()),
-        ("CONFAB_MAIL_FROM".into(), "Confab <chat@example.test>".into()),
+        (
+            "CONFAB_MAIL_FROM".into(),
+            "Confab <chat@example.test>".into(),
+        ),
         ("CONFAB_PUBLIC_URL".into(), PUBLIC_URL.into()),
     ]
 }
@@ -35,7 +38,9 @@ fn server_with(smtp_url: &str, extra: &[(&str, &str)]) -> TestServer {
 /// The token of the reset link in `mail`, checking the link's shape.
 #[track_caller]
 fn link_token(mail: &Mail) -> String {
-    let link = mail.link().unwrap_or_else(|| panic!("no link in {mail:#?}"));
+    let link = mail
+        .link()
+        .unwrap_or_else(|| panic!("no link in {mail:#?}"));
     let prefix = format!("{PUBLIC_URL}/reset#token=");
     let token = link
         .strip_prefix(&prefix)
@@ -98,7 +103,9 @@ fn admin_created_user_gets_a_welcome_link_that_works_once() {
     let mail = &mails[0];
     assert_eq!(mail.to, vec!["bob@example.test"]);
     assert_eq!(mail.from, "chat@example.test");
-    assert!(mail.header("Subject").is_some_and(|s| s.contains("account")));
+    assert!(mail
+        .header("Subject")
+        .is_some_and(|s| s.contains("account")));
     let body = mail.body();
     assert!(body.contains("\"bob\""), "{body}");
     assert!(!body.contains(generated), "the mail carries no password");
@@ -267,14 +274,23 @@ fn a_mail_server_that_is_down_delays_mail_but_not_requests() {
         assert!(Instant::now() < deadline, "no failed attempt counted");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(server.logs().contains("mail not sent; will retry"), "{}", server.logs());
+    assert!(
+        server.logs().contains("mail not sent; will retry"),
+        "{}",
+        server.logs()
+    );
 
     let sink = SmtpSink::start_on(port);
     let mails = sink.wait_for(2, MAIL_WAIT);
     let mut to: Vec<_> = mails.iter().map(|m| m.to[0].clone()).collect();
     to.sort();
     assert_eq!(to, vec!["hank@example.test", "ivy@example.test"]);
-    let token = link_token(mails.iter().find(|m| m.to[0] == "hank@example.test").unwrap());
+    let token = link_token(
+        mails
+            .iter()
+            .find(|m| m.to[0] == "hank@example.test")
+            .unwrap(),
+    );
     reset(&server, &token, "a-brand-new-password").assert_status(200, "link from a late mail");
     let deadline = Instant::now() + MAIL_WAIT;
     while metric(&server, "confab_mail_queued") != 0.0 {

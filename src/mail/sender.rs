@@ -27,9 +27,7 @@ const BATCH: usize = 16;
 /// Delay before the attempt after `attempts` failures.
 pub fn backoff(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(20);
-    FIRST_RETRY
-        .saturating_mul(1u32 << doublings)
-        .min(MAX_RETRY)
+    FIRST_RETRY.saturating_mul(1u32 << doublings).min(MAX_RETRY)
 }
 
 /// Starts the sender, when mail is configured.

@@ -59,7 +59,10 @@ pub fn parse_smtp_url(url: &str) -> Result<SmtpServer, String> {
             );
         }
         if security == Security::Plain {
-            return Err("smtp+plain:// sends credentials in clear: use smtp:// (STARTTLS) or smtps://".into());
+            return Err(
+                "smtp+plain:// sends credentials in clear: use smtp:// (STARTTLS) or smtps://"
+                    .into(),
+            );
         }
     }
     let user = user.map(percent_decode).filter(|u| !u.is_empty());
@@ -87,7 +90,10 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
         }
     };
     let port = port
-        .map(|p| p.parse::<u16>().map_err(|_| format!("has a bad port {p:?}")))
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| format!("has a bad port {p:?}"))
+        })
         .transpose()?;
     Ok((host.to_string(), port))
 }
@@ -168,7 +174,10 @@ mod tests {
         let s = parse_smtp_url("smtp://u@mail.example.com:2525").unwrap();
         assert_eq!((s.security, s.port), (Security::StartTls, 2525));
         let s = parse_smtp_url("smtp+plain://[::1]:25").unwrap();
-        assert_eq!((s.security, s.host.as_str(), s.user), (Security::Plain, "::1", None));
+        assert_eq!(
+            (s.security, s.host.as_str(), s.user),
+            (Security::Plain, "::1", None)
+        );
     }
 
     #[test]

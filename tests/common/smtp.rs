@@ -170,11 +170,7 @@ impl SmtpSink {
     #[track_caller]
     pub fn wait_for(&self, count: usize, within: Duration) -> Vec<Mail> {
         let deadline = Instant::now() + within;
-        let mut mails = self
-            .inbox
-            .mails
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut mails = self.inbox.mails.lock().unwrap_or_else(|p| p.into_inner());
         while mails.len() < count {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
