@@ -5,7 +5,9 @@
 //! - [`store`]: the embedded redb store; one writer thread with group commit;
 //!   [`store::postgres`]: the PostgreSQL pool and schema migrations.
 //! - [`auth`]: password hashing, JWT tokens, login throttling, `authenticate`.
-//! - [`accounts`]: account rules and flows shared by the API and the CLI.
+//! - [`accounts`]: account rules and flows shared by the API and the CLI;
+//!   [`password_links`]: one-time links to choose a password (welcome, reset).
+//! - [`mail`]: outgoing mail (SMTP) through a durable queue in the store.
 //! - [`http`]: the routing table, REST handlers, static UI, probes.
 //! - [`server`]: the accept loop and graceful drain.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -34,8 +36,10 @@ pub mod fault;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod password_links;
 pub mod pool_sizes;
 pub mod random;
 pub mod search;
@@ -112,6 +116,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         return Err(format!("cannot read the bots: {e}"));
     }
     bots::outgoing::start(state.clone());
+    match mail::transport::Mailer::from_config(&state.cfg)? {
+        Some(mailer) => mail::sender::spawn(state.clone(), mailer),
+        None => tracing::info!("smtp_url is empty: no mail is sent"),
+    }
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
     #[cfg(unix)]
@@ -178,6 +186,16 @@ fn spawn_purger(state: state::State) {
                 () = state.shutdown.cancelled() => return,
             }
             state.login_throttle.sweep();
+            state.forgot_throttle.sweep();
+            match state
+                .store
+                .purge_expired_password_links(clock::now_ms())
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired password links"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging password links failed"),
+            }
             match state
                 .store
                 .purge_expired_revocations(clock::now_secs())

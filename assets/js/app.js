@@ -13,6 +13,7 @@ import * as dialogs from "./dialogs.js";
 import { Chat } from "./chat.js";
 import { h, byId, show, clear, icon } from "./dom.js";
 import { mountSignin } from "./signin.js";
+import { mountRecovery } from "./recovery.js";
 import { mountSidebar } from "./sidebar.js";
 import { mountPane } from "./pane.js";
 import { mountComposer } from "./composer.js";
@@ -32,6 +33,17 @@ const signin = mountSignin({
     session.save(body);
     signin.hide();
     startChat(body.user);
+  },
+});
+
+const recovery = mountRecovery({
+  onSignedIn(body) {
+    session.save(body);
+    signin.hide();
+    startChat(body.user);
+  },
+  onBack() {
+    signin.show();
   },
 });
 
@@ -60,7 +72,9 @@ window.addEventListener("storage", (event) => {
 
 hideBoot();
 const existing = session.current();
-if (existing) startChat(existing.user);
+const resetToken = recovery.tokenFromLocation();
+if (resetToken) recovery.showReset(resetToken);
+else if (existing) startChat(existing.user);
 else signin.show();
 
 function hideBoot() {

@@ -66,7 +66,8 @@ async fn route(
     };
     let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
     use api::{
-        admin, attachments, auth, bots, conversations, hooks, ignores, me, rooms, search, users,
+        admin, attachments, auth, bots, conversations, hooks, ignores, me, password, rooms, search,
+        users,
     };
     use router::Route::*;
     let result = match matched.route {
@@ -113,6 +114,8 @@ async fn route(
         CreateRoomHook => hooks::create(call, p(0)).await,
         DeleteRoomHook => hooks::delete(call, p(0), p(1)).await,
         IncomingHook => hooks::incoming(call, p(0)).await,
+        PasswordForgot => password::forgot(call).await,
+        PasswordReset => password::reset(call).await,
     };
     (matched.pattern, result)
 }

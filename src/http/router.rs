@@ -45,6 +45,8 @@ pub enum Route {
     CreateRoomHook,
     DeleteRoomHook,
     IncomingHook,
+    PasswordForgot,
+    PasswordReset,
 }
 
 use Route::*;
@@ -103,6 +105,8 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("POST", "/api/rooms/{name}/hooks", CreateRoomHook),
     ("DELETE", "/api/rooms/{name}/hooks/{id}", DeleteRoomHook),
     ("POST", "/hooks/{token}", IncomingHook),
+    ("POST", "/api/password/forgot", PasswordForgot),
+    ("POST", "/api/password/reset", PasswordReset),
 ];
 
 /// A matched row: the route, its pattern, and the `{…}` segments in order.

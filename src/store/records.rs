@@ -223,3 +223,39 @@ pub struct ReactionEntry {
     pub emoji: String,
     pub users: Vec<u64>,
 }
+
+/// What a one-time password link lets its holder do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkPurpose {
+    /// Sent to an account an admin created: choose a first password.
+    Welcome,
+    /// Sent on "forgot password": choose a new password.
+    Reset,
+}
+
+/// A one-time password link; the SHA-256 of its token is the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordLinkRecord {
+    pub user_id: u64,
+    pub purpose: LinkPurpose,
+    /// The user's token version when issued: a password change since
+    /// (which bumps it) voids the link.
+    pub token_version: u32,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// One mail waiting in the outgoing queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRecord {
+    pub to: String,
+    pub subject: String,
+    /// Plain text.
+    pub body: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// When to try next, in milliseconds since the epoch.
+    pub next_attempt_at: i64,
+}

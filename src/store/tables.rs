@@ -64,6 +64,10 @@ pub const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("delive
 
 /// (topic id, seq) → [`super::records::ReactionsRecord`]: a message's reactions.
 pub const REACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("reactions");
+/// SHA-256 of a password link's token → [`super::records::PasswordLinkRecord`].
+pub const PASSWORD_LINKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("password_links");
+/// queued mail id → [`super::records::MailRecord`], until sent or given up.
+pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -92,5 +96,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(HOOKS)?;
     tx.open_table(HOOK_TOKEN_HASHES)?;
     tx.open_table(DELIVERIES)?;
+    tx.open_table(PASSWORD_LINKS)?;
+    tx.open_table(MAIL_QUEUE)?;
     Ok(())
 }

@@ -128,3 +128,27 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The user whose e-mail address is `email` (case-insensitive), by a scan
+    /// of the accounts; the first by id if several share it.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let email = email.to_lowercase();
+        self.read(move |tx| {
+            let users = tx.open_table(USERS)?;
+            for entry in users.iter()? {
+                let (_, value) = entry?;
+                let user: UserRecord = codec::decode(value.value())?;
+                if user
+                    .email
+                    .as_deref()
+                    .is_some_and(|e| e.to_lowercase() == email)
+                {
+                    return Ok(Some(user));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+}

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod hooks;
 pub mod ignores;
 pub mod me;
+pub mod password;
 pub mod rooms;
 pub mod search;
 pub mod users;
