@@ -1,7 +1,7 @@
-//! The CLI subcommands other than `serve`: account and room administration
-//! and the export (through a running server's admin socket, or on a stopped
-//! server's store, with the same output), import, rebuilding the search
-//! index, secret generation, and the health probe used by Docker's
+//! The CLI subcommands other than `serve`: account, room, bot and webhook
+//! administration, the export and rebuilding the search index (through a
+//! running server's admin socket, or on a stopped server's store, with the
+//! same output), import, secret generation, and the health probe used by Docker's
 //! HEALTHCHECK. Each returns one clear line on failure.
 
 use std::io::{BufRead, Write};
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, Signup};
 use crate::admin::{self, Request};
+use crate::bots;
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store::Store;
@@ -107,6 +108,29 @@ pub async fn execute(state: &AppState, request: Request) -> Result<String, Strin
             description,
         } => room_add_on(state, &name, private, description).await,
         Request::RoomList => room_list_on(state).await,
+        Request::BotAdd {
+            name,
+            display_name,
+            webhook_url,
+            all_messages,
+        } => {
+            let input = crate::bots::manage::BotInput {
+                username: name,
+                display_name,
+                webhook_url,
+                all_messages,
+            };
+            bots::cli::bot_add(state, input).await
+        }
+        Request::BotList => bots::cli::bot_list(state).await,
+        Request::BotKey { name } => bots::cli::bot_key(state, &name).await,
+        Request::BotDelete { name } => bots::cli::bot_delete(state, &name).await,
+        Request::HookAdd { room, as_bot } => {
+            bots::cli::hook_add(state, &room, as_bot.as_deref()).await
+        }
+        Request::HookList { room } => bots::cli::hook_list(state, &room).await,
+        Request::HookDelete { room, id } => bots::cli::hook_delete(state, &room, &id).await,
+        Request::Reindex => reindex_live(state).await,
         Request::Export => Err("the export is streamed, not run as one command".into()),
     }
 }
@@ -299,6 +323,12 @@ async fn room_add_on(
     ))
 }
 
+/// `confab bot|hook ...` (and any other store command): through the
+/// running server's admin socket if one answers, else on the store.
+pub async fn run(cfg: &Config, request: Request) -> CommandResult {
+    dispatch(cfg, request).await
+}
+
 /// `confab room list`.
 pub async fn room_list(cfg: &Config) -> CommandResult {
     dispatch(cfg, Request::RoomList).await
@@ -382,20 +412,39 @@ pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     Ok(())
 }
 
-/// `confab reindex`: rebuilds the search index from the store (the server
-/// must be stopped).
-pub fn reindex(cfg: &Config) -> CommandResult {
+/// `confab reindex`: rebuilds the search index from the store: on the
+/// running server through its admin socket (searches keep answering), else
+/// offline.
+pub async fn reindex(cfg: &Config) -> CommandResult {
+    if let Some(stream) = admin::client::connect(&cfg.data_dir)? {
+        let reply = admin::client::call(stream, &Request::Reindex)?;
+        return admin::client::print(reply);
+    }
     let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let result = crate::search::rebuild(&cfg.data_dir, store.clone());
     store.close();
-    let count = result?;
-    println!(
-        "indexed {count} messages into {} in {:.1} s",
+    print!("{}", reindexed(cfg, result?, started));
+    Ok(())
+}
+
+/// The running server's reindex.
+async fn reindex_live(state: &AppState) -> Result<String, String> {
+    let search = state
+        .search
+        .as_ref()
+        .ok_or("the running server has no search index")?;
+    let started = std::time::Instant::now();
+    let count = search.rebuild_live().await?;
+    Ok(reindexed(&state.cfg, count, started))
+}
+
+fn reindexed(cfg: &Config, count: u64, started: std::time::Instant) -> String {
+    format!(
+        "indexed {count} messages into {} in {:.1} s\n",
         crate::search::dir_of(&cfg.data_dir).display(),
         started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    )
 }
 
 /// `confab gen-secret`: a fresh 256-bit secret, URL-safe base64.
@@ -469,7 +518,7 @@ fn parse_http_url(url: &str) -> Result<(SocketAddr, String), String> {
 }
 
 /// One line for a command's failure, with field errors spelled out.
-fn describe(error: &crate::error::Error) -> String {
+pub(crate) fn describe(error: &crate::error::Error) -> String {
     match error {
         crate::error::Error::Validation(fields) => fields
             .iter()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use confab::admin::Request;
 use confab::commands;
 use confab::config::{Config, ConfigSource, LogFormat, Overrides};
 
@@ -69,7 +70,13 @@ enum Command {
         /// The export file
         file: PathBuf,
     },
-    /// Rebuild the search index from the store (the server must be stopped)
+    /// Manage bot accounts (live through the admin socket, or offline)
+    #[command(subcommand)]
+    Bot(BotCommand),
+    /// Manage a room's incoming webhooks (live or offline)
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// Rebuild the search index from the store (live or offline)
     Reindex,
     /// Print a fresh random secret for jwt_secret
     GenSecret,
@@ -127,6 +134,43 @@ enum RoomCommand {
     List,
 }
 
+#[derive(Subcommand)]
+enum BotCommand {
+    /// Create a bot; prints its API key and signing secret once
+    Add {
+        name: String,
+        #[arg(long, value_name = "D")]
+        display_name: Option<String>,
+        /// Outgoing webhook URL (http:// or https://)
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
+        /// Send every message of the bot's rooms, not only mentions
+        #[arg(long)]
+        all_messages: bool,
+    },
+    /// List bots
+    List,
+    /// Rotate a bot's key and signing secret (the old key is refused)
+    Key { name: String },
+    /// Delete a bot (its key is refused, its user kept disabled)
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum HookCommand {
+    /// Make an incoming webhook; prints its secret URL once
+    Add {
+        room: String,
+        /// Post as this bot (default: the room's owner)
+        #[arg(long = "as", value_name = "BOT")]
+        as_bot: Option<String>,
+    },
+    /// List a room's webhooks
+    List { room: String },
+    /// Revoke a webhook
+    Delete { room: String, id: String },
+}
+
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
     match value {
         "text" => Ok(LogFormat::Text),
@@ -173,7 +217,9 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
-            Command::Reindex => commands::reindex(&cfg),
+            Command::Reindex => commands::reindex(&cfg).await,
+            Command::Bot(bot) => commands::run(&cfg, bot_request(bot)).await,
+            Command::Hook(hook) => commands::run(&cfg, hook_request(hook)).await,
             Command::Migrate => commands::migrate(&cfg).await,
             Command::Export { out } => commands::export(&cfg, out.as_deref()).await,
             Command::Import { file } => commands::import(&cfg, &file),
@@ -221,6 +267,33 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => fail(&line),
+    }
+}
+
+fn bot_request(command: BotCommand) -> Request {
+    match command {
+        BotCommand::Add {
+            name,
+            display_name,
+            webhook,
+            all_messages,
+        } => Request::BotAdd {
+            name,
+            display_name,
+            webhook_url: webhook,
+            all_messages,
+        },
+        BotCommand::List => Request::BotList,
+        BotCommand::Key { name } => Request::BotKey { name },
+        BotCommand::Delete { name } => Request::BotDelete { name },
+    }
+}
+
+fn hook_request(command: HookCommand) -> Request {
+    match command {
+        HookCommand::Add { room, as_bot } => Request::HookAdd { room, as_bot },
+        HookCommand::List { room } => Request::HookList { room },
+        HookCommand::Delete { room, id } => Request::HookDelete { room, id },
     }
 }
 

@@ -1,5 +1,5 @@
-//! The local admin socket: how the `confab user|room|export` commands reach
-//! a running server on the same machine. The server listens on
+//! The local admin socket: how the `confab user|room|bot|hook|reindex|export`
+//! commands reach a running server on the same machine. The server listens on
 //! `<data_dir>/admin.sock` (mode 0600, same OS user only); the CLI sends one
 //! JSON request line and reads JSON response lines back.
 //!
@@ -59,6 +59,31 @@ pub enum Request {
         description: Option<String>,
     },
     RoomList,
+    BotAdd {
+        name: String,
+        display_name: Option<String>,
+        webhook_url: Option<String>,
+        all_messages: bool,
+    },
+    BotList,
+    BotKey {
+        name: String,
+    },
+    BotDelete {
+        name: String,
+    },
+    HookAdd {
+        room: String,
+        as_bot: Option<String>,
+    },
+    HookList {
+        room: String,
+    },
+    HookDelete {
+        room: String,
+        id: String,
+    },
+    Reindex,
     Export,
 }
 
@@ -115,6 +140,14 @@ impl Request {
             Request::UserEnable { .. } => "user_enable",
             Request::RoomAdd { .. } => "room_add",
             Request::RoomList => "room_list",
+            Request::BotAdd { .. } => "bot_add",
+            Request::BotList => "bot_list",
+            Request::BotKey { .. } => "bot_key",
+            Request::BotDelete { .. } => "bot_delete",
+            Request::HookAdd { .. } => "hook_add",
+            Request::HookList { .. } => "hook_list",
+            Request::HookDelete { .. } => "hook_delete",
+            Request::Reindex => "reindex",
             Request::Export => "export",
         }
     }

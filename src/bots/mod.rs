@@ -3,8 +3,10 @@
 //! to queue), the delivery log, and the dispatcher ([`outgoing`]) that sends
 //! queued events with [`client`] under the address rules of [`safety`].
 
+pub mod cli;
 pub mod client;
 pub mod keys;
+pub mod manage;
 pub mod outgoing;
 pub mod safety;
 

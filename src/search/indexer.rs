@@ -46,6 +46,9 @@ pub enum Feed {
     Remove(u64),
     /// Commit now and answer.
     Flush(mpsc::Sender<()>),
+    /// Drop every document and index the whole store again; answers with
+    /// the document count.
+    Rebuild(tokio::sync::oneshot::Sender<std::result::Result<u64, String>>),
     /// Commit and end the thread.
     Stop,
 }
@@ -154,7 +157,7 @@ pub(super) fn start(
             crate::thread_priority::lower();
             let mut indexer = Indexer::new(opened, Some(reader));
             indexer.catch_up(&store);
-            indexer.run(feed);
+            indexer.run(feed, &store);
         })
         .map_err(|e| format!("cannot start the search indexer: {e}"))
 }
@@ -268,7 +271,37 @@ impl Indexer {
         }
     }
 
-    fn run(mut self, feed: mpsc::Receiver<Feed>) {
+    /// Drops every document and indexes the whole store again. Searches
+    /// answer meanwhile: from the old documents until the first commit of
+    /// the rebuild, then from what it has indexed so far. Feeds queued
+    /// meanwhile are applied after it (new messages it already covered
+    /// are skipped by their seq).
+    fn rebuild(&mut self, store: &Store) -> std::result::Result<u64, String> {
+        let started = Instant::now();
+        // A delete of everything added before it; what the rebuild adds
+        // after it stays.
+        self.writer
+            .delete_query(Box::new(tantivy::query::AllQuery))
+            .map_err(|e| e.to_string())?;
+        self.progress = Progress::default();
+        self.fresh = true;
+        self.pending += 1;
+        self.catch_up(store);
+        self.fresh = false;
+        self.commit().map_err(|e| e.to_string())?;
+        let count = match &self.reader {
+            Some(reader) => reader.searcher().num_docs(),
+            None => 0,
+        };
+        tracing::info!(
+            count,
+            seconds = started.elapsed().as_secs_f64(),
+            "search index rebuilt"
+        );
+        Ok(count)
+    }
+
+    fn run(mut self, feed: mpsc::Receiver<Feed>, store: &Store) {
         loop {
             let wait = COMMIT_INTERVAL.saturating_sub(self.last_commit.elapsed());
             let next = if self.pending == 0 {
@@ -292,6 +325,9 @@ impl Indexer {
                 Ok(Feed::Flush(done)) => {
                     self.commit_logged();
                     let _ = done.send(());
+                }
+                Ok(Feed::Rebuild(done)) => {
+                    let _ = done.send(self.rebuild(store));
                 }
                 Ok(Feed::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.progress.clean = true;

@@ -189,6 +189,18 @@ impl SearchIndex {
         }
     }
 
+    /// Drops the index's documents and indexes the whole store again, on
+    /// the indexer thread, while searches keep answering (with partial
+    /// results until it is done); returns the document count.
+    pub async fn rebuild_live(&self) -> std::result::Result<u64, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.feed
+            .send(indexer::Feed::Rebuild(tx))
+            .map_err(|_| "the search indexer has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the search indexer has stopped".to_string())?
+    }
+
     /// Commits what is pending and stops the indexer thread.
     pub fn close(&self) {
         let _ = self.feed.send(indexer::Feed::Stop);

@@ -7,25 +7,19 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::bots::keys;
+use crate::bots::{keys, manage};
 use crate::chat::{messages, topic};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
-use crate::store::hooks::NewHook;
 use crate::store::messages as stored_messages;
 use crate::store::records::{HookRecord, RoomRecord};
 
 /// The room, for someone allowed to manage its hooks (owner or admin).
 async fn managed_room(call: &Call, name: &str) -> Result<(RoomRecord, u64)> {
     let identity = call.identity().await?;
-    let room = call
-        .state
-        .store
-        .room(name)
-        .await?
-        .ok_or(Error::NotFound("room"))?;
+    let room = manage::room_named(&call.state, name).await?;
     if room.owner != identity.user.id && !identity.user.admin {
         return Err(Error::Forbidden(
             "only the room's owner or an admin may manage its webhooks".into(),
@@ -59,37 +53,9 @@ pub async fn create(call: &mut Call, name: &str) -> Result<HttpResponse> {
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?
     };
-    let poster = match input.as_bot.filter(|b| !b.is_empty()) {
-        Some(bot) => call
-            .state
-            .store
-            .user_by_username(&bot)
-            .await?
-            .filter(|u| u.bot && !u.disabled)
-            .ok_or_else(|| Error::field("as_bot", "no such bot"))?,
-        None => call
-            .state
-            .store
-            .user(creator)
-            .await?
-            .ok_or(Error::Unauthorized)?,
-    };
-    // The poster must be able to post there (a private room needs membership).
-    topic::require(&call.state, &poster, &format!("room:{}", room.name))
-        .await
-        .map_err(|_| Error::field("as_bot", "may not post in this room"))?;
-    let token = keys::new_hook_token();
-    let hook = call
-        .state
-        .store
-        .create_hook(NewHook {
-            room: room.name.clone(),
-            topic_id: room.topic_id,
-            user_id: poster.id,
-            token_hash: keys::hash(&token),
-            created_by: creator,
-        })
-        .await?;
+    let poster =
+        manage::hook_poster(&call.state, &room, input.as_bot.as_deref(), Some(creator)).await?;
+    let (hook, token) = manage::create_hook(&call.state, &room, &poster, creator).await?;
     let host = call.header(hyper::header::HOST).unwrap_or("localhost");
     let scheme = if call.state.cfg.trust_forwarded_for {
         call.header("x-forwarded-proto").unwrap_or("http")
@@ -117,7 +83,7 @@ pub async fn list(call: &mut Call, name: &str) -> Result<HttpResponse> {
 /// Revokes a hook: its URL is refused at once.
 pub async fn delete(call: &mut Call, name: &str, id: &str) -> Result<HttpResponse> {
     let (room, _) = managed_room(call, name).await?;
-    let id: u64 = id.parse().map_err(|_| Error::NotFound("hook"))?;
+    let id = manage::hook_id(id)?;
     call.state.store.delete_hook(room.topic_id, id).await?;
     Ok(reply::empty(204))
 }
