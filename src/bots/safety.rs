@@ -1,4 +1,4 @@
-//! Where outgoing webhooks may go: URL validation (http only for now) and
+//! Where outgoing webhooks may go: URL validation (http and https) and
 //! the address rules. By default loopback, link-local, private (RFC 1918,
 //! ULA), CGNAT, broadcast and unspecified addresses are refused; the
 //! `webhook_allowed_hosts` setting lists host names, addresses and CIDR
@@ -7,9 +7,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A parsed `http://host[:port]/path?query` URL.
+/// A parsed `http[s]://host[:port]/path?query` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: TLS, verified against the web's roots for `host`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path and query, at least `/`.
@@ -22,13 +24,14 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     if url.len() > 2048 {
         return Err("is longer than 2048 characters".into());
     }
-    let rest = if let Some(rest) = strip_prefix_ci(url, "http://") {
-        rest
-    } else if strip_prefix_ci(url, "https://").is_some() {
-        return Err("https:// webhooks are not supported yet; use http://".into());
+    let (rest, tls) = if let Some(rest) = strip_prefix_ci(url, "http://") {
+        (rest, false)
+    } else if let Some(rest) = strip_prefix_ci(url, "https://") {
+        (rest, true)
     } else {
-        return Err("must be an http:// URL".into());
+        return Err("must be an http:// or https:// URL".into());
     };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -46,7 +49,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         let (host, after) = inner.split_once(']').ok_or("has an unclosed '['")?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| "has an invalid port")?,
-            None if after.is_empty() => 80,
+            None if after.is_empty() => default_port,
             None => return Err("has an invalid host".into()),
         };
         (host.to_string(), port)
@@ -56,7 +59,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
                 host.to_string(),
                 p.parse().map_err(|_| "has an invalid port")?,
             ),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty()
@@ -73,6 +76,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         return Err("has an invalid path".into());
     }
     Ok(Target {
+        tls,
         host: host.to_ascii_lowercase(),
         port,
         path,
@@ -176,6 +180,7 @@ mod tests {
         assert_eq!(
             t,
             Target {
+                tls: false,
                 host: "example.com".into(),
                 port: 8080,
                 path: "/hook?x=1".into()
@@ -184,7 +189,11 @@ mod tests {
         assert_eq!(parse_url("http://a.b").unwrap().path, "/");
         assert_eq!(parse_url("http://[::1]:9/x").unwrap().host, "::1");
         assert!(parse_url("ftp://a.b/").is_err());
-        assert!(parse_url("https://a.b/").unwrap_err().contains("https"));
+        let secure = parse_url("HTTPS://a.b/x").unwrap();
+        assert!(secure.tls && secure.port == 443 && secure.path == "/x");
+        assert_eq!(parse_url("https://[::1]/").unwrap().port, 443);
+        assert!(!parse_url("http://a.b").unwrap().tls);
+        assert!(parse_url("ftp://a.b/").unwrap_err().contains("https://"));
         assert!(parse_url("http://u:p@a.b/").is_err());
         assert!(parse_url("http://:80/").is_err());
         assert!(parse_url("http://a.b:0/").is_err());
