@@ -187,7 +187,7 @@ pub async fn room_add(
     let state = open(cfg).await?;
     let result = state
         .store
-        .create_room(crate::store::rooms::NewRoom {
+        .create_room(crate::store::ops::NewRoom {
             name: name.to_string(),
             private,
             description: description.unwrap_or_default(),
@@ -232,7 +232,7 @@ pub fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
         None => {
             let stdout = std::io::stdout();
             let mut writer = std::io::BufWriter::new(stdout.lock());
-            crate::store::export::export_offline(&cfg.data_dir, &mut writer)?;
+            crate::store::export_offline(&cfg.data_dir, &mut writer)?;
             writer
                 .flush()
                 .map_err(|e| format!("cannot write the export: {e}"))
@@ -242,7 +242,7 @@ pub fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
             let file = std::fs::File::create(&partial)
                 .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            let result = crate::store::export::export_offline(&cfg.data_dir, &mut writer)
+            let result = crate::store::export_offline(&cfg.data_dir, &mut writer)
                 .and_then(|()| writer.flush().map_err(|e| e.to_string()))
                 .and_then(|()| writer.get_ref().sync_all().map_err(|e| e.to_string()));
             if let Err(e) = result {
@@ -261,11 +261,11 @@ pub fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
 pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     let input =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-    let count = crate::store::export::import(&cfg.data_dir, std::io::BufReader::new(input))
+    let count = crate::store::import(&cfg.data_dir, std::io::BufReader::new(input))
         .map_err(|e| format!("{}: {e}", file.display()))?;
     println!(
         "imported {count} records into {}",
-        cfg.data_dir.join("confab.redb").display()
+        crate::store::import_location(&cfg.data_dir).display()
     );
     Ok(())
 }

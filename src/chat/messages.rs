@@ -5,24 +5,23 @@
 //! Completions run on the writer thread right after the commit, in commit
 //! order, so broadcasts of one topic leave in `seq` order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use redb::ReadTransaction;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::mentions::{self, Request};
+use super::mentions;
 use super::notify;
 use super::topic::Access;
 use super::views::{MessageView, UserBrief};
 use crate::error::{Error, Result};
 use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
-use crate::store::mentions as stored_mentions;
-use crate::store::messages::{self, Appended, Stored};
-use crate::store::records::{AttachmentRecord, UserRecord};
-use crate::store::{attachments, reads, topics, users};
+use crate::store::ops::{
+    ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage, PostOutcome,
+    PostRequest, RecoveryQuery,
+};
+use crate::store::records::{AttachmentRecord, Stored, UserRecord};
 
 /// Most messages a join reply recovers before it says `truncated`.
 pub const MAX_RECOVERY: usize = 1000;
@@ -100,99 +99,60 @@ where
     let relay = state.relay.clone();
     let metrics = state.metrics.clone();
     let brief = UserBrief::from(author);
-    let (topic_id, topic) = (access.topic_id, access.name.clone());
-    let user_id = author.id;
-    let request = Request::new(&hub, &topic, user_id, &draft.body);
-    let topic_name = topic.clone();
+    let topic = access.name.clone();
+    let request = PostRequest {
+        topic_id: access.topic_id,
+        topic: topic.clone(),
+        user_id: author.id,
+        mentions: mentions::query(&hub, &topic, author.id, &draft.body),
+        body: draft.body,
+        client_id: draft.client_id,
+        attachment_id: draft.attachment_id,
+    };
     state
         .store
-        .writer()
-        .submit(
-            move |ctx| {
-                let Draft {
-                    body,
-                    client_id,
-                    attachment_id,
-                } = draft;
-                if let Some(existing) =
-                    messages::existing(ctx, topic_id, user_id, client_id.as_deref())?
-                {
-                    let attachment = attachments::of_message_in(ctx, topic_id, existing.seq)?;
-                    return Ok((
-                        Appended::Duplicate(existing),
-                        Vec::new(),
+        .post_message(request, move |result: Result<PostOutcome>| {
+            // Broadcast, then ack, in commit order, off the writer thread.
+            relay.run(move || {
+                let posted = result.map(|outcome| {
+                    let PostOutcome {
+                        stored,
+                        duplicate,
+                        unread,
                         attachment,
-                        Vec::new(),
-                    ));
-                }
-                if let Some(id) = attachment_id {
-                    attachments::check(ctx, id, topic_id, user_id)?;
-                }
-                let named = mentions::resolve(ctx, topic_id, &topic_name, request.as_ref())?;
-                let stored = messages::append(ctx, topic_id, user_id, body, client_id, named)?;
-                let attachment = match attachment_id {
-                    Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
-                    None => None,
-                };
-                // Posting implies having read the topic up to here.
-                reads::advance(ctx, user_id, topic_id, stored.seq)?;
-                stored_mentions::clear_read(ctx, user_id, topic_id, stored.seq)?;
-                let mentioned = if stored.record.mentions.is_empty() {
-                    Vec::new()
-                } else {
-                    mentions::record(
-                        ctx,
-                        topic_id,
-                        stored.seq,
-                        user_id,
-                        &stored.record.mentions,
-                        &[],
-                    )?
-                };
-                let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
-                let appended = Appended::New(stored);
-                Ok((appended, unread, attachment, mentioned))
-            },
-            move |result| {
-                // Broadcast, then ack, in commit order, off the writer thread.
-                relay.run(move || {
-                    let posted = result.map(|(appended, unread, attachment, mentioned)| {
-                        let (stored, duplicate) = match appended {
-                            Appended::New(stored) => (stored, false),
-                            Appended::Duplicate(stored) => (stored, true),
-                        };
-                        if !duplicate {
-                            crate::metrics::Metrics::inc(&metrics.messages_stored);
-                            let view = MessageView::new(&topic, &stored, &brief)
-                                .with_attachment(attachment.as_ref());
-                            let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
-                            broadcast.seq = Some(stored.seq);
-                            broadcast.author = Some(brief.id);
-                            hub.publish(Arc::new(broadcast));
-                            for (member, count) in unread {
-                                notify::unread(&hub, member, &topic, stored.seq, count);
-                            }
-                            mentions::notify(
-                                &hub,
-                                &mentioned,
-                                &topic,
-                                stored.seq,
-                                &brief,
-                                &stored.record.body,
-                            );
+                        mentioned,
+                    } = outcome;
+                    if !duplicate {
+                        crate::metrics::Metrics::inc(&metrics.messages_stored);
+                        let view = MessageView::new(&topic, &stored, &brief)
+                            .with_attachment(attachment.as_ref());
+                        let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
+                        broadcast.seq = Some(stored.seq);
+                        broadcast.author = Some(brief.id);
+                        hub.publish(Arc::new(broadcast));
+                        for (member, count) in unread {
+                            notify::unread(&hub, member, &topic, stored.seq, count);
                         }
-                        Posted {
-                            stored,
-                            duplicate,
-                            topic,
-                            author: brief,
-                            attachment,
-                        }
-                    });
-                    done(posted);
+                        mentions::notify(
+                            &hub,
+                            &mentioned,
+                            &topic,
+                            stored.seq,
+                            &brief,
+                            &stored.record.body,
+                        );
+                    }
+                    Posted {
+                        stored,
+                        duplicate,
+                        topic,
+                        author: brief,
+                        attachment,
+                    }
                 });
-            },
-        )
+                done(posted);
+            });
+        })
         .await;
 }
 
@@ -232,102 +192,59 @@ pub async fn change(
 ) -> Result<Value> {
     let hub = state.hub.clone();
     let relay = state.relay.clone();
-    let (editor_id, editor_admin) = (editor.id, editor.admin);
-    let (topic_id, topic) = (access.topic_id, access.name.clone());
+    let topic = access.name.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let kind = change.clone();
-    let request = match &change {
-        Change::Edit(body) => Request::new(&hub, &topic, editor_id, body),
-        Change::Delete => None,
+    let (mentions, edit, change) = match change {
+        Change::Edit(body) => (
+            mentions::query(&hub, &topic, editor.id, &body),
+            true,
+            MessageChange::Edit(body),
+        ),
+        Change::Delete => (None, false, MessageChange::Delete),
     };
-    let topic_name = topic.clone();
+    let request = ChangeRequest {
+        topic_id: access.topic_id,
+        topic: topic.clone(),
+        seq,
+        editor_id: editor.id,
+        editor_admin: editor.admin,
+        change,
+        mentions,
+    };
     state
         .store
-        .writer()
-        .submit(
-            move |ctx| {
-                let named = match change {
-                    Change::Edit(_) => {
-                        mentions::resolve(ctx, topic_id, &topic_name, request.as_ref())?
-                    }
-                    Change::Delete => Vec::new(),
-                };
-                let mut before = Vec::new();
-                let stored = messages::update(ctx, topic_id, seq, |m| {
-                    if m.user_id != editor_id && !editor_admin {
-                        return Err(Error::Forbidden(
-                            "only the author or an admin may do this".into(),
-                        ));
-                    }
-                    if m.deleted {
-                        return Err(Error::NotFound("message"));
-                    }
-                    match change {
-                        Change::Edit(body) => {
-                            m.body = body;
-                            m.edited_at = Some(crate::clock::now_ms());
-                        }
-                        Change::Delete => {
-                            m.body.clear();
-                            m.deleted = true;
-                        }
-                    }
-                    before = std::mem::replace(&mut m.mentions, named);
-                    Ok(())
-                })?;
-                let after = &stored.record.mentions;
-                let added: Vec<u64> = after
-                    .iter()
-                    .copied()
-                    .filter(|u| !before.contains(u))
-                    .collect();
-                let removed: Vec<u64> = before
-                    .iter()
-                    .copied()
-                    .filter(|u| !after.contains(u))
-                    .collect();
-                let mentioned =
-                    mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
-                if stored.record.deleted {
-                    attachments::erase_of_message(ctx, topic_id, seq)?;
-                }
-                let attachment = attachments::of_message_in(ctx, topic_id, seq)?;
-                let author = users::get_in(ctx, stored.record.user_id)?
-                    .map(|u| UserBrief::from(&u))
-                    .unwrap_or_else(|| UserBrief::unknown(stored.record.user_id));
-                Ok((stored, author, attachment, mentioned))
-            },
-            move |result: Result<(Stored, UserBrief, Option<AttachmentRecord>, Vec<u64>)>| {
-                relay.run(move || {
-                    let out = result.map(|(stored, author, attachment, mentioned)| {
-                        let view = MessageView::new(&topic, &stored, &author)
-                            .with_attachment(attachment.as_ref());
-                        let broadcast = match kind {
-                            Change::Edit(_) => Broadcast::new(topic.clone(), "msg_updated", &view),
-                            Change::Delete => Broadcast::new(
-                                topic.clone(),
-                                "msg_deleted",
-                                &json!({"seq": stored.seq}),
-                            ),
-                        };
-                        // Ignoring a user hides their edits and deletions too.
-                        let mut broadcast = broadcast;
-                        broadcast.author = Some(stored.record.user_id);
-                        hub.publish(Arc::new(broadcast));
-                        mentions::notify(
-                            &hub,
-                            &mentioned,
-                            &topic,
-                            stored.seq,
-                            &author,
-                            &stored.record.body,
-                        );
-                        view.to_value()
-                    });
-                    let _ = tx.send(out);
+        .change_message(request, move |result: Result<ChangeOutcome>| {
+            relay.run(move || {
+                let out = result.map(|outcome| {
+                    let ChangeOutcome {
+                        stored,
+                        author,
+                        attachment,
+                        mentioned,
+                    } = outcome;
+                    let view = MessageView::new(&topic, &stored, &author)
+                        .with_attachment(attachment.as_ref());
+                    let mut broadcast = if edit {
+                        Broadcast::new(topic.clone(), "msg_updated", &view)
+                    } else {
+                        Broadcast::new(topic.clone(), "msg_deleted", &json!({"seq": stored.seq}))
+                    };
+                    // Ignoring a user hides their edits and deletions too.
+                    broadcast.author = Some(stored.record.user_id);
+                    hub.publish(Arc::new(broadcast));
+                    mentions::notify(
+                        &hub,
+                        &mentioned,
+                        &topic,
+                        stored.seq,
+                        &author,
+                        &stored.record.body,
+                    );
+                    view.to_value()
                 });
-            },
-        )
+                let _ = tx.send(out);
+            });
+        })
         .await;
     rx.await
         .unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))
@@ -337,66 +254,16 @@ pub async fn change(
 /// message), clearing the mentions up to it; returns it and tells the
 /// user's personal topic the new counts.
 pub async fn mark_read(state: &AppState, user_id: u64, access: &Access, seq: u64) -> Result<u64> {
-    let topic_id = access.topic_id;
-    let (position, last_seq, unread_mentions) = state
-        .store
-        .write(move |ctx| {
-            let last_seq = messages::head(ctx, topic_id)?;
-            let position = reads::advance(ctx, user_id, topic_id, seq.min(last_seq))?;
-            stored_mentions::clear_read(ctx, user_id, topic_id, position)?;
-            let unread_mentions = stored_mentions::unread_count_in(ctx, user_id, topic_id)?;
-            Ok((position, last_seq, unread_mentions))
-        })
-        .await?;
+    let counts = state.store.mark_read(user_id, access.topic_id, seq).await?;
     notify::unread_with_mentions(
         &state.hub,
         user_id,
         &access.name,
-        last_seq,
-        last_seq.saturating_sub(position),
-        unread_mentions,
+        counts.last_seq,
+        counts.unread(),
+        counts.unread_mentions,
     );
-    Ok(position)
-}
-
-/// Resolves authors while building message views in one read transaction.
-struct Authors<'t> {
-    tx: &'t ReadTransaction,
-    known: HashMap<u64, UserBrief>,
-}
-
-impl<'t> Authors<'t> {
-    fn new(tx: &'t ReadTransaction) -> Self {
-        Authors {
-            tx,
-            known: HashMap::new(),
-        }
-    }
-
-    /// Everything the views of `stored` need, read in this transaction.
-    fn views(mut self, topic: Arc<str>, stored: Vec<Stored>) -> Result<MessageViews> {
-        let mut attachments = Vec::with_capacity(stored.len());
-        for message in &stored {
-            let id = message.record.user_id;
-            if !self.known.contains_key(&id) {
-                let brief = users::get(self.tx, id)?
-                    .map(|u| UserBrief::from(&u))
-                    .unwrap_or_else(|| UserBrief::unknown(id));
-                self.known.insert(id, brief);
-            }
-            attachments.push(attachments::of_message(
-                self.tx,
-                message.topic_id,
-                message.seq,
-            )?);
-        }
-        Ok(MessageViews {
-            topic,
-            stored,
-            authors: self.known,
-            attachments,
-        })
-    }
+    Ok(counts.read)
 }
 
 /// Messages read for a reply, turned into views (`message` objects) only
@@ -405,12 +272,15 @@ impl<'t> Authors<'t> {
 /// the JSON is written where it is sent.
 pub struct MessageViews {
     topic: Arc<str>,
-    stored: Vec<Stored>,
-    authors: HashMap<u64, UserBrief>,
-    attachments: Vec<Option<AttachmentRecord>>,
+    page: MessagePage,
 }
 
 impl MessageViews {
+    /// The views of `page`'s messages on `topic`.
+    pub fn new(topic: Arc<str>, page: MessagePage) -> Self {
+        MessageViews { topic, page }
+    }
+
     /// The views as a JSON array value (for replies built as values).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|e| {
@@ -426,11 +296,12 @@ impl Serialize for MessageViews {
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.stored.len()))?;
-        for (message, attachment) in self.stored.iter().zip(&self.attachments) {
+        let page = &self.page;
+        let mut seq = serializer.serialize_seq(Some(page.messages.len()))?;
+        for (message, attachment) in page.messages.iter().zip(&page.attachments) {
             let id = message.record.user_id;
             let unknown;
-            let author = match self.authors.get(&id) {
+            let author = match page.authors.get(&id) {
                 Some(author) => author,
                 None => {
                     unknown = UserBrief::unknown(id);
@@ -460,18 +331,14 @@ pub async fn history(
     access: &Access,
     page: Page,
 ) -> Result<(MessageViews, bool)> {
-    let (topic_id, topic) = (access.topic_id, access.name.clone());
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    state
-        .store
-        .read(move |tx| {
-            let (stored, has_more) = match page.after {
-                Some(after) => messages::oldest_after(tx, topic_id, after, limit)?,
-                None => messages::newest_before(tx, topic_id, page.before, limit)?,
-            };
-            Ok((Authors::new(tx).views(topic, stored)?, has_more))
-        })
-        .await
+    let query = HistoryQuery {
+        before: page.before,
+        after: page.after,
+        limit: page.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+    };
+    let mut page = state.store.history(access.topic_id, query).await?;
+    let has_more = std::mem::take(&mut page.has_more);
+    Ok((MessageViews::new(access.name.clone(), page), has_more))
 }
 
 /// The join reply of a topic with history (api.md §3); it serializes as
@@ -495,33 +362,19 @@ pub async fn snapshot(
     since: Option<u64>,
     epoch: Option<String>,
 ) -> Result<Snapshot> {
-    let (topic_id, topic) = (access.topic_id, access.name.clone());
-    let default_limit = state.cfg.join_history_limit;
-    state
-        .store
-        .read(move |tx| {
-            let record = topics::get(tx, topic_id)?
-                .ok_or_else(|| Error::Store(format!("topic {topic_id} has no record")))?;
-            let last_seq = messages::last_seq(tx, topic_id)?;
-            let epoch_matches = epoch.as_deref().is_none_or(|e| e == record.epoch);
-            let (stored, recovered, truncated) = match since {
-                Some(since) if epoch_matches => {
-                    let (stored, more) = messages::oldest_after(tx, topic_id, since, MAX_RECOVERY)?;
-                    (stored, true, more)
-                }
-                _ => {
-                    let (stored, _) = messages::newest_before(tx, topic_id, None, default_limit)?;
-                    (stored, false, false)
-                }
-            };
-            let messages = Authors::new(tx).views(topic, stored)?;
-            Ok(Snapshot {
-                epoch: record.epoch,
-                last_seq,
-                messages,
-                recovered,
-                truncated,
-            })
-        })
-        .await
+    let query = RecoveryQuery {
+        since,
+        epoch,
+        default_limit: state.cfg.join_history_limit,
+        max_recovery: MAX_RECOVERY,
+    };
+    let mut recovery = state.store.recovery(access.topic_id, query).await?;
+    let truncated = std::mem::take(&mut recovery.page.has_more);
+    Ok(Snapshot {
+        epoch: recovery.epoch,
+        last_seq: recovery.last_seq,
+        messages: MessageViews::new(access.name.clone(), recovery.page),
+        recovered: recovery.recovered,
+        truncated,
+    })
 }

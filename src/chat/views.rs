@@ -4,37 +4,10 @@
 use serde::Serialize;
 
 use crate::clock;
-use crate::store::messages::Stored;
-use crate::store::records::{AttachmentRecord, RoomRecord, UserRecord};
+use crate::store::records::{AttachmentRecord, RoomRecord, Stored};
 
 /// `{id, username, display_name}` of a message author.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct UserBrief {
-    pub id: u64,
-    pub username: String,
-    pub display_name: String,
-}
-
-impl From<&UserRecord> for UserBrief {
-    fn from(user: &UserRecord) -> Self {
-        UserBrief {
-            id: user.id,
-            username: user.username.clone(),
-            display_name: user.display_name.clone(),
-        }
-    }
-}
-
-impl UserBrief {
-    /// Stand-in for an author whose account no longer exists.
-    pub fn unknown(id: u64) -> Self {
-        UserBrief {
-            id,
-            username: format!("user{id}"),
-            display_name: "unknown user".into(),
-        }
-    }
-}
+pub use crate::store::records::Author as UserBrief;
 
 /// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?, mentions}`.
 #[derive(Serialize)]

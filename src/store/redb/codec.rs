@@ -11,8 +11,37 @@ use std::any::Any;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::records::{MessageRecord, MessageRecordV1};
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
+use crate::store::records::MessageRecord;
+
+/// A message as written in record format 1, before mentions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecordV1 {
+    pub id: u64,
+    pub user_id: u64,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub inserted_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}
+
+impl From<MessageRecordV1> for MessageRecord {
+    fn from(old: MessageRecordV1) -> Self {
+        MessageRecord {
+            id: old.id,
+            user_id: old.user_id,
+            body: old.body,
+            client_id: old.client_id,
+            inserted_at: old.inserted_at,
+            edited_at: old.edited_at,
+            deleted: old.deleted,
+            mentions: Vec::new(),
+        }
+    }
+}
 
 /// The format byte of records written before messages had mentions.
 pub const FORMAT_V1: u8 = 1;

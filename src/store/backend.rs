@@ -1,0 +1,233 @@
+//! The storage interface: every operation the layers above the store use,
+//! implemented by each backend (today the embedded redb store). Writes are
+//! durable when their future (or completion) reports success.
+//!
+//! Methods return `impl Future + Send` rather than boxed futures, and
+//! [`super::Store`] dispatches by `match`, so the hot paths (posting,
+//! history) cost no allocation for the indirection.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use super::ops::{
+    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessagePage, NewRoom, NewUser,
+    PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery, RoomSummary, TopicCounts,
+};
+use super::records::{AttachmentRecord, ConversationRecord, RoomRecord, TopicRecord, UserRecord};
+use crate::error::Result;
+
+/// A store backend.
+pub trait Backend: Clone + Send + Sync + 'static {
+    // --- Lifecycle and meta ---
+
+    /// Where the data lives, for the log (a file path, a database name).
+    fn location(&self) -> String;
+
+    /// Whether the store answers reads (for `/readyz`).
+    fn ready(&self) -> impl Future<Output = bool> + Send;
+
+    /// The schema version the store carries.
+    fn schema_version(&self) -> impl Future<Output = Result<u32>> + Send;
+
+    /// The JWT secret kept in the store, generated and persisted on first use.
+    fn jwt_secret(&self) -> impl Future<Output = Result<Vec<u8>>> + Send;
+
+    /// The JSON Lines export of the whole store, from one consistent snapshot.
+    fn export(&self) -> impl Future<Output = Result<Vec<u8>>> + Send;
+
+    /// Finishes the writes queued before this call, then refuses later ones
+    /// ("the store is closed").
+    fn close(self);
+
+    // --- Users and tokens ---
+
+    /// Creates an account; 422 on a taken username (case-insensitive). The
+    /// very first account is an admin.
+    fn create_user(&self, new: NewUser) -> impl Future<Output = Result<UserRecord>> + Send;
+
+    /// One user by id.
+    fn user(&self, id: u64) -> impl Future<Output = Result<Option<UserRecord>>> + Send;
+
+    /// One user by username (case-insensitive).
+    fn user_by_username(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>>> + Send;
+
+    /// Every user, by id.
+    fn users(&self) -> impl Future<Output = Result<Vec<UserRecord>>> + Send;
+
+    /// Changes a user's display name and email; 404 for no such user.
+    fn update_profile(
+        &self,
+        id: u64,
+        change: ProfileChange,
+    ) -> impl Future<Output = Result<UserRecord>> + Send;
+
+    /// Sets a new password hash and bumps the token version, so tokens
+    /// issued before are refused.
+    fn set_password_hash(
+        &self,
+        id: u64,
+        password_hash: String,
+    ) -> impl Future<Output = Result<UserRecord>> + Send;
+
+    /// Enables or disables an account.
+    fn set_disabled(
+        &self,
+        id: u64,
+        disabled: bool,
+    ) -> impl Future<Output = Result<UserRecord>> + Send;
+
+    /// Refuses the token `jti` from now on (until `expires_at`, epoch seconds).
+    fn revoke_token(&self, jti: &str, expires_at: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether `jti` has been revoked.
+    fn is_token_revoked(&self, jti: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Drops revocations whose token has expired by `now` (epoch seconds);
+    /// returns how many.
+    fn purge_expired_revocations(&self, now: u64) -> impl Future<Output = Result<usize>> + Send;
+
+    // --- Rooms, topics, membership ---
+
+    /// Creates a room and its topic; 422 on a taken name. A non-zero owner
+    /// becomes a member.
+    fn create_room(&self, new: NewRoom) -> impl Future<Output = Result<RoomRecord>> + Send;
+
+    /// One room by name.
+    fn room(&self, name: &str) -> impl Future<Output = Result<Option<RoomRecord>>> + Send;
+
+    /// Every room, by name.
+    fn rooms(&self) -> impl Future<Output = Result<Vec<RoomRecord>>> + Send;
+
+    /// One room by name and whether `user_id` may read it (public, or a member).
+    fn room_access(
+        &self,
+        name: &str,
+        user_id: u64,
+    ) -> impl Future<Output = Result<Option<(RoomRecord, bool)>>> + Send;
+
+    /// The public rooms and the private rooms `user_id` belongs to, by name,
+    /// with the owner's username and the user's counts.
+    fn room_list(&self, user_id: u64) -> impl Future<Output = Result<Vec<RoomSummary>>> + Send;
+
+    /// Adds a member to a topic (idempotent); whether they were newly added.
+    fn add_member(&self, topic_id: u64, user_id: u64) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes a member (idempotent); whether they were a member.
+    fn remove_member(
+        &self,
+        topic_id: u64,
+        user_id: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// One topic by id.
+    fn topic(&self, topic_id: u64) -> impl Future<Output = Result<Option<TopicRecord>>> + Send;
+
+    /// The last seq of a topic (0 when empty).
+    fn last_seq(&self, topic_id: u64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// A user's last seq, read position and unread mentions in a topic.
+    fn topic_counts(
+        &self,
+        user_id: u64,
+        topic_id: u64,
+    ) -> impl Future<Output = Result<TopicCounts>> + Send;
+
+    // --- Conversations and ignores ---
+
+    /// The conversation between two users, created (both as members) if
+    /// needed; the flag says whether it is new.
+    fn open_conversation(
+        &self,
+        a: u64,
+        b: u64,
+    ) -> impl Future<Output = Result<(ConversationRecord, bool)>> + Send;
+
+    /// One conversation by id.
+    fn conversation(
+        &self,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<ConversationRecord>>> + Send;
+
+    /// The conversations of `user_id`, by id, with the other participant
+    /// (skipped when their account is gone) and the user's counts.
+    fn conversation_list(
+        &self,
+        user_id: u64,
+    ) -> impl Future<Output = Result<Vec<ConversationSummary>>> + Send;
+
+    /// The users `user_id` ignores.
+    fn ignores(&self, user_id: u64) -> impl Future<Output = Result<HashSet<u64>>> + Send;
+
+    /// Starts or stops ignoring `other`; returns the new set.
+    fn set_ignore(
+        &self,
+        user_id: u64,
+        other: u64,
+        ignore: bool,
+    ) -> impl Future<Output = Result<HashSet<u64>>> + Send;
+
+    // --- Attachments ---
+
+    /// Stores an image (already sniffed as `content_type`) for a topic.
+    fn add_attachment(
+        &self,
+        topic_id: u64,
+        user_id: u64,
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<AttachmentRecord>> + Send;
+
+    /// One attachment with its bytes.
+    fn attachment(
+        &self,
+        id: u64,
+    ) -> impl Future<Output = Result<Option<(AttachmentRecord, Vec<u8>)>>> + Send;
+
+    // --- Messages ---
+
+    /// Posts a message: idempotent on (topic, user, `client_id`), checks
+    /// and links the attachment, resolves the mentions, takes the topic's
+    /// next seq (gapless), moves the author's read position to it and
+    /// counts every other member's unread. `done` runs once the post is
+    /// durable (or failed), in commit order across all writes, so the
+    /// caller can broadcast a topic's messages in seq order; the future
+    /// resolves once the post is queued.
+    fn post_message<D>(&self, request: PostRequest, done: D) -> impl Future<Output = ()> + Send
+    where
+        D: FnOnce(Result<PostOutcome>) + Send + 'static;
+
+    /// Edits or deletes (erasing body, mentions and attachment) a message
+    /// of its author or by an admin, updating unread mentions; `done` runs
+    /// once durable, in commit order like [`Backend::post_message`].
+    fn change_message<D>(&self, request: ChangeRequest, done: D) -> impl Future<Output = ()> + Send
+    where
+        D: FnOnce(Result<ChangeOutcome>) + Send + 'static;
+
+    /// Moves a user's read position forward to `seq` (never back, never
+    /// past the last message) and clears the mentions up to it; returns
+    /// the counts after.
+    fn mark_read(
+        &self,
+        user_id: u64,
+        topic_id: u64,
+        seq: u64,
+    ) -> impl Future<Output = Result<TopicCounts>> + Send;
+
+    /// A page of a topic's history.
+    fn history(
+        &self,
+        topic_id: u64,
+        query: HistoryQuery,
+    ) -> impl Future<Output = Result<MessagePage>> + Send;
+
+    /// What a joining client gets: every message after `since` (up to
+    /// `max_recovery`) when the epoch matches, else the newest ones.
+    fn recovery(
+        &self,
+        topic_id: u64,
+        query: RecoveryQuery,
+    ) -> impl Future<Output = Result<Recovery>> + Send;
+}

@@ -1,0 +1,212 @@
+//! The message operations as they run in the embedded store: a post, an
+//! edit or delete, and a read mark each inside one write batch; history
+//! pages and the recovery of a join inside one read transaction.
+
+use std::collections::HashMap;
+
+use redb::ReadTransaction;
+
+use super::{attachments, mentions, messages, reads, topics, users, WriteCtx};
+use crate::error::{Error, Result};
+use crate::store::ops::{
+    ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage, PostOutcome,
+    PostRequest, Recovery, RecoveryQuery, TopicCounts,
+};
+use crate::store::records::{Author, Stored};
+
+/// Stores a post: the existing message for a used `client_id`, else the
+/// attachment check, mentions, the new seq, the link, the author's read
+/// position and the members' unread counts.
+pub fn post(ctx: &mut WriteCtx<'_>, request: PostRequest) -> Result<PostOutcome> {
+    let PostRequest {
+        topic_id,
+        topic,
+        user_id,
+        body,
+        client_id,
+        attachment_id,
+        mentions: query,
+    } = request;
+    if let Some(existing) = messages::existing(ctx, topic_id, user_id, client_id.as_deref())? {
+        let attachment = attachments::of_message_in(ctx, topic_id, existing.seq)?;
+        return Ok(PostOutcome {
+            stored: existing,
+            duplicate: true,
+            unread: Vec::new(),
+            attachment,
+            mentioned: Vec::new(),
+        });
+    }
+    if let Some(id) = attachment_id {
+        attachments::check(ctx, id, topic_id, user_id)?;
+    }
+    let named = mentions::resolve_query(ctx, topic_id, &topic, query.as_ref())?;
+    let stored = messages::append(ctx, topic_id, user_id, body, client_id, named)?;
+    let attachment = match attachment_id {
+        Some(id) => Some(attachments::link(ctx, id, topic_id, stored.seq)?),
+        None => None,
+    };
+    // Posting implies having read the topic up to here.
+    reads::advance(ctx, user_id, topic_id, stored.seq)?;
+    mentions::clear_read(ctx, user_id, topic_id, stored.seq)?;
+    let mentioned = if stored.record.mentions.is_empty() {
+        Vec::new()
+    } else {
+        mentions::record(
+            ctx,
+            topic_id,
+            stored.seq,
+            user_id,
+            &stored.record.mentions,
+            &[],
+        )?
+    };
+    let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
+    Ok(PostOutcome {
+        stored,
+        duplicate: false,
+        unread,
+        attachment,
+        mentioned,
+    })
+}
+
+/// Edits or deletes a message (author or admin only), resolving mentions
+/// again and moving the unread marks.
+pub fn change(ctx: &mut WriteCtx<'_>, request: ChangeRequest) -> Result<ChangeOutcome> {
+    let ChangeRequest {
+        topic_id,
+        topic,
+        seq,
+        editor_id,
+        editor_admin,
+        change,
+        mentions: query,
+    } = request;
+    let named = match change {
+        MessageChange::Edit(_) => mentions::resolve_query(ctx, topic_id, &topic, query.as_ref())?,
+        MessageChange::Delete => Vec::new(),
+    };
+    let mut before = Vec::new();
+    let stored = messages::update(ctx, topic_id, seq, |m| {
+        if m.user_id != editor_id && !editor_admin {
+            return Err(Error::Forbidden(
+                "only the author or an admin may do this".into(),
+            ));
+        }
+        if m.deleted {
+            return Err(Error::NotFound("message"));
+        }
+        match change {
+            MessageChange::Edit(body) => {
+                m.body = body;
+                m.edited_at = Some(crate::clock::now_ms());
+            }
+            MessageChange::Delete => {
+                m.body.clear();
+                m.deleted = true;
+            }
+        }
+        before = std::mem::replace(&mut m.mentions, named);
+        Ok(())
+    })?;
+    let after = &stored.record.mentions;
+    let added: Vec<u64> = after
+        .iter()
+        .copied()
+        .filter(|u| !before.contains(u))
+        .collect();
+    let removed: Vec<u64> = before
+        .iter()
+        .copied()
+        .filter(|u| !after.contains(u))
+        .collect();
+    let mentioned = mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
+    if stored.record.deleted {
+        attachments::erase_of_message(ctx, topic_id, seq)?;
+    }
+    let attachment = attachments::of_message_in(ctx, topic_id, seq)?;
+    let author = users::get_in(ctx, stored.record.user_id)?
+        .map(|u| Author::from(&u))
+        .unwrap_or_else(|| Author::unknown(stored.record.user_id));
+    Ok(ChangeOutcome {
+        stored,
+        author,
+        attachment,
+        mentioned,
+    })
+}
+
+/// Moves the read position forward (never past the last message) and
+/// clears the mentions up to it.
+pub fn mark_read(
+    ctx: &mut WriteCtx<'_>,
+    user_id: u64,
+    topic_id: u64,
+    seq: u64,
+) -> Result<TopicCounts> {
+    let last_seq = messages::head(ctx, topic_id)?;
+    let read = reads::advance(ctx, user_id, topic_id, seq.min(last_seq))?;
+    mentions::clear_read(ctx, user_id, topic_id, read)?;
+    let unread_mentions = mentions::unread_count_in(ctx, user_id, topic_id)?;
+    Ok(TopicCounts {
+        last_seq,
+        read,
+        unread_mentions,
+    })
+}
+
+/// The authors and attachments of `stored`, read in `tx`.
+fn page(tx: &ReadTransaction, messages: Vec<Stored>, has_more: bool) -> Result<MessagePage> {
+    let mut authors = HashMap::new();
+    let mut attachments = Vec::with_capacity(messages.len());
+    for message in &messages {
+        let id = message.record.user_id;
+        if !authors.contains_key(&id) {
+            let author = users::get(tx, id)?
+                .map(|u| Author::from(&u))
+                .unwrap_or_else(|| Author::unknown(id));
+            authors.insert(id, author);
+        }
+        attachments.push(attachments::of_message(tx, message.topic_id, message.seq)?);
+    }
+    Ok(MessagePage {
+        messages,
+        authors,
+        attachments,
+        has_more,
+    })
+}
+
+/// A page of history.
+pub fn history(tx: &ReadTransaction, topic_id: u64, query: HistoryQuery) -> Result<MessagePage> {
+    let (stored, has_more) = match query.after {
+        Some(after) => messages::oldest_after(tx, topic_id, after, query.limit)?,
+        None => messages::newest_before(tx, topic_id, query.before, query.limit)?,
+    };
+    page(tx, stored, has_more)
+}
+
+/// The history part of a join reply.
+pub fn recovery(tx: &ReadTransaction, topic_id: u64, query: RecoveryQuery) -> Result<Recovery> {
+    let record = topics::get(tx, topic_id)?
+        .ok_or_else(|| Error::Store(format!("topic {topic_id} has no record")))?;
+    let last_seq = messages::last_seq(tx, topic_id)?;
+    let epoch_matches = query.epoch.as_deref().is_none_or(|e| e == record.epoch);
+    let (stored, recovered, truncated) = match query.since {
+        Some(since) if epoch_matches => {
+            let (stored, more) = messages::oldest_after(tx, topic_id, since, query.max_recovery)?;
+            (stored, true, more)
+        }
+        _ => {
+            let (stored, _) = messages::newest_before(tx, topic_id, None, query.default_limit)?;
+            (stored, false, false)
+        }
+    };
+    Ok(Recovery {
+        epoch: record.epoch,
+        last_seq,
+        page: page(tx, stored, truncated)?,
+        recovered,
+    })
+}
