@@ -6,6 +6,9 @@
 # Builder and runtime use the same Debian release so the binary's glibc matches.
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+# The runtime stage's base. dist/container-test.sh builds that stage on a
+# local Debian base made with debootstrap (see README, Docker).
+ARG RUNTIME_BASE=debian:${DEBIAN_RELEASE}-slim
 
 # ---- Stage 1: build -------------------------------------------------------
 # Compiles the release binary. Dependencies are built first against a dummy
@@ -35,7 +38,7 @@ RUN touch src/main.rs src/lib.rs \
 # ---- Stage 2: runtime -----------------------------------------------------
 # Only the binary: no shell wrapper, no curl (the healthcheck is a subcommand),
 # no libssl (pure-Rust crypto). Runs as an unprivileged user that owns /data.
-FROM debian:${DEBIAN_RELEASE}-slim
+FROM ${RUNTIME_BASE} AS runtime
 ARG CONFAB_UID=65532
 
 # Create the user and /data owned by it. Docker copies this ownership into a

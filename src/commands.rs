@@ -1,6 +1,8 @@
-//! The CLI subcommands other than `serve`: account administration against a
-//! stopped server's store, secret generation, and the health probe used by
-//! Docker's HEALTHCHECK. Each returns one clear line on failure.
+//! The CLI subcommands other than `serve`: account and room administration
+//! and the export (through a running server's admin socket, or on a stopped
+//! server's store, with the same output), import, rebuilding the search
+//! index, secret generation, and the health probe used by Docker's
+//! HEALTHCHECK. Each returns one clear line on failure.
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, Signup};
+use crate::admin::{self, Request};
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store::Store;
@@ -56,81 +59,148 @@ pub struct UserAdd {
     pub password_stdin: bool,
 }
 
+/// Sends `request` to the running server's admin socket if one answers,
+/// else runs it on the store directly; prints the same either way.
+async fn dispatch(cfg: &Config, request: Request) -> CommandResult {
+    if let Some(stream) = admin::client::connect(&cfg.data_dir)? {
+        let reply = admin::client::call(stream, &request)?;
+        return admin::client::print(reply);
+    }
+    let state = open(cfg).await?;
+    let outcome = execute(&state, request).await;
+    close(state);
+    print!("{}", outcome?);
+    Ok(())
+}
+
+/// Runs a store command on `state` (a stopped server's store opened by the
+/// CLI, or the running server's own state behind the admin socket). `Ok` is
+/// the text for stdout, `Err` the failure line. The export is streamed
+/// instead (see [`crate::admin::listener`]).
+pub async fn execute(state: &AppState, request: Request) -> Result<String, String> {
+    match request {
+        Request::UserAdd {
+            username,
+            admin,
+            email,
+            display_name,
+            password,
+        } => {
+            let signup = Signup {
+                username,
+                password: String::new(),
+                display_name,
+                email,
+                admin,
+            };
+            user_add_on(state, signup, password).await
+        }
+        Request::UserPasswd { username, password } => {
+            user_passwd_on(state, &username, password).await
+        }
+        Request::UserList => user_list_on(state).await,
+        Request::UserDisable { username } => user_set_disabled_on(state, &username, true).await,
+        Request::UserEnable { username } => user_set_disabled_on(state, &username, false).await,
+        Request::RoomAdd {
+            name,
+            private,
+            description,
+        } => room_add_on(state, &name, private, description).await,
+        Request::RoomList => room_list_on(state).await,
+        Request::Export => Err("the export is streamed, not run as one command".into()),
+    }
+}
+
 /// `confab user add`: creates an account; prints a generated password.
 pub async fn user_add(cfg: &Config, opts: UserAdd) -> CommandResult {
-    let (password, generated) = if opts.password_stdin {
-        (read_password_stdin()?, false)
+    let password = if opts.password_stdin {
+        Some(read_password_stdin()?)
     } else {
-        (accounts::generate_password(), true)
+        None
     };
-    let state = open(cfg).await?;
-    let result = accounts::create(
-        &state,
-        Signup {
-            username: opts.username,
-            password: password.clone(),
-            display_name: opts.display_name,
-            email: opts.email,
-            admin: opts.admin,
-        },
-    )
-    .await;
-    close(state);
-    let user = result.map_err(|e| describe(&e))?;
-    println!(
-        "created user {} (id {}{})",
+    let request = Request::UserAdd {
+        username: opts.username,
+        admin: opts.admin,
+        email: opts.email,
+        display_name: opts.display_name,
+        password,
+    };
+    dispatch(cfg, request).await
+}
+
+/// Creates the account in `signup` with `password` (generated if `None`).
+async fn user_add_on(
+    state: &AppState,
+    mut signup: Signup,
+    password: Option<String>,
+) -> Result<String, String> {
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(accounts::generate_password);
+    signup.password = password.clone();
+    let user = accounts::create(state, signup)
+        .await
+        .map_err(|e| describe(&e))?;
+    let mut out = format!(
+        "created user {} (id {}{})\n",
         user.username,
         user.id,
         if user.admin { ", admin" } else { "" }
     );
     if generated {
-        println!("password: {password}");
+        out.push_str(&format!("password: {password}\n"));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `confab user passwd`: sets a new password (revoking the user's tokens).
 pub async fn user_passwd(cfg: &Config, username: &str, password_stdin: bool) -> CommandResult {
-    let (password, generated) = if password_stdin {
-        (read_password_stdin()?, false)
+    let password = if password_stdin {
+        Some(read_password_stdin()?)
     } else {
-        (accounts::generate_password(), true)
+        None
     };
-    let state = open(cfg).await?;
-    let result = async {
-        let user = state
-            .store
-            .user_by_username(username)
-            .await
-            .map_err(|e| describe(&e))?
-            .ok_or_else(|| format!("no user named {username:?}"))?;
-        accounts::set_password(&state, user.id, &password)
-            .await
-            .map_err(|e| describe(&e))
-    }
-    .await;
-    close(state);
-    let user = result?;
-    println!(
-        "password changed for {}; their older tokens are revoked",
+    let request = Request::UserPasswd {
+        username: username.to_string(),
+        password,
+    };
+    dispatch(cfg, request).await
+}
+
+async fn user_passwd_on(
+    state: &AppState,
+    username: &str,
+    password: Option<String>,
+) -> Result<String, String> {
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(accounts::generate_password);
+    let user = state
+        .store
+        .user_by_username(username)
+        .await
+        .map_err(|e| describe(&e))?
+        .ok_or_else(|| format!("no user named {username:?}"))?;
+    let user = accounts::set_password(state, user.id, &password)
+        .await
+        .map_err(|e| describe(&e))?;
+    let mut out = format!(
+        "password changed for {}; their older tokens are revoked\n",
         user.username
     );
     if generated {
-        println!("password: {password}");
+        out.push_str(&format!("password: {password}\n"));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `confab user list`.
 pub async fn user_list(cfg: &Config) -> CommandResult {
-    let state = open(cfg).await?;
-    let result = state.store.users().await;
-    close(state);
-    let users = result.map_err(|e| describe(&e))?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{:>6}  {:<32}  {:<8}  display name",
+    dispatch(cfg, Request::UserList).await
+}
+
+async fn user_list_on(state: &AppState) -> Result<String, String> {
+    let users = state.store.users().await.map_err(|e| describe(&e))?;
+    let mut out = format!(
+        "{:>6}  {:<32}  {:<8}  display name\n",
         "id", "username", "flags"
     );
     for user in users {
@@ -140,38 +210,45 @@ pub async fn user_list(cfg: &Config) -> CommandResult {
             (false, true) => "disabled",
             (false, false) => "",
         };
-        let _ = writeln!(
-            out,
-            "{:>6}  {:<32}  {:<8}  {}",
+        out.push_str(&format!(
+            "{:>6}  {:<32}  {:<8}  {}\n",
             user.id, user.username, flags, user.display_name
-        );
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `confab user disable|enable`.
 pub async fn user_set_disabled(cfg: &Config, username: &str, disabled: bool) -> CommandResult {
-    let state = open(cfg).await?;
-    let result = async {
-        let user = state
-            .store
-            .user_by_username(username)
-            .await
-            .map_err(|e| describe(&e))?
-            .ok_or_else(|| format!("no user named {username:?}"))?;
-        accounts::set_disabled(&state, user.id, disabled)
-            .await
-            .map_err(|e| describe(&e))
-    }
-    .await;
-    close(state);
-    let user = result?;
-    println!(
-        "user {} is now {}",
+    let username = username.to_string();
+    let request = if disabled {
+        Request::UserDisable { username }
+    } else {
+        Request::UserEnable { username }
+    };
+    dispatch(cfg, request).await
+}
+
+/// Disables or enables the account; a disabled user's live sockets close.
+async fn user_set_disabled_on(
+    state: &AppState,
+    username: &str,
+    disabled: bool,
+) -> Result<String, String> {
+    let user = state
+        .store
+        .user_by_username(username)
+        .await
+        .map_err(|e| describe(&e))?
+        .ok_or_else(|| format!("no user named {username:?}"))?;
+    let user = accounts::set_disabled(state, user.id, disabled)
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(format!(
+        "user {} is now {}\n",
         user.username,
         if disabled { "disabled" } else { "enabled" }
-    );
-    Ok(())
+    ))
 }
 
 /// `confab room add`: creates a room (owned by no user).
@@ -184,8 +261,24 @@ pub async fn room_add(
     if let Some(reason) = crate::http::api::rooms::room_name_problem(name) {
         return Err(format!("room name {name:?} {reason}"));
     }
-    let state = open(cfg).await?;
-    let result = state
+    let request = Request::RoomAdd {
+        name: name.to_string(),
+        private,
+        description,
+    };
+    dispatch(cfg, request).await
+}
+
+async fn room_add_on(
+    state: &AppState,
+    name: &str,
+    private: bool,
+    description: Option<String>,
+) -> Result<String, String> {
+    if let Some(reason) = crate::http::api::rooms::room_name_problem(name) {
+        return Err(format!("room name {name:?} {reason}"));
+    }
+    let room = state
         .store
         .create_room(crate::store::ops::NewRoom {
             name: name.to_string(),
@@ -193,61 +286,77 @@ pub async fn room_add(
             description: description.unwrap_or_default(),
             owner: 0,
         })
-        .await;
-    close(state);
-    let room = result.map_err(|e| describe(&e))?;
-    println!(
-        "created {} room {} (topic room:{})",
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(format!(
+        "created {} room {} (topic room:{})\n",
         if room.private { "private" } else { "public" },
         room.name,
         room.name
-    );
-    Ok(())
+    ))
 }
 
 /// `confab room list`.
 pub async fn room_list(cfg: &Config) -> CommandResult {
-    let state = open(cfg).await?;
-    let result = state.store.rooms().await;
-    close(state);
-    let rooms = result.map_err(|e| describe(&e))?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{:<32}  {:<8}  description", "name", "access");
-    for room in rooms {
-        let access = if room.private { "private" } else { "public" };
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<8}  {}",
-            room.name, access, room.description
-        );
-    }
-    Ok(())
+    dispatch(cfg, Request::RoomList).await
 }
 
-/// `confab export`: the JSON Lines backup of a stopped server's store, to
-/// `out` or stdout. Written to a temporary file first so a failed export
-/// never leaves a truncated backup behind.
-pub fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
+async fn room_list_on(state: &AppState) -> Result<String, String> {
+    let rooms = state.store.rooms().await.map_err(|e| describe(&e))?;
+    let mut out = format!("{:<32}  {:<8}  description\n", "name", "access");
+    for room in rooms {
+        let access = if room.private { "private" } else { "public" };
+        out.push_str(&format!(
+            "{:<32}  {:<8}  {}\n",
+            room.name, access, room.description
+        ));
+    }
+    Ok(out)
+}
+
+/// `confab export`: the JSON Lines backup of the store, to `out` or stdout:
+/// streamed from the running server's admin socket if one answers, else read
+/// from the stopped server's store. Written to a temporary file first so a
+/// failed export never leaves a truncated backup behind.
+pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
+    let live = admin::client::connect(&cfg.data_dir)?;
+    let write = |writer: &mut dyn Write| -> Result<i32, String> {
+        match live {
+            Some(stream) => admin::client::export(stream, writer),
+            None => crate::store::export_offline(&cfg.data_dir, writer).map(|()| 0),
+        }
+    };
     match out {
         None => {
             let stdout = std::io::stdout();
             let mut writer = std::io::BufWriter::new(stdout.lock());
-            crate::store::export_offline(&cfg.data_dir, &mut writer)?;
+            let exit = write(&mut writer)?;
             writer
                 .flush()
-                .map_err(|e| format!("cannot write the export: {e}"))
+                .map_err(|e| format!("cannot write the export: {e}"))?;
+            admin::client::exit_if_failed(exit);
+            Ok(())
         }
         Some(path) => {
             let partial = path.with_extension("partial");
             let file = std::fs::File::create(&partial)
                 .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            let result = crate::store::export_offline(&cfg.data_dir, &mut writer)
-                .and_then(|()| writer.flush().map_err(|e| e.to_string()))
-                .and_then(|()| writer.get_ref().sync_all().map_err(|e| e.to_string()));
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e);
+            let result = write(&mut writer).and_then(|exit| {
+                writer.flush().map_err(|e| e.to_string())?;
+                writer.get_ref().sync_all().map_err(|e| e.to_string())?;
+                Ok(exit)
+            });
+            match result {
+                Ok(0) => {}
+                Ok(exit) => {
+                    let _ = std::fs::remove_file(&partial);
+                    admin::client::exit_if_failed(exit);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e);
+                }
             }
             std::fs::rename(&partial, path)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -266,6 +375,22 @@ pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     println!(
         "imported {count} records into {}",
         crate::store::import_location(&cfg.data_dir).display()
+    );
+    Ok(())
+}
+
+/// `confab reindex`: rebuilds the search index from the store (the server
+/// must be stopped).
+pub fn reindex(cfg: &Config) -> CommandResult {
+    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let result = crate::search::rebuild(&cfg.data_dir, store.clone());
+    store.close();
+    let count = result?;
+    println!(
+        "indexed {count} messages into {} in {:.1} s",
+        crate::search::dir_of(&cfg.data_dir).display(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

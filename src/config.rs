@@ -84,6 +84,7 @@ const KEYS: &[&str] = &[
     "argon2_iterations",
     "argon2_parallelism",
     "store_cache_mib",
+    "search_index",
     "metrics_token",
     "trust_forwarded_for",
 ];
@@ -158,6 +159,8 @@ pub struct Config {
     pub argon2_parallelism: u32,
     /// redb page cache in MiB; at least 1.
     pub store_cache_mib: usize,
+    /// Keep the full-text index of messages (`GET /api/search`) up to date.
+    pub search_index: bool,
     /// If set, `/metrics` requires `Authorization: Bearer <metrics_token>`;
     /// empty = `/metrics` is open.
     pub metrics_token: String,
@@ -196,6 +199,7 @@ impl Default for Config {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             store_cache_mib: 64,
+            search_index: true,
             metrics_token: String::new(),
             trust_forwarded_for: false,
         }
@@ -247,6 +251,7 @@ impl fmt::Debug for Config {
             argon2_iterations,
             argon2_parallelism,
             store_cache_mib,
+            search_index,
             metrics_token,
             trust_forwarded_for,
         } = self;
@@ -279,6 +284,7 @@ impl fmt::Debug for Config {
             .field("argon2_iterations", argon2_iterations)
             .field("argon2_parallelism", argon2_parallelism)
             .field("store_cache_mib", store_cache_mib)
+            .field("search_index", search_index)
             .field("metrics_token", &Redacted(metrics_token))
             .field("trust_forwarded_for", trust_forwarded_for)
             .finish()
@@ -720,6 +726,7 @@ impl Config {
             "argon2_iterations" => self.argon2_iterations = parse_int(text)?,
             "argon2_parallelism" => self.argon2_parallelism = parse_int(text)?,
             "store_cache_mib" => self.store_cache_mib = parse_int(text)?,
+            "search_index" => self.search_index = parse_bool(text)?,
             "metrics_token" => self.metrics_token = text.to_owned(),
             "trust_forwarded_for" => self.trust_forwarded_for = parse_bool(text)?,
             _ => return Err(format!("unknown key {key:?}")),

@@ -12,12 +12,16 @@
 //! - [`chat`]: topics and who may join them, message operations, notifications.
 //! - [`hub`]: subscriptions, presence and fan-out of shared frames.
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
+//! - [`search`]: the full-text index of messages (tantivy, in `data_dir/search`).
 //! - [`commands`]: the CLI subcommands other than `serve`.
+//! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
 //! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
 pub mod accounts;
+#[cfg(unix)]
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod clock;
@@ -32,6 +36,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pool_sizes;
 pub mod random;
+pub mod search;
 pub mod server;
 pub mod shutdown;
 pub mod socket;
@@ -66,10 +71,16 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let search = if cfg.search_index {
+        Some(search::SearchIndex::open(&cfg.data_dir, store.clone())?)
+    } else {
+        None
+    };
     let state = Arc::new(
         AppState::new(cfg, store.clone(), shutdown.clone(), metrics)
             .await
-            .map_err(|e| format!("cannot start: {e}"))?,
+            .map_err(|e| format!("cannot start: {e}"))?
+            .with_search(search.clone()),
     );
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -87,16 +98,45 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         sockets = capacity,
         "socket capacity from the open-files limit"
     );
+    #[cfg(unix)]
+    let admin_socket = spawn_admin_socket(&state);
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
+    #[cfg(unix)]
+    drop(admin_socket);
     drop(state);
+    if let Some(search) = search {
+        search.close();
+    }
     // Every request handler holding the state has finished or been dropped
     // by the drain; give stragglers a moment, then close the file.
     store.close();
     tracing::info!("confab stopped");
     Ok(())
+}
+
+/// Serves the admin socket in the data directory (the store lock is held, so
+/// no other server uses it). Without it the server still runs; store
+/// commands then need the server stopped.
+#[cfg(unix)]
+fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFile> {
+    match admin::listener::bind(&state.cfg.data_dir) {
+        Ok((listener, file)) => {
+            tracing::info!(path = %file.path().display(), "admin socket ready");
+            tokio::spawn(admin::listener::serve(state.clone(), listener));
+            Some(file)
+        }
+        Err(e) => {
+            tracing::warn!(
+                path = %admin::socket_path(&state.cfg.data_dir).display(),
+                error = %e,
+                "cannot open the admin socket; user, room and export commands need the server stopped"
+            );
+            None
+        }
+    }
 }
 
 fn spawn_purger(state: state::State) {

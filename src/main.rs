@@ -52,13 +52,13 @@ struct GlobalArgs {
 enum Command {
     /// Run the server (the default)
     Serve,
-    /// Manage accounts (the server must be stopped)
+    /// Manage accounts (live through the admin socket, or offline)
     #[command(subcommand)]
     User(UserCommand),
-    /// Manage rooms (the server must be stopped)
+    /// Manage rooms (live through the admin socket, or offline)
     #[command(subcommand)]
     Room(RoomCommand),
-    /// Write a JSON Lines backup of the store (the server must be stopped)
+    /// Write a JSON Lines backup of the store (live or offline)
     Export {
         /// Output file (default: stdout)
         #[arg(long, value_name = "FILE")]
@@ -69,6 +69,8 @@ enum Command {
         /// The export file
         file: PathBuf,
     },
+    /// Rebuild the search index from the store (the server must be stopped)
+    Reindex,
     /// Print a fresh random secret for jwt_secret
     GenSecret,
     /// Exit 0 if the server's /healthz answers 200
@@ -169,7 +171,8 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
-            Command::Export { out } => commands::export(&cfg, out.as_deref()),
+            Command::Reindex => commands::reindex(&cfg),
+            Command::Export { out } => commands::export(&cfg, out.as_deref()).await,
             Command::Import { file } => commands::import(&cfg, &file),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
             Command::Room(RoomCommand::Add {

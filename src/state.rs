@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::hub::{Hub, Out, Relay};
 use crate::metrics::Metrics;
+use crate::search::SearchIndex;
 use crate::socket::longpoll::LongPollSessions;
 use crate::store::Store;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Runs post-commit work (broadcasts, acks) off the writer thread, in commit order.
     pub relay: Arc<Relay>,
     pub metrics: Arc<Metrics>,
+    /// The full-text index of messages, when enabled.
+    pub search: Option<Arc<SearchIndex>>,
     /// Live LongPoll sessions.
     pub longpoll: LongPollSessions,
     /// Cancelled when the server begins shutting down.
@@ -77,6 +80,7 @@ impl AppState {
             hub: Arc::new(Hub::default()),
             relay: Arc::new(Relay::start()),
             metrics,
+            search: None,
             longpoll: LongPollSessions::default(),
             shutdown,
             sessions: TaskTracker::new(),
@@ -84,6 +88,12 @@ impl AppState {
             next_conn_id: AtomicU64::new(1),
             started: Instant::now(),
         })
+    }
+
+    /// The state with `search` as its full-text index.
+    pub fn with_search(mut self, search: Option<Arc<SearchIndex>>) -> AppState {
+        self.search = search;
+        self
     }
 
     /// A fresh connection id.

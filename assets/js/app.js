@@ -16,6 +16,7 @@ import { mountSidebar } from "./sidebar.js";
 import { mountPane } from "./pane.js";
 import { mountComposer } from "./composer.js";
 import { mountNotifications } from "./notifications.js";
+import { mountSearch } from "./search.js";
 
 /** Longest message body. The server's limit is configurable but not exposed; 4000 is its default. */
 const BODY_LIMIT = 4000;
@@ -302,6 +303,7 @@ export function announce(text) {
 
 function mountUi() {
   let c = null;
+  mountSearch();
   const sidebar = mountSidebar({
     chat: proxyChat(),
     hrefOf,

@@ -98,6 +98,7 @@ where
     let hub: Arc<Hub> = state.hub.clone();
     let relay = state.relay.clone();
     let metrics = state.metrics.clone();
+    let search = state.search.clone();
     let brief = UserBrief::from(author);
     let topic = access.name.clone();
     let request = PostRequest {
@@ -124,6 +125,9 @@ where
                     } = outcome;
                     if !duplicate {
                         crate::metrics::Metrics::inc(&metrics.messages_stored);
+                        if let Some(search) = &search {
+                            search.stored(&stored);
+                        }
                         let view = MessageView::new(&topic, &stored, &brief)
                             .with_attachment(attachment.as_ref());
                         let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
@@ -192,6 +196,7 @@ pub async fn change(
 ) -> Result<Value> {
     let hub = state.hub.clone();
     let relay = state.relay.clone();
+    let search = state.search.clone();
     let topic = access.name.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (mentions, edit, change) = match change {
@@ -222,6 +227,13 @@ pub async fn change(
                         attachment,
                         mentioned,
                     } = outcome;
+                    if let Some(search) = &search {
+                        if edit {
+                            search.edited(&stored);
+                        } else {
+                            search.deleted(stored.record.id);
+                        }
+                    }
                     let view = MessageView::new(&topic, &stored, &author)
                         .with_attachment(attachment.as_ref());
                     let mut broadcast = if edit {

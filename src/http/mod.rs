@@ -64,7 +64,7 @@ async fn route(
         };
     };
     let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
-    use api::{admin, attachments, auth, conversations, ignores, me, rooms, users};
+    use api::{admin, attachments, auth, conversations, ignores, me, rooms, search, users};
     use router::Route::*;
     let result = match matched.route {
         Healthz => Ok(health::healthz()),
@@ -98,6 +98,7 @@ async fn route(
             Err(_) => Err(Error::NotFound("conversation")),
         },
         Attachment => attachments::fetch(call, p(0)).await,
+        Search => search::search(call).await,
         WebSocket => crate::socket::upgrade::upgrade(call).await,
         LongPoll => crate::socket::longpoll::handle(call).await,
     };

@@ -33,6 +33,7 @@ pub enum Route {
     RoomUpload,
     ConversationUpload,
     Attachment,
+    Search,
     WebSocket,
     LongPoll,
 }
@@ -81,6 +82,7 @@ const TABLE: &[(&str, &str, Route)] = &[
         ConversationUpload,
     ),
     ("GET", "/api/attachments/{id}", Attachment),
+    ("GET", "/api/search", Search),
     ("*", "/socket/websocket", WebSocket),
     ("*", "/socket/longpoll", LongPoll),
 ];

@@ -8,12 +8,16 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::io::Write;
 
 use super::ops::{
-    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessagePage, NewRoom, NewUser,
-    PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery, RoomSummary, TopicCounts,
+    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
+    NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
+    RoomSummary, SearchScope, TopicCounts,
 };
-use super::records::{AttachmentRecord, ConversationRecord, RoomRecord, TopicRecord, UserRecord};
+use super::records::{
+    AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord,
+};
 use crate::error::Result;
 
 /// A store backend.
@@ -32,8 +36,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The JWT secret kept in the store, generated and persisted on first use.
     fn jwt_secret(&self) -> impl Future<Output = Result<Vec<u8>>> + Send;
 
-    /// The JSON Lines export of the whole store, from one consistent snapshot.
-    fn export(&self) -> impl Future<Output = Result<Vec<u8>>> + Send;
+    /// Writes the JSON Lines export of the whole store, from one
+    /// consistent snapshot, to `out` (on a blocking thread); gives `out` back.
+    fn export_into<W>(&self, out: W) -> impl Future<Output = Result<W>> + Send
+    where
+        W: Write + Send + 'static;
 
     /// Finishes the writes queued before this call, then refuses later ones
     /// ("the store is closed").
@@ -230,4 +237,25 @@ pub trait Backend: Clone + Send + Sync + 'static {
         topic_id: u64,
         query: RecoveryQuery,
     ) -> impl Future<Output = Result<Recovery>> + Send;
+
+    // --- Blocking reads, for threads outside the async runtime (the
+    // search indexer, search queries on the blocking pool) ---
+
+    /// Every topic id with a history (rooms and conversations), ascending.
+    fn topic_ids_blocking(&self) -> Result<Vec<u64>>;
+
+    /// The oldest `limit` messages of a topic with `seq > after`, ascending,
+    /// and whether newer ones exist.
+    fn messages_after_blocking(
+        &self,
+        topic_id: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool)>;
+
+    /// What `user_id` may search, with the accounts named in `from`.
+    fn search_scope_blocking(&self, user_id: u64, from: &[String]) -> Result<SearchScope>;
+
+    /// The messages at `keys` ((topic id, seq)), with their views' needs.
+    fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup>;
 }

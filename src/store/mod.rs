@@ -19,10 +19,11 @@ use std::sync::Arc;
 
 pub use backend::Backend;
 use ops::{
-    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessagePage, NewRoom, NewUser,
-    PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery, RoomSummary, TopicCounts,
+    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
+    NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
+    RoomSummary, SearchScope, TopicCounts,
 };
-use records::{AttachmentRecord, ConversationRecord, RoomRecord, TopicRecord, UserRecord};
+use records::{AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord};
 
 use crate::error::{Error, Result};
 
@@ -111,6 +112,54 @@ impl Store {
         }
     }
 
+    /// See [`Backend::export_into`].
+    pub async fn export_into<W>(&self, out: W) -> Result<W>
+    where
+        W: Write + Send + 'static,
+    {
+        match self {
+            Store::Embedded(store) => store.export_into(out).await,
+        }
+    }
+
+    /// The whole export in memory.
+    pub async fn export(&self) -> Result<Vec<u8>> {
+        self.export_into(Vec::new()).await
+    }
+
+    /// See [`Backend::topic_ids_blocking`].
+    pub fn topic_ids_blocking(&self) -> Result<Vec<u64>> {
+        match self {
+            Store::Embedded(store) => store.topic_ids_blocking(),
+        }
+    }
+
+    /// See [`Backend::messages_after_blocking`].
+    pub fn messages_after_blocking(
+        &self,
+        topic_id: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool)> {
+        match self {
+            Store::Embedded(store) => store.messages_after_blocking(topic_id, after, limit),
+        }
+    }
+
+    /// See [`Backend::search_scope_blocking`].
+    pub fn search_scope_blocking(&self, user_id: u64, from: &[String]) -> Result<SearchScope> {
+        match self {
+            Store::Embedded(store) => store.search_scope_blocking(user_id, from),
+        }
+    }
+
+    /// See [`Backend::lookup_messages_blocking`].
+    pub fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup> {
+        match self {
+            Store::Embedded(store) => store.lookup_messages_blocking(keys),
+        }
+    }
+
     /// See [`Backend::post_message`].
     pub async fn post_message<D>(&self, request: PostRequest, done: D)
     where
@@ -135,7 +184,6 @@ impl Store {
         fn ready(&self) -> bool;
         fn schema_version(&self) -> Result<u32>;
         fn jwt_secret(&self) -> Result<Vec<u8>>;
-        fn export(&self) -> Result<Vec<u8>>;
         fn create_user(&self, new: NewUser) -> Result<UserRecord>;
         fn user(&self, id: u64) -> Result<Option<UserRecord>>;
         fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>>;

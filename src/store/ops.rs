@@ -1,7 +1,7 @@
 //! What the store's operations take and give back (see [`super::Backend`]):
 //! plain requests and outcomes, the same for every backend.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::records::{
@@ -190,6 +190,33 @@ pub struct ConversationSummary {
     /// The other participant.
     pub with: UserRecord,
     pub counts: TopicCounts,
+}
+
+/// What a user's search may cover, read in one snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct SearchScope {
+    /// Topics the user may read: public rooms, rooms and conversations
+    /// they belong to.
+    pub readable: BTreeSet<u64>,
+    /// The readable rooms' topics by room name.
+    pub rooms: HashMap<String, u64>,
+    /// The ids of the accounts among the usernames asked for, in order.
+    pub from: Vec<u64>,
+    /// The users the user ignores.
+    pub ignored: HashSet<u64>,
+}
+
+/// Messages looked up by (topic id, seq), with what their views need.
+#[derive(Debug, Default)]
+pub struct MessageLookup {
+    /// Per key, the message there, if any.
+    pub messages: Vec<Option<Stored>>,
+    /// Per key, the attachment of a message that is there and not deleted.
+    pub attachments: Vec<Option<AttachmentRecord>>,
+    /// The authors of the messages there and not deleted.
+    pub authors: HashMap<u64, Author>,
+    /// The names of their topics.
+    pub topic_names: HashMap<u64, String>,
 }
 
 /// Image types accepted for attachments, recognised by their first bytes.

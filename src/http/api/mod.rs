@@ -7,5 +7,6 @@ pub mod conversations;
 pub mod ignores;
 pub mod me;
 pub mod rooms;
+pub mod search;
 pub mod users;
 pub mod views;

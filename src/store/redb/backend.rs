@@ -2,8 +2,9 @@
 //! in one short read transaction on the blocking pool, each write as one
 //! operation of the writer's next batch.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::io::Write;
 
 use redb::ReadTransaction;
 
@@ -13,11 +14,12 @@ use super::{
 };
 use crate::error::Result;
 use crate::store::ops::{
-    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessagePage, NewRoom, NewUser,
-    PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery, RoomSummary, TopicCounts,
+    ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
+    NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
+    RoomSummary, SearchScope, TopicCounts,
 };
 use crate::store::records::{
-    AttachmentRecord, ConversationRecord, RoomRecord, TopicRecord, UserRecord,
+    AttachmentRecord, Author, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord,
 };
 use crate::store::Backend;
 
@@ -55,9 +57,11 @@ impl Backend for EmbeddedStore {
         self.write(meta::ensure_jwt_secret).await
     }
 
-    async fn export(&self) -> Result<Vec<u8>> {
-        self.read(|tx| {
-            let mut out = Vec::new();
+    async fn export_into<W>(&self, mut out: W) -> Result<W>
+    where
+        W: Write + Send + 'static,
+    {
+        self.read(move |tx| {
             export::export(tx, &mut out)?;
             Ok(out)
         })
@@ -278,5 +282,78 @@ impl Backend for EmbeddedStore {
     async fn recovery(&self, topic_id: u64, query: RecoveryQuery) -> Result<Recovery> {
         self.read(move |tx| posting::recovery(tx, topic_id, query))
             .await
+    }
+
+    fn topic_ids_blocking(&self) -> Result<Vec<u64>> {
+        self.read_now(topics::all_ids)
+    }
+
+    fn messages_after_blocking(
+        &self,
+        topic_id: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, bool)> {
+        self.read_now(|tx| messages::oldest_after(tx, topic_id, after, limit))
+    }
+
+    fn search_scope_blocking(&self, user_id: u64, from: &[String]) -> Result<SearchScope> {
+        self.read_now(|tx| {
+            let member_of: BTreeSet<u64> = topics::of_user(tx, user_id)?.into_iter().collect();
+            let mut readable = member_of.clone();
+            let mut rooms_by_name = HashMap::new();
+            for room in rooms::all(tx)? {
+                if !room.private || member_of.contains(&room.topic_id) {
+                    readable.insert(room.topic_id);
+                    rooms_by_name.insert(room.name, room.topic_id);
+                }
+            }
+            for conversation in conversations::of_user(tx, user_id)? {
+                readable.insert(conversation.topic_id);
+            }
+            let mut found = Vec::new();
+            for name in from {
+                if let Some(user) = users::get_by_username(tx, name)? {
+                    found.push(user.id);
+                }
+            }
+            Ok(SearchScope {
+                readable,
+                rooms: rooms_by_name,
+                from: found,
+                ignored: ignores::of_user(tx, user_id)?,
+            })
+        })
+    }
+
+    fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup> {
+        self.read_now(|tx| {
+            let mut out = MessageLookup {
+                messages: Vec::with_capacity(keys.len()),
+                attachments: Vec::with_capacity(keys.len()),
+                ..MessageLookup::default()
+            };
+            for &(topic_id, seq) in keys {
+                let stored = messages::get(tx, topic_id, seq)?;
+                let mut attachment = None;
+                if let Some(stored) = stored.as_ref().filter(|s| !s.record.deleted) {
+                    if !out.topic_names.contains_key(&topic_id) {
+                        let name = topics::get(tx, topic_id)?.map(|t| t.name);
+                        out.topic_names.insert(topic_id, name.unwrap_or_default());
+                    }
+                    let author = stored.record.user_id;
+                    if !out.authors.contains_key(&author) {
+                        let brief = users::get(tx, author)?
+                            .map(|u| Author::from(&u))
+                            .unwrap_or_else(|| Author::unknown(author));
+                        out.authors.insert(author, brief);
+                    }
+                    attachment = attachments::of_message(tx, topic_id, seq)?;
+                }
+                out.messages.push(stored);
+                out.attachments.push(attachment);
+            }
+            Ok(out)
+        })
     }
 }

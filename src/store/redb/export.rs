@@ -216,7 +216,8 @@ pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Exports the store at `data_dir` (the server must be stopped).
+/// Exports the store at `data_dir` (the server must be stopped; a running
+/// one exports through its admin socket).
 pub fn export_offline(data_dir: &Path, out: &mut dyn Write) -> std::result::Result<(), String> {
     let path = super::store_file(data_dir);
     if !path.exists() {

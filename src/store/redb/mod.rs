@@ -120,6 +120,16 @@ impl EmbeddedStore {
         .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
     }
 
+    /// Runs a read on the calling thread, for threads outside the runtime
+    /// (the search indexer, offline commands).
+    pub fn read_now<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<T>,
+    {
+        let tx = self.db.begin_read()?;
+        f(&tx)
+    }
+
     /// Runs `work` in the writer's next batch and waits until it is durable.
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where

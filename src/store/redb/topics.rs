@@ -1,7 +1,7 @@
 //! Topics with a history: `topic_ids` (name → id), `topics` (id → record),
 //! and membership both ways (`topic_members`, `user_topics`).
 
-use redb::{ReadTransaction, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::codec;
 use super::meta::next_id;
@@ -34,6 +34,16 @@ pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<TopicRecord>> {
     let topics = tx.open_table(TOPICS)?;
     let found = topics.get(id)?;
     found.map(|v| codec::decode(v.value())).transpose()
+}
+
+/// Every topic id with a history (rooms and conversations), ascending.
+pub fn all_ids(tx: &ReadTransaction) -> Result<Vec<u64>> {
+    let topics = tx.open_table(TOPICS)?;
+    let mut out = Vec::new();
+    for entry in topics.iter()? {
+        out.push(entry?.0.value());
+    }
+    Ok(out)
 }
 
 /// Whether `user_id` is a member of topic `topic_id`.
