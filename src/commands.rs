@@ -477,6 +477,35 @@ fn describe(error: &crate::error::Error) -> String {
     }
 }
 
+/// `confab migrate`: with `database_url` set, applies the PostgreSQL schema
+/// migrations and prints the schema version; the embedded store needs none.
+pub async fn migrate(cfg: &Config) -> CommandResult {
+    if !cfg.uses_postgres() {
+        println!(
+            "database_url is not set: the embedded store in {} needs no migrations",
+            cfg.data_dir.display()
+        );
+        return Ok(());
+    }
+    let outcome = crate::store::postgres::prepare(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    if outcome.applied.is_empty() {
+        println!(
+            "PostgreSQL schema is up to date at version {}",
+            outcome.version
+        );
+    } else {
+        let applied: Vec<String> = outcome.applied.iter().map(i32::to_string).collect();
+        println!(
+            "PostgreSQL schema is at version {} (applied: {})",
+            outcome.version,
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,10 @@
 //! All keys are flat (no TOML tables). An unknown key in the file is an error.
 //! In the environment, list values (`allowed_origins`) are comma-separated and
 //! booleans accept `true`/`false`, `1`/`0`, `yes`/`no`. The secrets
-//! (`jwt_secret`, `metrics_token`) can also be read from a file named by
-//! `CONFAB_<KEY>_FILE`; setting both forms is an error.
+//! (`jwt_secret`, `metrics_token`, `database_url`) can also be read from a
+//! file named by `CONFAB_<KEY>_FILE`; setting both forms is an error.
+//! `database_url` is shown only with its password replaced (see
+//! [`redact_database_url`]).
 //!
 //! An unknown `CONFAB_*` environment variable is not an error: [`Config::load`]
 //! ignores it, and [`unknown_env_keys`] lists such variables so the caller can
@@ -52,7 +54,7 @@ const RESERVED_ENV: &[&str] = &[
 
 /// Keys holding secrets: redacted in `Debug`, never echoed in errors, and also
 /// settable as `CONFAB_<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["jwt_secret", "metrics_token"];
+const SECRET_KEYS: &[&str] = &["jwt_secret", "metrics_token", "database_url"];
 
 /// Every key, in the order of the struct and of the shipped `config.toml`.
 const KEYS: &[&str] = &[
@@ -85,6 +87,8 @@ const KEYS: &[&str] = &[
     "argon2_parallelism",
     "store_cache_mib",
     "search_index",
+    "database_url",
+    "database_pool_size",
     "metrics_token",
     "trust_forwarded_for",
 ];
@@ -161,6 +165,12 @@ pub struct Config {
     pub store_cache_mib: usize,
     /// Keep the full-text index of messages (`GET /api/search`) up to date.
     pub search_index: bool,
+    /// Empty = the embedded store in `data_dir`; else a PostgreSQL URL
+    /// `postgres://user[:password]@host:port/db`. A secret: shown only with
+    /// the password redacted.
+    pub database_url: String,
+    /// PostgreSQL connections per node; at least 1.
+    pub database_pool_size: usize,
     /// If set, `/metrics` requires `Authorization: Bearer <metrics_token>`;
     /// empty = `/metrics` is open.
     pub metrics_token: String,
@@ -200,6 +210,8 @@ impl Default for Config {
             argon2_parallelism: 1,
             store_cache_mib: 64,
             search_index: true,
+            database_url: String::new(),
+            database_pool_size: 16,
             metrics_token: String::new(),
             trust_forwarded_for: false,
         }
@@ -252,6 +264,8 @@ impl fmt::Debug for Config {
             argon2_parallelism,
             store_cache_mib,
             search_index,
+            database_url,
+            database_pool_size,
             metrics_token,
             trust_forwarded_for,
         } = self;
@@ -285,6 +299,8 @@ impl fmt::Debug for Config {
             .field("argon2_parallelism", argon2_parallelism)
             .field("store_cache_mib", store_cache_mib)
             .field("search_index", search_index)
+            .field("database_url", &redact_database_url(database_url))
+            .field("database_pool_size", database_pool_size)
             .field("metrics_token", &Redacted(metrics_token))
             .field("trust_forwarded_for", trust_forwarded_for)
             .finish()
@@ -727,6 +743,8 @@ impl Config {
             "argon2_parallelism" => self.argon2_parallelism = parse_int(text)?,
             "store_cache_mib" => self.store_cache_mib = parse_int(text)?,
             "search_index" => self.search_index = parse_bool(text)?,
+            "database_url" => self.database_url = text.trim().to_owned(),
+            "database_pool_size" => self.database_pool_size = parse_int(text)?,
             "metrics_token" => self.metrics_token = text.to_owned(),
             "trust_forwarded_for" => self.trust_forwarded_for = parse_bool(text)?,
             _ => return Err(format!("unknown key {key:?}")),
@@ -806,9 +824,16 @@ impl Config {
                 ));
             }
         }
+        if let Some(reason) = database_url_problem(&self.database_url) {
+            return Err(ConfigError::invalid(
+                "database_url",
+                Some(quoted(&redact_database_url(&self.database_url))),
+                reason,
+            ));
+        }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64); 20] = [
+        let ranges: [(&str, u64, u64, u64); 21] = [
             ("token_ttl_secs",           wide(self.token_ttl_secs),            1,    NO_MAX),
             ("heartbeat_timeout_secs",   wide(self.heartbeat_timeout_secs),    1,    NO_MAX),
             ("shutdown_grace_secs",      wide(self.shutdown_grace_secs),       1,    300),
@@ -829,6 +854,7 @@ impl Config {
             ("argon2_iterations",        wide(self.argon2_iterations),         1,    NO_MAX),
             ("argon2_parallelism",       wide(self.argon2_parallelism),        1,    16),
             ("store_cache_mib",          wide(self.store_cache_mib),           1,    NO_MAX),
+            ("database_pool_size",       wide(self.database_pool_size),        1,    NO_MAX),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -855,6 +881,100 @@ impl Config {
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join(STORE_FILE)
     }
+
+    /// Whether the store is PostgreSQL (`database_url` is set) rather than
+    /// the embedded store in `data_dir`.
+    pub fn uses_postgres(&self) -> bool {
+        !self.database_url.is_empty()
+    }
+}
+
+/// URL schemes accepted in `database_url`.
+const DATABASE_SCHEMES: &[&str] = &["postgres://", "postgresql://"];
+
+/// Why a non-empty `database_url` is unusable, if it is. The reason never
+/// repeats the URL.
+fn database_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    const FORM: &str = "postgres://user:password@host:port/database";
+    if !DATABASE_SCHEMES
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Some(format!(
+            "not a PostgreSQL URL: it must start with postgres:// or postgresql:// \
+             (e.g. \"{FORM}\"), or be empty for the embedded store in data_dir"
+        ));
+    }
+    match url.parse::<tokio_postgres::Config>() {
+        Err(e) => {
+            // The kind, then its cause (e.g. which option is bad); neither
+            // repeats the URL.
+            let reason = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            Some(format!(
+                "not a valid PostgreSQL URL ({}); expected \"{FORM}\"",
+                one_line(&reason)
+            ))
+        }
+        Ok(parsed) if parsed.get_hosts().is_empty() => {
+            Some(format!("names no host; expected \"{FORM}\""))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// `database_url` with its password replaced by `<redacted>`, for logs and
+/// messages: the password in `user:password@` and any `password=` query
+/// parameter. A value that is not a URL at all is redacted whole.
+pub fn redact_database_url(url: &str) -> String {
+    const HIDDEN: &str = "<redacted>";
+    if url.is_empty() {
+        return String::new();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.to_owned();
+    };
+    // The last `@` ends the user info, even if the password holds `@`, `/`
+    // or `?`; the query starts at the first `?` after it.
+    let (user_info, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
+    };
+    let (host_part, query) = match after.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (after, None),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(user_info) = user_info {
+        match user_info.split_once(':') {
+            Some((user, _password)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(HIDDEN);
+            }
+            None => out.push_str(user_info),
+        }
+    }
+    out.push_str(host_part);
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    format!("{name}={HIDDEN}")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 /// The `CONFAB_*` variables in `env` that are neither a config key, a
@@ -1704,11 +1824,95 @@ mod tests {
         assert!(text.contains("metrics_token: \"\""), "{text}");
     }
 
+    // --- database ---
+
+    const PG_URL: &str = "postgres://confab:hunter2-secret@db.example:5433/chat";
+
+    #[test]
+    fn database_url_from_env_and_file() {
+        let config = load_env(&[
+            ("CONFAB_DATABASE_URL", PG_URL),
+            ("CONFAB_DATABASE_POOL_SIZE", "4"),
+        ])
+        .unwrap();
+        assert_eq!(config.database_url, PG_URL);
+        assert_eq!(config.database_pool_size, 4);
+        assert!(config.uses_postgres());
+        assert!(!Config::default().uses_postgres());
+        let file = TempFile::new(&format!("{PG_URL}\n"));
+        let config = load_env(&[("CONFAB_DATABASE_URL_FILE", &file.path_str())]).unwrap();
+        assert_eq!(config.database_url, PG_URL);
+        let text = message(load_env(&[
+            ("CONFAB_DATABASE_URL", PG_URL),
+            ("CONFAB_DATABASE_URL_FILE", &file.path_str()),
+        ]));
+        assert!(text.contains("both set"), "{text}");
+        assert!(unknown_env_keys(env(&[("CONFAB_DATABASE_URL_FILE", "x")])).is_empty());
+    }
+
+    #[test]
+    fn database_url_scheme_is_checked_without_echoing_the_password() {
+        for good in [
+            PG_URL,
+            "postgresql://confab@127.0.0.1/chat",
+            "postgres://u@localhost:5432/db?sslmode=disable",
+        ] {
+            let config = Config {
+                database_url: good.to_owned(),
+                ..Config::default()
+            };
+            config.validate().unwrap();
+        }
+        for bad in [
+            "mysql://confab:hunter2-secret@db.example/chat",
+            "db.example:5432 password=hunter2-secret",
+            "postgres://confab:hunter2-secret@db.example:notaport/chat",
+        ] {
+            let text = message(load_env(&[("CONFAB_DATABASE_URL", bad)]));
+            assert!(
+                text.starts_with("CONFAB_DATABASE_URL: key \"database_url\""),
+                "{text}"
+            );
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("PostgreSQL URL"), "{text}");
+        }
+        let text = message(load_env(&[("CONFAB_DATABASE_URL", "redis://x")]));
+        assert!(text.contains("postgres:// or postgresql://"), "{text}");
+        let text = message(load_env(&[("CONFAB_DATABASE_POOL_SIZE", "0")]));
+        assert!(text.ends_with("must be at least 1"), "{text}");
+    }
+
+    #[test]
+    fn database_url_redaction() {
+        let cases = [
+            ("", ""),
+            (PG_URL, "postgres://confab:<redacted>@db.example:5433/chat"),
+            ("postgres://confab@db/chat", "postgres://confab@db/chat"),
+            ("postgres://db:5432/chat", "postgres://db:5432/chat"),
+            (
+                "postgres://u:p@ss/w?rd@db/chat?sslmode=disable&password=x",
+                "postgres://u:<redacted>@db/chat?sslmode=disable&password=<redacted>",
+            ),
+            ("host=db password=x", "<redacted>"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_database_url(url), shown, "{url}");
+        }
+        let config = Config {
+            database_url: PG_URL.to_owned(),
+            ..Config::default()
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("db.example:5433"), "{text}");
+    }
+
     #[test]
     fn suggestions_for_unknown_keys() {
         assert_eq!(closest_key("listn"), Some("listen"));
         assert_eq!(closest_key("data-dir"), Some("data_dir"));
         assert_eq!(closest_key("LOG_LEVEL"), Some("log_level"));
-        assert_eq!(closest_key("database_url"), None);
+        assert_eq!(closest_key("database_ur"), Some("database_url"));
+        assert_eq!(closest_key("nats_url"), None);
     }
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: settings (defaults < `config.toml` < `CONFAB_*` env < flags).
 //! - [`store`]: the storage interface; its embedded backend is one file
-//!   written by one writer thread with group commit.
+//!   written by one writer thread with group commit; [`store::postgres`]:
+//!   the PostgreSQL pool and schema migrations.
 //! - [`auth`]: password hashing, JWT tokens, login throttling, `authenticate`.
 //! - [`accounts`]: account rules and flows shared by the API and the CLI.
 //! - [`http`]: the routing table, REST handlers, static UI, probes.
@@ -17,6 +18,7 @@
 //! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
 //! - [`fault`]: faults tests inject into debug builds.
+//! - [`thread_priority`]: a lower CPU priority for background threads.
 //! - [`pool_sizes`]: the blocking pool and the hashing semaphore, sized together.
 
 pub mod accounts;
@@ -42,6 +44,7 @@ pub mod shutdown;
 pub mod socket;
 pub mod state;
 pub mod store;
+pub mod thread_priority;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +63,9 @@ const RESERVED_FILES: usize = 64;
 /// Runs the server until SIGINT/SIGTERM: opens the store, binds, serves,
 /// drains, closes the store. Errors are one line for the operator.
 pub async fn run(cfg: Config) -> Result<(), String> {
+    if cfg.uses_postgres() {
+        return refuse_postgres(&cfg).await;
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, Some(metrics.clone()))
         .map_err(|e| e.to_string())?;
@@ -137,6 +143,26 @@ fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFil
             None
         }
     }
+}
+
+/// `serve` with `database_url` set: applies the migrations (so the database
+/// is checked and ready), then refuses to serve, since the store cannot yet
+/// run on PostgreSQL.
+async fn refuse_postgres(cfg: &Config) -> Result<(), String> {
+    let outcome = store::postgres::prepare(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        database = %config::redact_database_url(&cfg.database_url),
+        schema_version = outcome.version,
+        "PostgreSQL schema migrated"
+    );
+    Err(format!(
+        "database_url is set and the PostgreSQL schema is at version {}, but serving \
+         from PostgreSQL is not implemented yet: leave database_url empty to serve \
+         from the embedded store in data_dir",
+        outcome.version
+    ))
 }
 
 fn spawn_purger(state: state::State) {

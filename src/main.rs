@@ -73,6 +73,8 @@ enum Command {
     Reindex,
     /// Print a fresh random secret for jwt_secret
     GenSecret,
+    /// Apply the PostgreSQL schema migrations (with database_url set)
+    Migrate,
     /// Exit 0 if the server's /healthz answers 200
     Healthcheck {
         /// URL of the server (default: from listen)
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
             Command::Serve => confab::run(cfg).await,
             Command::GenSecret => commands::gen_secret(),
             Command::Reindex => commands::reindex(&cfg),
+            Command::Migrate => commands::migrate(&cfg).await,
             Command::Export { out } => commands::export(&cfg, out.as_deref()).await,
             Command::Import { file } => commands::import(&cfg, &file),
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,

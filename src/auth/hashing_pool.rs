@@ -16,9 +16,6 @@ use crate::error::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How much lower than the server's other threads hashing runs.
-const NICE_INCREMENT: libc::c_int = 10;
-
 /// A handle to the hashing threads; they stop once every handle is dropped.
 #[derive(Clone)]
 pub struct HashingPool {
@@ -35,7 +32,7 @@ impl HashingPool {
             std::thread::Builder::new()
                 .name(format!("confab-hash-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::thread_priority::lower();
                     loop {
                         // The lock is held only while waiting for a job.
                         let job = match queue.lock() {
@@ -70,18 +67,6 @@ impl HashingPool {
     }
 }
 
-/// Lowers the calling thread's CPU priority (Linux: nice is per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority only reads its integer arguments; gettid names
-    // this thread.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, current + NICE_INCREMENT);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,17 +78,20 @@ mod tests {
             .run(|| {
                 let name = std::thread::current().name().map(str::to_string);
                 #[cfg(target_os = "linux")]
-                // SAFETY: as in `lower_priority`.
+                // SAFETY: getpriority only reads its integer arguments.
                 let nice =
                     unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
                 #[cfg(not(target_os = "linux"))]
-                let nice = NICE_INCREMENT;
+                let nice = crate::thread_priority::NICE_INCREMENT;
                 Ok((name, nice))
             })
             .await
             .unwrap();
         assert!(name.is_some_and(|n| n.starts_with("confab-hash-")));
-        assert!(nice >= NICE_INCREMENT, "nice {nice}");
+        assert!(
+            nice >= crate::thread_priority::NICE_INCREMENT,
+            "nice {nice}"
+        );
         let err = pool
             .run(|| -> Result<()> { Err(Error::Internal("x".into())) })
             .await;

@@ -149,6 +149,9 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("confab-search".into())
         .spawn(move || {
+            // Indexing may lag a moment; posting and delivery may not. The
+            // index writer's own threads, started below, inherit this.
+            crate::thread_priority::lower();
             let mut indexer = Indexer::new(opened, Some(reader));
             indexer.catch_up(&store);
             indexer.run(feed);

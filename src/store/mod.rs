@@ -5,10 +5,13 @@
 //! Layout: this directory holds the interface and the types shared by
 //! every backend ([`records`], [`ops`]); [`redb`] is the embedded backend
 //! (one redb file in the data directory, a single writer thread with group
-//! commit). Nothing here knows about chat, the hub, HTTP or sockets.
+//! commit); [`postgres`] holds the PostgreSQL pool and schema migrations,
+//! groundwork for a second backend. Nothing here knows about chat, the
+//! hub, HTTP or sockets.
 
 pub mod backend;
 pub mod ops;
+pub mod postgres;
 pub mod records;
 pub mod redb;
 

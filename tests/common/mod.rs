@@ -22,6 +22,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod phx;
+pub mod postgres;
 pub mod reliability;
 
 use std::io::{BufRead, BufReader, Read, Write};
