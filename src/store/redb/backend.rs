@@ -2,6 +2,7 @@
 //! in one short read transaction on the blocking pool, each write as one
 //! operation of the writer's next batch.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
@@ -337,16 +338,16 @@ impl Backend for EmbeddedStore {
                 let stored = messages::get(tx, topic_id, seq)?;
                 let mut attachment = None;
                 if let Some(stored) = stored.as_ref().filter(|s| !s.record.deleted) {
-                    if !out.topic_names.contains_key(&topic_id) {
+                    if let Entry::Vacant(slot) = out.topic_names.entry(topic_id) {
                         let name = topics::get(tx, topic_id)?.map(|t| t.name);
-                        out.topic_names.insert(topic_id, name.unwrap_or_default());
+                        slot.insert(name.unwrap_or_default());
                     }
                     let author = stored.record.user_id;
-                    if !out.authors.contains_key(&author) {
+                    if let Entry::Vacant(slot) = out.authors.entry(author) {
                         let brief = users::get(tx, author)?
                             .map(|u| Author::from(&u))
                             .unwrap_or_else(|| Author::unknown(author));
-                        out.authors.insert(author, brief);
+                        slot.insert(brief);
                     }
                     attachment = attachments::of_message(tx, topic_id, seq)?;
                 }

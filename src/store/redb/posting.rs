@@ -2,6 +2,7 @@
 //! edit or delete, and a read mark each inside one write batch; history
 //! pages and the recovery of a join inside one read transaction.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use redb::ReadTransaction;
@@ -162,11 +163,11 @@ fn page(tx: &ReadTransaction, messages: Vec<Stored>, has_more: bool) -> Result<M
     let mut attachments = Vec::with_capacity(messages.len());
     for message in &messages {
         let id = message.record.user_id;
-        if !authors.contains_key(&id) {
+        if let Entry::Vacant(slot) = authors.entry(id) {
             let author = users::get(tx, id)?
                 .map(|u| Author::from(&u))
                 .unwrap_or_else(|| Author::unknown(id));
-            authors.insert(id, author);
+            slot.insert(author);
         }
         attachments.push(attachments::of_message(tx, message.topic_id, message.seq)?);
     }
