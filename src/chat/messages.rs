@@ -1,6 +1,9 @@
 //! Message operations shared by socket events and REST: post (durable,
 //! idempotent on `client_id`, broadcast after commit), edit, delete, read
-//! positions, history pages and the recovery snapshot of a join.
+//! positions, history pages and the recovery snapshot of a join. The store
+//! does the storage part of each as one operation (`crate::store::Backend`);
+//! this module builds the requests (mentions need presence) and broadcasts
+//! the outcomes.
 //!
 //! Completions run on the writer thread right after the commit, in commit
 //! order, so broadcasts of one topic leave in `seq` order.
