@@ -6,6 +6,8 @@
 #
 #   bench/history.sh                     10M messages in 100 rooms
 #   MESSAGES=1000000 bench/history.sh    a smaller store
+#   REACTED=1 bench/history.sh           every message carries reactions
+#                                        (REACTED=N: every Nth message)
 #   KEEP=1 bench/history.sh              keep the data directory (path printed)
 #   DATA=/tmp/confab-history.X/data bench/history.sh
 #                                        measure again on a kept store
@@ -42,9 +44,10 @@ echo "history-password" | "$SERVER" --data "$work/seed" user add reader --passwo
 
 log "writing an export with $MESSAGES messages in $ROOMS rooms"
 started=$(date +%s)
-python3 - "$work/base.jsonl" "$MESSAGES" "$ROOMS" >"$work/big.jsonl" <<'EOF'
+python3 - "$work/base.jsonl" "$MESSAGES" "$ROOMS" "${REACTED:-0}" >"$work/big.jsonl" <<'EOF'
 import json, sys
-base, total, rooms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+base, total, rooms, reacted = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+reaction = ',"entries":[{"emoji":"\\ud83d\\udc4d","users":[1,2,3]},{"emoji":"\\ud83c\\udf89","users":[1]}]}\n'
 lines = [json.loads(l) for l in open(base)]
 counters = {l["name"]: l for l in lines if l["type"] == "counter"}
 first_topic = counters["next_topic_id"]["next"]
@@ -80,6 +83,8 @@ for r in range(rooms):
         msg_id += 1
         write('%s%d,"id":%d,"user_id":1,"body":"message %d of room h%d, long enough to look like chat","client_id":null,"inserted_at":%d,"edited_at":null,"deleted":false}\n'
               % (prefix, seq, msg_id, seq, r, 1795000000000 + msg_id))
+        if reacted and seq % reacted == 0:
+            write('{"type":"reactions","topic_id":%d,"seq":%d%s' % (topic, seq, reaction))
 EOF
 log "export written in $(( $(date +%s) - started )) s ($(du -h "$work/big.jsonl" | cut -f1))"
 rm -rf "$work/seed"
@@ -103,4 +108,4 @@ log "history of $room (newest 50) on a store of $MESSAGES messages"
   --rtt-topic "$room" --rtt-event history --rtt-payload '{}' \
   --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" \
   --label "history-$MESSAGES" | tee "$OUT_DIR/$STAMP-history.json"
-echo "import: $import_s s, store: $store_size, messages: $MESSAGES" | tee -a "$OUT_DIR/$STAMP-history.log"
+echo "import: $import_s s, store: $store_size, messages: $MESSAGES, reacted: ${REACTED:-0}" | tee -a "$OUT_DIR/$STAMP-history.log"

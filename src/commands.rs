@@ -149,6 +149,9 @@ async fn user_add_on(
     if generated {
         out.push_str(&format!("password: {password}\n"));
     }
+    if crate::http::api::users::welcome(state, &user).await {
+        out.push_str("welcome mail queued\n");
+    }
     Ok(out)
 }
 

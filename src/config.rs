@@ -50,11 +50,17 @@ const RESERVED_ENV: &[&str] = &[
     "CONFAB_LOG",
     crate::fault::PANIC_EVENT_ENV,
     crate::fault::CORES_ENV,
+    crate::fault::LINK_SECS_ENV,
 ];
 
 /// Keys holding secrets: redacted in `Debug`, never echoed in errors, and also
 /// settable as `CONFAB_<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["jwt_secret", "metrics_token", "database_url"];
+const SECRET_KEYS: &[&str] = &[
+    "jwt_secret",
+    "metrics_token",
+    "database_url",
+    "smtp_password",
+];
 
 /// Every key, in the order of the struct and of the shipped `config.toml`.
 const KEYS: &[&str] = &[
@@ -91,6 +97,16 @@ const KEYS: &[&str] = &[
     "database_pool_size",
     "metrics_token",
     "trust_forwarded_for",
+    "webhook_allowed_hosts",
+    "webhook_retry_hours",
+    "webhook_retry_base_ms",
+    "webhook_max_in_flight",
+    "smtp_url",
+    "smtp_password",
+    "mail_from",
+    "public_url",
+    "welcome_link_hours",
+    "reset_link_minutes",
 ];
 
 /// A key set in the config file and the 1-based line where it is set.
@@ -176,6 +192,30 @@ pub struct Config {
     pub metrics_token: String,
     /// Use `X-Forwarded-For` for client IPs (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Hosts (names or IPs) and CIDR networks outgoing webhooks may reach
+    /// even when private; by default loopback, link-local, private and
+    /// unspecified addresses are refused.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Hours an undelivered outgoing webhook event is retried; at least 1.
+    pub webhook_retry_hours: u64,
+    /// First retry delay of an outgoing webhook in milliseconds, doubled per
+    /// attempt (with jitter, at most one hour); at least 1.
+    pub webhook_retry_base_ms: u64,
+    /// Most outgoing webhook requests in flight per bot; at least 1.
+    pub webhook_max_in_flight: usize,
+    /// Outgoing mail server; empty = no mail. `smtps://` (TLS), `smtp://`
+    /// (STARTTLS, required) or `smtp+plain://` (no TLS, no credentials).
+    pub smtp_url: String,
+    /// Password for the `smtp_url` user. A secret.
+    pub smtp_password: String,
+    /// The `From:` of outgoing mail, e.g. `Confab <chat@example.com>`.
+    pub mail_from: String,
+    /// Base URL of the web UI for links in mail, e.g. `https://chat.example.com`.
+    pub public_url: String,
+    /// Validity of the link in a welcome mail, in hours; at least 1.
+    pub welcome_link_hours: u64,
+    /// Validity of a password-reset link, in minutes; at least 1.
+    pub reset_link_minutes: u64,
 }
 
 impl Default for Config {
@@ -214,6 +254,16 @@ impl Default for Config {
             database_pool_size: 16,
             metrics_token: String::new(),
             trust_forwarded_for: false,
+            webhook_allowed_hosts: Vec::new(),
+            webhook_retry_hours: 24,
+            webhook_retry_base_ms: 1000,
+            webhook_max_in_flight: 4,
+            smtp_url: String::new(),
+            smtp_password: String::new(),
+            mail_from: String::new(),
+            public_url: String::new(),
+            welcome_link_hours: 72,
+            reset_link_minutes: 60,
         }
     }
 }
@@ -268,6 +318,16 @@ impl fmt::Debug for Config {
             database_pool_size,
             metrics_token,
             trust_forwarded_for,
+            webhook_allowed_hosts,
+            webhook_retry_hours,
+            webhook_retry_base_ms,
+            webhook_max_in_flight,
+            smtp_url,
+            smtp_password,
+            mail_from,
+            public_url,
+            welcome_link_hours,
+            reset_link_minutes,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -303,6 +363,16 @@ impl fmt::Debug for Config {
             .field("database_pool_size", database_pool_size)
             .field("metrics_token", &Redacted(metrics_token))
             .field("trust_forwarded_for", trust_forwarded_for)
+            .field("webhook_allowed_hosts", webhook_allowed_hosts)
+            .field("webhook_retry_hours", webhook_retry_hours)
+            .field("webhook_retry_base_ms", webhook_retry_base_ms)
+            .field("webhook_max_in_flight", webhook_max_in_flight)
+            .field("smtp_url", smtp_url)
+            .field("smtp_password", &Redacted(smtp_password))
+            .field("mail_from", mail_from)
+            .field("public_url", public_url)
+            .field("welcome_link_hours", welcome_link_hours)
+            .field("reset_link_minutes", reset_link_minutes)
             .finish()
     }
 }
@@ -747,6 +817,16 @@ impl Config {
             "database_pool_size" => self.database_pool_size = parse_int(text)?,
             "metrics_token" => self.metrics_token = text.to_owned(),
             "trust_forwarded_for" => self.trust_forwarded_for = parse_bool(text)?,
+            "webhook_allowed_hosts" => self.webhook_allowed_hosts = parse_list(text),
+            "webhook_retry_hours" => self.webhook_retry_hours = parse_int(text)?,
+            "webhook_retry_base_ms" => self.webhook_retry_base_ms = parse_int(text)?,
+            "webhook_max_in_flight" => self.webhook_max_in_flight = parse_int(text)?,
+            "smtp_url" => self.smtp_url = text.trim().to_owned(),
+            "smtp_password" => self.smtp_password = text.to_owned(),
+            "mail_from" => self.mail_from = text.trim().to_owned(),
+            "public_url" => self.public_url = text.trim().to_owned(),
+            "welcome_link_hours" => self.welcome_link_hours = parse_int(text)?,
+            "reset_link_minutes" => self.reset_link_minutes = parse_int(text)?,
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -831,9 +911,12 @@ impl Config {
                 reason,
             ));
         }
+        if let Some((key, value, reason)) = crate::mail::settings::problem(self) {
+            return Err(ConfigError::invalid(key, value.map(|v| quoted(&v)), reason));
+        }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64); 21] = [
+        let ranges: [(&str, u64, u64, u64); 26] = [
             ("token_ttl_secs",           wide(self.token_ttl_secs),            1,    NO_MAX),
             ("heartbeat_timeout_secs",   wide(self.heartbeat_timeout_secs),    1,    NO_MAX),
             ("shutdown_grace_secs",      wide(self.shutdown_grace_secs),       1,    300),
@@ -855,6 +938,11 @@ impl Config {
             ("argon2_parallelism",       wide(self.argon2_parallelism),        1,    16),
             ("store_cache_mib",          wide(self.store_cache_mib),           1,    NO_MAX),
             ("database_pool_size",       wide(self.database_pool_size),        1,    NO_MAX),
+            ("webhook_retry_hours",      wide(self.webhook_retry_hours),       1,    NO_MAX),
+            ("webhook_retry_base_ms",    wide(self.webhook_retry_base_ms),     1,    NO_MAX),
+            ("webhook_max_in_flight",    wide(self.webhook_max_in_flight),     1,    NO_MAX),
+            ("welcome_link_hours",       wide(self.welcome_link_hours),        1,    NO_MAX),
+            ("reset_link_minutes",       wide(self.reset_link_minutes),        1,    NO_MAX),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -1385,7 +1473,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("trust_forwarded_for)"), "{text}");
+        assert!(text.ends_with("reset_link_minutes)"), "{text}");
     }
 
     #[test]

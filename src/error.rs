@@ -31,6 +31,12 @@ pub enum Error {
     /// Input failed validation; each field lists its reasons.
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// A one-time password link that is unknown, used, or voided.
+    #[error("this link is not valid (it may have been used already)")]
+    InvalidToken,
+    /// A one-time password link whose time is up.
+    #[error("this link has expired: ask for a new one")]
+    ExpiredToken,
     /// Too many attempts; try again after the given time.
     #[error("too many attempts, retry in {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
@@ -61,7 +67,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::PayloadTooLarge(_) => 413,
-            Error::Validation(_) => 422,
+            Error::Validation(_) | Error::InvalidToken | Error::ExpiredToken => 422,
             Error::RateLimited(_) => 429,
             Error::Unavailable(_) => 503,
             Error::Store(_) | Error::Internal(_) => 500,
@@ -78,6 +84,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::Validation(_) => "validation_failed",
+            Error::InvalidToken => "invalid_token",
+            Error::ExpiredToken => "expired_token",
             Error::RateLimited(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
@@ -89,9 +97,11 @@ impl Error {
         match self {
             Error::Unauthorized | Error::InvalidCredentials | Error::Forbidden(_) => "unauthorized",
             Error::NotFound(_) => "not_found",
-            Error::BadRequest(_) | Error::Validation(_) | Error::PayloadTooLarge(_) => {
-                "invalid_payload"
-            }
+            Error::BadRequest(_)
+            | Error::Validation(_)
+            | Error::PayloadTooLarge(_)
+            | Error::InvalidToken
+            | Error::ExpiredToken => "invalid_payload",
             Error::RateLimited(_) => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",

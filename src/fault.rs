@@ -6,11 +6,28 @@
 //! - `CONFAB_TEST_PANIC_EVENT=NAME` makes a socket session panic when a
 //!   client pushes the channel event `NAME`.
 //! - `CONFAB_TEST_CORES=N` sizes the thread pools as for `N` cores.
+//! - `CONFAB_TEST_LINK_SECS=N` makes password links (welcome, reset) valid
+//!   for `N` seconds, so a test can see one expire.
 
 /// The variable naming the event that panics a session.
 pub const PANIC_EVENT_ENV: &str = "CONFAB_TEST_PANIC_EVENT";
 /// The variable giving the core count to size pools for.
 pub const CORES_ENV: &str = "CONFAB_TEST_CORES";
+/// The variable giving the validity of password links, in seconds.
+pub const LINK_SECS_ENV: &str = "CONFAB_TEST_LINK_SECS";
+
+/// `configured`, or in a debug build the validity in seconds a test asked
+/// for password links.
+pub fn link_validity(configured: std::time::Duration) -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(secs) = std::env::var(LINK_SECS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return std::time::Duration::from_secs(secs);
+    }
+    configured
+}
 
 /// The core count to size pools for: `actual`, or in a debug build the
 /// count a test asked for.

@@ -6,7 +6,9 @@
 //!   written by one writer thread with group commit; [`store::postgres`]:
 //!   the PostgreSQL pool and schema migrations.
 //! - [`auth`]: password hashing, JWT tokens, login throttling, `authenticate`.
-//! - [`accounts`]: account rules and flows shared by the API and the CLI.
+//! - [`accounts`]: account rules and flows shared by the API and the CLI;
+//!   [`password_links`]: one-time links to choose a password (welcome, reset).
+//! - [`mail`]: outgoing mail (SMTP) through a durable queue in the store.
 //! - [`http`]: the routing table, REST handlers, static UI, probes.
 //! - [`server`]: the accept loop and graceful drain.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -25,6 +27,7 @@ pub mod accounts;
 #[cfg(unix)]
 pub mod admin;
 pub mod auth;
+pub mod bots;
 pub mod chat;
 pub mod clock;
 pub mod commands;
@@ -34,8 +37,10 @@ pub mod fault;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod password_links;
 pub mod pool_sizes;
 pub mod random;
 pub mod search;
@@ -108,6 +113,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let admin_socket = spawn_admin_socket(&state);
     println!("confab listening on http://{addr}");
     spawn_purger(state.clone());
+    if let Err(e) = state.bots.reload(&state.store).await {
+        return Err(format!("cannot read the bots: {e}"));
+    }
+    bots::outgoing::start(state.clone());
+    match mail::transport::Mailer::from_config(&state.cfg)? {
+        Some(mailer) => mail::sender::spawn(state.clone(), mailer),
+        None => tracing::info!("smtp_url is empty: no mail is sent"),
+    }
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
     #[cfg(unix)]
@@ -174,6 +187,16 @@ fn spawn_purger(state: state::State) {
                 () = state.shutdown.cancelled() => return,
             }
             state.login_throttle.sweep();
+            state.forgot_throttle.sweep();
+            match state
+                .store
+                .purge_expired_password_links(clock::now_ms())
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired password links"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging password links failed"),
+            }
             match state
                 .store
                 .purge_expired_revocations(clock::now_secs())

@@ -67,6 +67,14 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub commit_failures: AtomicU64,
+    /// Mails the mail server accepted.
+    pub mail_sent: AtomicU64,
+    /// Delivery attempts that failed (each retry counts).
+    pub mail_failures: AtomicU64,
+    /// Mails given up (refused for good, or a day old).
+    pub mail_dropped: AtomicU64,
+    /// Mails waiting in the queue (a gauge, set by the sender).
+    pub mail_queued: AtomicU64,
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
@@ -81,6 +89,10 @@ impl Default for Metrics {
             auth_failures: AtomicU64::new(0),
             slow_consumer_closes: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            mail_sent: AtomicU64::new(0),
+            mail_failures: AtomicU64::new(0),
+            mail_dropped: AtomicU64::new(0),
+            mail_queued: AtomicU64::new(0),
             commit_batch: Histogram::new(BATCH_BOUNDS),
             commit_seconds: Histogram::new(SECONDS_BOUNDS),
             http: Mutex::default(),
@@ -134,7 +146,12 @@ impl Metrics {
             "Presence metas across all topics.",
             hub.presence_count() as f64,
         );
-        let counters: [(&str, &str, u64); 8] = [
+        gauge(
+            "confab_mail_queued",
+            "Mails waiting in the outgoing queue.",
+            self.mail_queued.load(Ordering::Relaxed) as f64,
+        );
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "confab_frames_in_total",
                 "Frames received from clients.",
@@ -174,6 +191,21 @@ impl Metrics {
                 "confab_commit_failures_total",
                 "Store commits that failed.",
                 self.commit_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_mail_sent_total",
+                "Mails the mail server accepted.",
+                self.mail_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_mail_failed_attempts_total",
+                "Mail delivery attempts that failed.",
+                self.mail_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_mail_dropped_total",
+                "Mails given up after failing for good or for a day.",
+                self.mail_dropped.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in counters {

@@ -14,6 +14,7 @@ use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::error::Result;
 use crate::hub::{Hub, Out, Relay};
+use crate::mail::Outbox;
 use crate::metrics::Metrics;
 use crate::search::SearchIndex;
 use crate::socket::longpoll::LongPollSessions;
@@ -26,10 +27,16 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub passwords: PasswordHashing,
     pub login_throttle: LoginThrottle,
+    /// Password-reset requests per address and per account.
+    pub forgot_throttle: LoginThrottle,
+    /// Wakes the mail sender when a mail is queued.
+    pub outbox: Outbox,
     pub hub: Arc<Hub>,
     /// Runs post-commit work (broadcasts, acks) off the writer thread, in commit order.
     pub relay: Arc<Relay>,
     pub metrics: Arc<Metrics>,
+    /// Bots: who receives outgoing webhooks, the delivery queue and log.
+    pub bots: Arc<crate::bots::Bots>,
     /// The full-text index of messages, when enabled.
     pub search: Option<Arc<SearchIndex>>,
     /// Live LongPoll sessions.
@@ -71,15 +78,22 @@ impl AppState {
             cfg.login_max_failures,
             Duration::from_secs(cfg.login_window_secs),
         );
+        let forgot_throttle = LoginThrottle::new(
+            cfg.login_max_failures,
+            Duration::from_secs(cfg.login_window_secs),
+        );
         Ok(AppState {
             cfg,
             store,
             keys,
             passwords,
             login_throttle,
+            forgot_throttle,
+            outbox: Outbox::default(),
             hub: Arc::new(Hub::default()),
             relay: Arc::new(Relay::start()),
             metrics,
+            bots: Arc::default(),
             search: None,
             longpoll: LongPollSessions::default(),
             shutdown,

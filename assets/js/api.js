@@ -62,6 +62,8 @@ export const del = (path) => request("DELETE", path);
 
 export const register = (fields) => request("POST", "/api/register", { body: fields, auth: false });
 export const login = (fields) => request("POST", "/api/login", { body: fields, auth: false });
+export const forgotPassword = (fields) => request("POST", "/api/password/forgot", { body: fields, auth: false });
+export const resetPassword = (fields) => request("POST", "/api/password/reset", { body: fields, auth: false });
 export const logout = () => request("POST", "/api/logout");
 export const me = () => get("/api/me");
 export const users = () => get("/api/users");

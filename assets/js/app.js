@@ -1,5 +1,6 @@
 // app.js — the entry point: picks the sign-in screen or the chat, wires the
-// modules together, routes (/r/<room>, /dm/<id>, history API), and owns the
+// modules together, routes (/r/<room>, /dm/<id>, and /r/<room>/<seq>,
+// /dm/<id>/<seq> for one message; history API), and owns the
 // page-level bits: the connection banner (with a quiet "(long-polling)"
 // hint when the socket fell back to LongPoll), toasts, the screen-reader
 // announcer, the title with the unread count, and keyboard shortcuts
@@ -12,6 +13,7 @@ import * as dialogs from "./dialogs.js";
 import { Chat } from "./chat.js";
 import { h, byId, show, clear, icon } from "./dom.js";
 import { mountSignin } from "./signin.js";
+import { mountRecovery } from "./recovery.js";
 import { mountSidebar } from "./sidebar.js";
 import { mountPane } from "./pane.js";
 import { mountComposer } from "./composer.js";
@@ -31,6 +33,17 @@ const signin = mountSignin({
     session.save(body);
     signin.hide();
     startChat(body.user);
+  },
+});
+
+const recovery = mountRecovery({
+  onSignedIn(body) {
+    session.save(body);
+    signin.hide();
+    startChat(body.user);
+  },
+  onBack() {
+    signin.show();
   },
 });
 
@@ -59,7 +72,9 @@ window.addEventListener("storage", (event) => {
 
 hideBoot();
 const existing = session.current();
-if (existing) startChat(existing.user);
+const resetToken = recovery.tokenFromLocation();
+if (resetToken) recovery.showReset(resetToken);
+else if (existing) startChat(existing.user);
 else signin.show();
 
 function hideBoot() {
@@ -73,11 +88,26 @@ function hrefOf(t) {
   return t.kind === "room" ? `/r/${encodeURIComponent(t.name)}` : `/dm/${encodeURIComponent(t.name)}`;
 }
 
+/** The link to message `seq` of `t`. */
+function linkOf(t, seq) {
+  return `${hrefOf(t)}/${seq}`;
+}
+
 function topicFromPath(path = location.pathname) {
-  const m = path.match(/^\/(r|dm)\/([^/]+)\/?$/);
-  if (!m) return null;
-  const key = decodeURIComponent(m[2]);
-  return m[1] === "r" ? `room:${key}` : `dm:${key}`;
+  return routeOf(path).topic;
+}
+
+/** `{topic, seq}` named by a path (`seq` null when it names no message). */
+function routeOf(path = location.pathname) {
+  const m = path.match(/^\/(r|dm)\/([^/]+)(?:\/([1-9][0-9]{0,15}))?\/?$/);
+  if (!m) return { topic: null, seq: null };
+  let key;
+  try {
+    key = decodeURIComponent(m[2]);
+  } catch {
+    return { topic: null, seq: null };
+  }
+  return { topic: m[1] === "r" ? `room:${key}` : `dm:${key}`, seq: m[3] ? Number(m[3]) : null };
 }
 
 function startChat(user) {
@@ -161,24 +191,25 @@ function openInitial(replace = true) {
     const last = localStorage.getItem(LAST_TOPIC_KEY);
     t = (last && chat.topics.get(last)) || chat.topics.get("room:lobby") || chat.rooms()[0] || null;
   }
-  if (t) navigate(t, { replace });
+  const seq = t && t.topic === wanted ? routeOf().seq : null;
+  if (t) navigate(t, { replace, seq });
 }
 
-function navigate(t, { replace = false, focus = true } = {}) {
+function navigate(t, { replace = false, focus = true, seq = null } = {}) {
   if (!chat || !t) return;
-  const href = hrefOf(t);
+  const href = seq ? linkOf(t, seq) : hrefOf(t);
   if (location.pathname !== href) {
     if (replace) history.replaceState(null, "", href);
     else history.pushState(null, "", href);
   } else if (replace) {
     history.replaceState(null, "", href);
   }
-  open(t, focus);
+  open(t, focus, seq);
 }
 
-function open(t, focus = true) {
+function open(t, focus = true, seq = null) {
   const c = chat;
-  ui.pane.setTopic(t);
+  ui.pane.setTopic(t, { seq });
   c.activate(t);
   ui.composer.setTopic(t);
   localStorage.setItem(LAST_TOPIC_KEY, t.topic);
@@ -191,9 +222,21 @@ function open(t, focus = true) {
 
 window.addEventListener("popstate", () => {
   if (!chat) return;
-  const wanted = topicFromPath();
+  const { topic: wanted, seq } = routeOf();
   const t = wanted && chat.topics.get(wanted);
-  if (t) open(t);
+  if (t) open(t, true, seq);
+});
+
+// Links to a message inside the page (/r/NAME/SEQ, /dm/ID/SEQ) open in place.
+document.addEventListener("click", (event) => {
+  if (!chat || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const a = event.target instanceof Element ? event.target.closest("a[href]") : null;
+  if (!a || a.target || a.origin !== location.origin) return;
+  const { topic: wanted, seq } = routeOf(a.pathname);
+  const t = wanted && seq && chat.topics.get(wanted);
+  if (!t) return;
+  event.preventDefault();
+  navigate(t, { seq });
 });
 
 function renderTopbar(t) {
@@ -366,6 +409,7 @@ function mountUi() {
     focusComposer: () => composer.focus(),
     toast,
     restoreToComposer: (text) => composer.restore(text),
+    linkOf,
   });
 
   const composer = mountComposer({

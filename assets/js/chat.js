@@ -20,6 +20,11 @@
 // `mention` event adds one. Every user's name is known from /api/users
 // (for highlighting `@name` and the composer's `@` suggestions).
 //
+// Reactions: `reaction` broadcasts update the message held by seq; `react`
+// toggles one's own. A link to one message loads the page around it
+// (`around=`) when it is older than what is held, then pages forward so
+// the range stays gap-free.
+//
 // Emits (EventTarget): "status" (connection), "topics" (list/unread),
 // "messages" {topic}, "presence" {topic}, "typing" {topic},
 // "removed" {topic}, "announce" {text}, "notice" {text}, "alert" {topic,
@@ -56,6 +61,11 @@ export class Chat extends EventTarget {
     this.usersLoadedAt = 0;
     /** "topic seq" of alerts already raised (a DM that also mentions us alerts once). */
     this.alerted = new Set();
+    /** user id → {id, username, display_name}, from authors, presence and
+     * /api/users: the same map as `users`, shared by reactions and mentions. */
+    this.people = this.users;
+    this.people.set(me.id, me);
+    this.peopleLoading = null;
     this.outbox = new Outbox(me.id, {
       channel: (topic) => {
         const t = this.topics.get(topic);
@@ -389,6 +399,7 @@ export class Chat extends EventTarget {
       this.emit("messages", { topic: t.topic });
     });
     channel.on("typing", ({ user }) => this.onTyping(t, user));
+    channel.on("reaction", (r) => this.onReaction(t, r));
     channel.onError(() => {
       t.joinState = "errored";
       this.emit("messages", { topic: t.topic });
@@ -572,6 +583,68 @@ export class Chat extends EventTarget {
     return t.lo > 1;
   }
 
+  /** Applies a `reaction` broadcast to the message held (a new object, so its row re-renders). */
+  onReaction(t, { seq, emoji, user_id: userId, on }) {
+    const m = t.msgs.get(seq);
+    if (!m || typeof emoji !== "string") return;
+    const reactions = { ...(m.reactions || {}) };
+    const users = (reactions[emoji] || []).filter((id) => id !== userId);
+    if (on) users.push(userId);
+    if (users.length) reactions[emoji] = users;
+    else delete reactions[emoji];
+    t.msgs.set(seq, { ...m, reactions });
+    if (!this.people.has(userId)) this.loadPeople();
+    this.emit("messages", { topic: t.topic });
+  }
+
+  /** Toggles one's own `emoji` on message `seq`; the broadcast updates the view. */
+  async react(t, seq, emoji) {
+    return this.request(t, "react", { seq, emoji });
+  }
+
+  /** The display name of a user id (a placeholder until the user list arrives). */
+  nameOf(id) {
+    const user = this.people.get(id);
+    if (user) return user.display_name || user.username;
+    this.loadPeople();
+    return "someone";
+  }
+
+  /** Fetches the user list once (names of people who reacted but never wrote here). */
+  loadPeople() {
+    if (this.peopleLoading) return this.peopleLoading;
+    this.peopleLoading = api
+      .users()
+      .then(({ users }) => {
+        for (const user of users || []) if (!this.people.has(user.id)) this.people.set(user.id, user);
+        if (this.active) this.emit("messages", { topic: this.active.topic });
+      })
+      .catch(() => {
+        this.peopleLoading = null;
+      });
+    return this.peopleLoading;
+  }
+
+  /**
+   * Makes sure message `seq` is held: when it is older than the held range,
+   * loads the page around it, then pages forward to close the gap.
+   * Resolves with whether the message is held.
+   */
+  async loadAround(t, seq) {
+    if (t.msgs.has(seq)) return true;
+    if (t.lo && seq >= t.lo && seq <= t.hi) return false; // inside the held range: no such message
+    const base = t.kind === "room" ? `/api/rooms/${encodeURIComponent(t.name)}` : `/api/conversations/${encodeURIComponent(t.name)}`;
+    const { messages } = await api.get(`${base}/messages?around=${seq}&limit=${PAGE}`);
+    if (!messages || !messages.length) return false;
+    // The page may leave a gap below what is held: recompute the gap-free
+    // range from the oldest message, and let fillForward close the gap.
+    t.hi = 0;
+    t.lo = 0;
+    this.insert(t, messages);
+    this.emit("messages", { topic: t.topic });
+    return t.msgs.has(seq);
+  }
+
   /** Messages of a topic in seq order. */
   messages(t) {
     return [...t.msgs.values()].sort((a, b) => a.seq - b.seq);
@@ -690,6 +763,7 @@ export class Chat extends EventTarget {
         id: Number(id),
         username: metas[0].username,
         display_name: metas[0].display_name || metas[0].username,
+        bot: Boolean(metas[0].bot),
         since: Math.min(...metas.map((m) => m.online_at || Date.now())),
         sockets: metas.length,
       }))

@@ -10,7 +10,7 @@ import { avatarClass, initial, nameOf } from "./format.js";
 const dialog = () => byId("dialog");
 let opener = null;
 
-function open(title, body, { wide = false } = {}) {
+export function open(title, body, { wide = false } = {}) {
   const d = dialog();
   if (d.open) d.close();
   opener = document.activeElement;
@@ -46,7 +46,7 @@ export function install() {
   });
 }
 
-function field(id, label, input, hint) {
+export function field(id, label, input, hint) {
   const error = h("p", { class: "field-error", id: `${id}-error`, hidden: true });
   input.id = id;
   input.setAttribute("aria-describedby", [hint ? `${id}-hint` : null, `${id}-error`].filter(Boolean).join(" "));

@@ -5,6 +5,11 @@
 // Edit, Discard), inline edit and delete of one's own messages, scroll-back
 // that loads older history on demand, and the typing line.
 //
+// Each message shows its reactions as chips (emoji, count, who in the
+// title, one's own pressed; a click toggles) and offers, in its actions,
+// an emoji picker and "copy link" (/r/NAME/SEQ or /dm/ID/SEQ). A topic
+// opened on such a link scrolls to that message and highlights it.
+//
 // Rendering is keyed: each row (day, divider, message by seq, pending by
 // client_id) keeps its element while its content is unchanged, so focus and
 // scroll position survive updates. The scroll position sticks to the
@@ -22,14 +27,30 @@
 import { h, byId, clear, icon, show } from "./dom.js";
 import * as format from "./format.js";
 import * as dialogs from "./dialogs.js";
+import { botBadge } from "./bots.js";
 
 const GROUP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 60;
 const LOAD_OLDER_PX = 400;
 /** Refusals that sending again cannot fix (the text must change). */
 const FINAL_REASONS = new Set(["body_too_long", "empty_body", "invalid_client_id"]);
+/** The picker's emoji and their names. */
+const PICKER = [
+  ["👍", "thumbs up"],
+  ["👎", "thumbs down"],
+  ["😄", "grinning face"],
+  ["🎉", "party popper"],
+  ["❤️", "red heart"],
+  ["😮", "surprised face"],
+  ["😢", "crying face"],
+  ["👀", "eyes"],
+  ["🚀", "rocket"],
+  ["✅", "check mark"],
+  ["🙏", "folded hands"],
+  ["🔥", "fire"],
+];
 
-export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer }) {
+export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer, linkOf }) {
   const scroller = byId("scroller");
   const list = byId("message-list");
   const loadOlderBtn = byId("load-older");
@@ -46,6 +67,9 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
   let positioned = false; // scrolled to the first unread message or the bottom once loaded
   let unseenBelow = false;
   let olderArmed = true; // reaching the top zone loads a page
+  let target = null; // seq to scroll to once it is loaded (a link to a message)
+  let highlighted = null; // seq shown highlighted (the message a link pointed at)
+  let picker = null; // {el, trigger} of the open emoji picker
 
   jump.append(icon("down"), h("span", { id: "jump-text" }, "Jump to latest"));
 
@@ -139,7 +163,19 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       const isEditing = editing === m.seq;
       out.push({
         key: `m:${m.seq}`,
-        version: JSON.stringify([m.body, m.edited_at, Boolean(m.deleted), Boolean(continued), isEditing, format.nameOf(m.user), m.inserted_at, (m.mentions || []).map((id) => chat.usernameOf(id))]),
+        version: JSON.stringify([
+          m.body,
+          m.edited_at,
+          Boolean(m.deleted),
+          Boolean(continued),
+          isEditing,
+          format.nameOf(m.user),
+          m.inserted_at,
+          m.reactions || null,
+          highlighted === m.seq,
+          reactionNames(m),
+          (m.mentions || []).map((id) => chat.usernameOf(id)),
+        ]),
         build: () => messageRow(t, m, Boolean(continued), isEditing),
       });
       prev = m;
@@ -213,7 +249,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     const canChange = !m.deleted && (own || chat.me.admin);
     const name = format.nameOf(m.user);
     const li = h("li", {
-      class: `msg${own ? " is-own" : ""}${continued ? " is-continued" : ""}${m.deleted ? " is-deleted" : ""}${isEditing ? " is-editing" : ""}`,
+      class: `msg${own ? " is-own" : ""}${continued ? " is-continued" : ""}${m.deleted ? " is-deleted" : ""}${isEditing ? " is-editing" : ""}${highlighted === m.seq ? " is-target" : ""}`,
       id: `msg-${m.seq}`,
       dataset: { seq: String(m.seq), userId: String(m.user ? m.user.id : ""), ...(m.client_id ? { clientId: m.client_id } : {}) },
     });
@@ -227,6 +263,7 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
           "div",
           { class: "msg-head" },
           h("span", { class: "msg-author" }, name),
+          m.user && m.user.bot ? botBadge() : null,
           m.user && m.user.username && m.user.username !== name ? h("span", { class: "msg-username" }, `@${m.user.username}`) : null,
           timeEl(date, "msg-time"),
         ),
@@ -243,21 +280,152 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
         body.append(" ", h("span", { class: "msg-edited", title: `edited ${format.fullTime(new Date(m.edited_at))}` }, "(edited)"));
       }
       main.append(body);
+      const chips = reactionChips(t, m);
+      if (chips) main.append(chips);
     }
     li.append(main);
-    if (canChange && !isEditing) {
+    if (!m.deleted && !isEditing) {
+      const when = format.time(date);
       li.append(
         h(
           "div",
           { class: "msg-actions" },
-          own
-            ? h("button", { type: "button", class: "icon-btn", "aria-label": `Edit message from ${format.time(date)}`, title: "Edit", onclick: () => startEdit(m.seq) }, icon("edit"))
+          h("button", { type: "button", class: "icon-btn react-btn", "aria-label": `Add a reaction to the message from ${when}`, title: "Add reaction", "aria-haspopup": "menu", "aria-expanded": "false", onclick: (event) => openPicker(t, m, event.currentTarget) }, icon("smile")),
+          h("button", { type: "button", class: "icon-btn", "aria-label": `Copy a link to the message from ${when}`, title: "Copy link", onclick: () => copyLink(t, m) }, icon("link")),
+          canChange && own
+            ? h("button", { type: "button", class: "icon-btn", "aria-label": `Edit message from ${when}`, title: "Edit", onclick: () => startEdit(m.seq) }, icon("edit"))
             : null,
-          h("button", { type: "button", class: "icon-btn", "aria-label": `Delete message from ${format.time(date)}`, title: "Delete", onclick: () => askDelete(t, m) }, icon("trash")),
+          canChange
+            ? h("button", { type: "button", class: "icon-btn", "aria-label": `Delete message from ${when}`, title: "Delete", onclick: () => askDelete(t, m) }, icon("trash"))
+            : null,
         ),
       );
     }
     return li;
+  }
+
+  // -------------------------------------------------------- reactions
+
+  /** Who reacted, per emoji, as names (part of a row's version: names arrive late). */
+  function reactionNames(m) {
+    if (!m.reactions) return null;
+    return Object.values(m.reactions).map((ids) => ids.map((id) => chat.nameOf(id)).join(","));
+  }
+
+  function reactionChips(t, m) {
+    const entries = Object.entries(m.reactions || {}).filter(([, ids]) => Array.isArray(ids) && ids.length);
+    if (!entries.length) return null;
+    const box = h("div", { class: "msg-reactions", role: "group", "aria-label": "Reactions" });
+    for (const [emoji, ids] of entries) {
+      const mine = ids.includes(chat.me.id);
+      const names = ids.map((id) => (id === chat.me.id ? "you" : chat.nameOf(id)));
+      const who = `${names.join(", ")} reacted with ${emoji}`;
+      box.append(
+        h(
+          "button",
+          {
+            type: "button",
+            class: `reaction-chip${mine ? " is-mine" : ""}`,
+            title: who,
+            "aria-pressed": mine ? "true" : "false",
+            "aria-label": `${emoji} ${ids.length}: ${who}`,
+            dataset: { emoji },
+            onclick: () => toggleReaction(t, m.seq, emoji),
+          },
+          h("span", { class: "reaction-emoji", "aria-hidden": "true" }, emoji),
+          h("span", { class: "reaction-count", "aria-hidden": "true" }, String(ids.length)),
+        ),
+      );
+    }
+    return box;
+  }
+
+  async function toggleReaction(t, seq, emoji) {
+    try {
+      await chat.react(t, seq, emoji);
+    } catch (e) {
+      toast(`Reaction not saved: ${format.reasonText(e.message)}.`);
+    }
+  }
+
+  function closePicker(refocus) {
+    if (!picker) return;
+    const { el, trigger } = picker;
+    picker = null;
+    el.remove();
+    trigger.setAttribute("aria-expanded", "false");
+    document.removeEventListener("pointerdown", outsidePicker, true);
+    if (refocus && trigger.isConnected) trigger.focus();
+  }
+
+  function outsidePicker(event) {
+    if (picker && !picker.el.contains(event.target) && event.target !== picker.trigger) closePicker(false);
+  }
+
+  function openPicker(t, m, trigger) {
+    const again = picker && picker.trigger === trigger;
+    closePicker(false);
+    if (again) return;
+    const buttons = PICKER.map(([emoji, name]) =>
+      h(
+        "button",
+        {
+          type: "button",
+          role: "menuitem",
+          class: "picker-emoji",
+          "aria-label": name,
+          title: name,
+          dataset: { emoji },
+          onclick: () => {
+            closePicker(true);
+            toggleReaction(t, m.seq, emoji);
+          },
+        },
+        emoji,
+      ),
+    );
+    const el = h("div", { class: "reaction-picker", role: "menu", "aria-label": "Pick a reaction" }, ...buttons);
+    el.addEventListener("keydown", (event) => {
+      const i = buttons.indexOf(document.activeElement);
+      const step = { ArrowRight: 1, ArrowDown: 4, ArrowLeft: -1, ArrowUp: -4 }[event.key];
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        closePicker(true);
+      } else if (step) {
+        event.preventDefault();
+        buttons[(i + step + buttons.length) % buttons.length].focus();
+      } else if (event.key === "Tab") {
+        closePicker(false);
+      }
+    });
+    trigger.setAttribute("aria-expanded", "true");
+    const row = trigger.closest(".msg");
+    (row || list).append(el);
+    picker = { el, trigger };
+    document.addEventListener("pointerdown", outsidePicker, true);
+    buttons[0].focus();
+  }
+
+  async function copyLink(t, m) {
+    const url = new URL(linkOf(t, m.seq), location.href).href;
+    try {
+      await navigator.clipboard.writeText(url);
+      toast("Link copied.");
+    } catch {
+      toast(`Link: ${url}`);
+    }
+  }
+
+  /** Scrolls to the message a link pointed at, once it is loaded; true when done. */
+  function revealTarget() {
+    if (target === null) return false;
+    const el = rows.get(`m:${target}`);
+    if (!el) return false;
+    target = null;
+    positioned = true;
+    el.scrollIntoView({ block: "center" });
+    return true;
   }
 
   function editor(t, m) {
@@ -431,6 +599,9 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       cursor = next;
     }
 
+    // A rebuilt row took the open picker with it.
+    if (picker && !picker.el.isConnected) closePicker(false);
+
     // History edge and loading state.
     const loaded = t.loaded;
     const older = chat.hasOlder(t);
@@ -449,7 +620,9 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
       );
     }
 
-    if (!positioned && loaded) {
+    if (target !== null) {
+      if (!revealTarget() && loaded && !t.loadingAround) seekTarget(t);
+    } else if (!positioned && loaded) {
       positioned = true;
       const divider = rows.get("new");
       if (divider && divider.offsetTop > scroller.clientHeight / 2) {
@@ -487,6 +660,28 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
     return fallback;
   }
 
+  /** Loads the page around the linked message when it is not held. */
+  async function seekTarget(t) {
+    const seq = target;
+    t.loadingAround = true;
+    let found = false;
+    try {
+      found = await chat.loadAround(t, seq);
+    } catch (error) {
+      toast(`Could not load that message: ${format.reasonText(error.message)}`);
+    } finally {
+      t.loadingAround = false;
+    }
+    if (t !== topic || target !== seq) return;
+    if (!found) {
+      // No such message (any more): open at the bottom as usual.
+      target = null;
+      highlighted = null;
+      toast("That message is not there any more.");
+    }
+    render({});
+  }
+
   function renderTyping() {
     if (!topic) return;
     const names = [...topic.typing.values()].map((e) => format.nameOf(e.user));
@@ -499,9 +694,12 @@ export function mountPane({ chat, limit, focusComposer, toast, restoreToComposer
   }
 
   return {
-    /** Shows `t` (or nothing), scrolled to the first unread message or the bottom. */
-    setTopic(t) {
+    /** Shows `t` (or nothing), scrolled to message `seq` (highlighted), else the first unread message or the bottom. */
+    setTopic(t, { seq = null } = {}) {
+      closePicker(false);
       topic = t;
+      target = seq;
+      highlighted = seq;
       editing = null;
       editDraft = "";
       unseenBelow = false;

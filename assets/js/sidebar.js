@@ -6,6 +6,7 @@
 
 import { h, byId, clear, icon, show } from "./dom.js";
 import { avatarClass, initial, since, fullTime } from "./format.js";
+import { manageBots, botBadge } from "./bots.js";
 
 export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, onNewDm, onSignOut }) {
   const sidebar = byId("sidebar");
@@ -25,6 +26,7 @@ export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, on
   byId("new-room").addEventListener("click", onNewRoom);
   byId("new-dm").addEventListener("click", onNewDm);
   byId("sign-out").addEventListener("click", onSignOut);
+  byId("manage-bots").addEventListener("click", () => manageBots());
 
   // ---- collapsing on phones
   function setOpen(open) {
@@ -119,6 +121,7 @@ export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, on
     meAvatar.textContent = initial(me.display_name || me.username);
     byId("me-name").textContent = me.display_name || me.username;
     byId("me-username").textContent = `@${me.username}`;
+    show(byId("manage-bots"), Boolean(me.admin));
   }
 
   function renderOnline() {
@@ -137,7 +140,7 @@ export function mountSidebar({ chat, hrefOf, navigate, openDmWith, onNewRoom, on
       const isMe = person.id === chat.me.id;
       const body = [
         h("span", { class: `avatar avatar-xs ${avatarClass(person.id)}`, "aria-hidden": "true" }, initial(person.display_name), h("span", { class: "avatar-dot" })),
-        h("span", { class: "online-names" }, h("span", { class: "online-name" }, person.display_name, isMe ? h("span", { class: "online-you" }, " (you)") : null), h("span", { class: "online-since", title: `online ${fullTime(new Date(person.since))}` }, since(person.since))),
+        h("span", { class: "online-names" }, h("span", { class: "online-name" }, person.display_name, person.bot ? botBadge() : null, isMe ? h("span", { class: "online-you" }, " (you)") : null), h("span", { class: "online-since", title: `online ${fullTime(new Date(person.since))}` }, since(person.since))),
       ];
       const item = isMe
         ? h("div", { class: "online-item", dataset: { userId: String(person.id) } }, body)

@@ -35,6 +35,7 @@ export function mountSignin({ onSignedIn }) {
     show(byId("field-display-name"), register);
     show(byId("f-username-hint"), register);
     show(byId("f-password-hint"), register);
+    show(byId("forgot-row"), !register);
     inputs.password.autocomplete = register ? "new-password" : "current-password";
     submit.textContent = register ? "Create account" : "Sign in";
     clearErrors();
@@ -149,6 +150,11 @@ export function mountSignin({ onSignedIn }) {
   return {
     show(message) {
       show(root, true);
+      for (const id of ["forgot-panel", "reset-panel"]) {
+        byId(id).replaceChildren();
+        show(byId(id), false);
+      }
+      show(byId("signin-main"), true);
       // Someone coming back signs in; the register tab is one click away.
       setMode("login", false);
       if (message) setNotice(message);

@@ -19,8 +19,12 @@ pub struct Identity {
     pub claims: Claims,
 }
 
-/// Checks a raw token against the keys and the store.
+/// Checks a raw token (a JWT, or a bot API key `cfb_…`) against the keys
+/// and the store.
 pub async fn authenticate(keys: &TokenKeys, store: &Store, token: &str) -> Result<Identity> {
+    if crate::bots::keys::is_key(token) {
+        return authenticate_bot(store, token).await;
+    }
     let claims = keys.verify(token)?;
     let user = store
         .user(claims.user_id()?)
@@ -32,6 +36,31 @@ pub async fn authenticate(keys: &TokenKeys, store: &Store, token: &str) -> Resul
     if store.is_token_revoked(&claims.jti).await? {
         return Err(Error::Unauthorized);
     }
+    Ok(Identity { user, claims })
+}
+
+/// A bot API key: found by its hash. The identity's claims stand for the
+/// key: its version is the bot's token version (moved by a rotation or a
+/// deletion, which makes open sockets fail their recheck) and its `jti`
+/// names the key, so a logout with it refuses that key.
+async fn authenticate_bot(store: &Store, key: &str) -> Result<Identity> {
+    let hash = crate::bots::keys::hash(key);
+    let jti = format!("botkey-{}", crate::bots::keys::hex(&hash[..12]));
+    let user = store
+        .bot_by_key_hash(hash)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    if user.disabled || !user.bot || store.is_token_revoked(&jti).await? {
+        return Err(Error::Unauthorized);
+    }
+    let now = crate::clock::now_secs();
+    let claims = Claims {
+        sub: user.id.to_string(),
+        exp: now + 365 * 24 * 3600,
+        iat: now,
+        jti,
+        ver: user.token_version,
+    };
     Ok(Identity { user, claims })
 }
 

@@ -1,6 +1,6 @@
 //! Message operations shared by socket events and REST: post (durable,
 //! idempotent on `client_id`, broadcast after commit), edit, delete, read
-//! positions, history pages and the recovery snapshot of a join. The store
+//! positions, history pages (also centred on one message) and the recovery snapshot of a join. The store
 //! does the storage part of each as one operation (`crate::store::Backend`);
 //! this module builds the requests (mentions need presence) and broadcasts
 //! the outcomes.
@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
 use crate::store::ops::{
-    ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage, PostOutcome,
-    PostRequest, RecoveryQuery,
+    BotAudience, ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage,
+    PostOutcome, PostRequest, RecoveryQuery,
 };
 use crate::store::records::{AttachmentRecord, Stored, UserRecord};
 
@@ -91,6 +91,26 @@ pub struct Draft {
     pub attachment_id: Option<u64>,
 }
 
+/// The bots that may hear of a post by `author` through outgoing webhooks
+/// (none when there are none, or the author is a bot).
+fn bot_audience(state: &AppState, author: &UserRecord, brief: &UserBrief) -> Option<BotAudience> {
+    if author.bot {
+        return None;
+    }
+    let registry = state.bots.registry();
+    if registry.is_empty() {
+        return None;
+    }
+    Some(BotAudience {
+        bots: registry
+            .iter()
+            .map(|(&id, entry)| (id, entry.all_messages))
+            .collect(),
+        author: brief.clone(),
+        body: crate::bots::event_body,
+    })
+}
+
 /// Stores a message and, once durable, broadcasts `new_msg` to the topic;
 /// `done` runs after that, on the writer thread. The body must already be
 /// validated with [`body_problem`] (it may be empty with an attachment).
@@ -112,7 +132,10 @@ where
         body: draft.body,
         client_id: draft.client_id,
         attachment_id: draft.attachment_id,
+        bots: bot_audience(state, author, &brief),
     };
+    // The dispatcher that sends the queued events once they are durable.
+    let bots = state.bots.clone();
     state
         .store
         .post_message(request, move |result: Result<PostOutcome>| {
@@ -125,6 +148,7 @@ where
                         unread,
                         attachment,
                         mentioned,
+                        events,
                     } = outcome;
                     if !duplicate {
                         crate::metrics::Metrics::inc(&metrics.messages_stored);
@@ -148,6 +172,7 @@ where
                             &brief,
                             &stored.record.body,
                         );
+                        bots.dispatch(events);
                     }
                     Posted {
                         stored,
@@ -229,6 +254,7 @@ pub async fn change(
                         author,
                         attachment,
                         mentioned,
+                        reactions,
                     } = outcome;
                     if let Some(search) = &search {
                         if edit {
@@ -238,7 +264,8 @@ pub async fn change(
                         }
                     }
                     let view = MessageView::new(&topic, &stored, &author)
-                        .with_attachment(attachment.as_ref());
+                        .with_attachment(attachment.as_ref())
+                        .with_reactions(reactions.as_ref());
                     let mut broadcast = if edit {
                         Broadcast::new(topic.clone(), "msg_updated", &view)
                     } else {
@@ -325,7 +352,8 @@ impl Serialize for MessageViews {
             };
             seq.serialize_element(
                 &MessageView::new(&self.topic, message, author)
-                    .with_attachment(attachment.as_ref()),
+                    .with_attachment(attachment.as_ref())
+                    .with_reactions(page.reactions.get(&message.seq)),
             )?;
         }
         seq.end()
@@ -354,6 +382,28 @@ pub async fn history(
     let mut page = state.store.history(access.topic_id, query).await?;
     let has_more = std::mem::take(&mut page.has_more);
     Ok((MessageViews::new(access.name.clone(), page), has_more))
+}
+
+/// A page of history centred on `seq`, ascending: `(messages,
+/// has_more_before, has_more_after)`. Up to half the page (rounded down,
+/// after `seq` itself) is older than `seq`; a short side gives its room to
+/// the other.
+pub async fn around(
+    state: &AppState,
+    access: &Access,
+    seq: u64,
+    limit: Option<usize>,
+) -> Result<(MessageViews, bool, bool)> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let around = state
+        .store
+        .history_around(access.topic_id, seq, limit)
+        .await?;
+    Ok((
+        MessageViews::new(access.name.clone(), around.page),
+        around.has_more_before,
+        around.has_more_after,
+    ))
 }
 
 /// The join reply of a topic with history (api.md §3); it serializes as

@@ -4,5 +4,6 @@
 pub mod mentions;
 pub mod messages;
 pub mod notify;
+pub mod reactions;
 pub mod topic;
 pub mod views;

@@ -4,12 +4,13 @@
 use serde::Serialize;
 
 use crate::clock;
-use crate::store::records::{AttachmentRecord, RoomRecord, Stored};
+use crate::store::records::{AttachmentRecord, ReactionsRecord, RoomRecord, Stored};
 
-/// `{id, username, display_name}` of a message author.
+/// `{id, username, display_name, bot?}` of a message author.
 pub use crate::store::records::Author as UserBrief;
 
-/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?, mentions}`.
+/// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?,
+/// mentions, attachment?, reactions?}`.
 #[derive(Serialize)]
 pub struct MessageView<'a> {
     pub id: u64,
@@ -28,6 +29,23 @@ pub struct MessageView<'a> {
     pub attachment: Option<AttachmentView>,
     /// Ids of the users the message mentions.
     pub mentions: &'a [u64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<ReactionsView<'a>>,
+}
+
+/// `reactions`: `{emoji: [user id]}`, emoji in the order first used.
+#[derive(Clone, Copy, Debug)]
+pub struct ReactionsView<'a>(pub &'a ReactionsRecord);
+
+impl Serialize for ReactionsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.entries.len()))?;
+        for entry in &self.0.entries {
+            map.serialize_entry(&entry.emoji, &entry.users)?;
+        }
+        map.end()
+    }
 }
 
 /// `attachment`: `{id, url, content_type, size}` of a message's image.
@@ -66,12 +84,21 @@ impl<'a> MessageView<'a> {
             deleted: record.deleted,
             attachment: None,
             mentions: &record.mentions,
+            reactions: None,
         }
     }
 
     /// The same view carrying `attachment`.
     pub fn with_attachment(mut self, attachment: Option<&AttachmentRecord>) -> Self {
         self.attachment = attachment.map(AttachmentView::from);
+        self
+    }
+
+    /// The same view carrying `reactions` (none on a deleted message).
+    pub fn with_reactions(mut self, reactions: Option<&'a ReactionsRecord>) -> Self {
+        self.reactions = reactions
+            .filter(|r| !self.deleted && !r.entries.is_empty())
+            .map(ReactionsView);
         self
     }
 

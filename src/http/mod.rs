@@ -37,7 +37,8 @@ pub async fn handle(
         body: Some(body),
         client_ip: peer.ip(),
     };
-    let is_asset = !path.starts_with("/api/") && !path.starts_with("/socket/");
+    let is_asset =
+        !path.starts_with("/api/") && !path.starts_with("/socket/") && !path.starts_with("/hooks/");
     let (label, result) = route(&mut call, &method, &path).await;
     let response = match result {
         Ok(response) => response,
@@ -64,7 +65,10 @@ async fn route(
         };
     };
     let p = |i: usize| matched.params.get(i).map_or("", String::as_str);
-    use api::{admin, attachments, auth, conversations, ignores, me, rooms, search, users};
+    use api::{
+        admin, attachments, auth, bots, conversations, hooks, ignores, me, password, rooms, search,
+        users,
+    };
     use router::Route::*;
     let result = match matched.route {
         Healthz => Ok(health::healthz()),
@@ -101,6 +105,17 @@ async fn route(
         Search => search::search(call).await,
         WebSocket => crate::socket::upgrade::upgrade(call).await,
         LongPoll => crate::socket::longpoll::handle(call).await,
+        Bots => bots::list(call).await,
+        CreateBot => bots::create(call).await,
+        DeleteBot => bots::delete(call, p(0)).await,
+        RotateBotKey => bots::rotate(call, p(0)).await,
+        BotDeliveries => bots::deliveries(call, p(0)).await,
+        RoomHooks => hooks::list(call, p(0)).await,
+        CreateRoomHook => hooks::create(call, p(0)).await,
+        DeleteRoomHook => hooks::delete(call, p(0), p(1)).await,
+        IncomingHook => hooks::incoming(call, p(0)).await,
+        PasswordForgot => password::forgot(call).await,
+        PasswordReset => password::reset(call).await,
     };
     (matched.pattern, result)
 }

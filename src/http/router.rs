@@ -36,6 +36,17 @@ pub enum Route {
     Search,
     WebSocket,
     LongPoll,
+    Bots,
+    CreateBot,
+    DeleteBot,
+    RotateBotKey,
+    BotDeliveries,
+    RoomHooks,
+    CreateRoomHook,
+    DeleteRoomHook,
+    IncomingHook,
+    PasswordForgot,
+    PasswordReset,
 }
 
 use Route::*;
@@ -85,6 +96,17 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("GET", "/api/search", Search),
     ("*", "/socket/websocket", WebSocket),
     ("*", "/socket/longpoll", LongPoll),
+    ("GET", "/api/bots", Bots),
+    ("POST", "/api/bots", CreateBot),
+    ("DELETE", "/api/bots/{name}", DeleteBot),
+    ("POST", "/api/bots/{name}/key", RotateBotKey),
+    ("GET", "/api/bots/{name}/deliveries", BotDeliveries),
+    ("GET", "/api/rooms/{name}/hooks", RoomHooks),
+    ("POST", "/api/rooms/{name}/hooks", CreateRoomHook),
+    ("DELETE", "/api/rooms/{name}/hooks/{id}", DeleteRoomHook),
+    ("POST", "/hooks/{token}", IncomingHook),
+    ("POST", "/api/password/forgot", PasswordForgot),
+    ("POST", "/api/password/reset", PasswordReset),
 ];
 
 /// A matched row: the route, its pattern, and the `{…}` segments in order.

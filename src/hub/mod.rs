@@ -369,6 +369,7 @@ mod tests {
             online_at: 0,
             username: "u".into(),
             display_name: "U".into(),
+            bot: false,
             conn_id,
             joined: 0,
         }

@@ -33,6 +33,9 @@ pub struct Meta {
     pub online_at: i64,
     pub username: String,
     pub display_name: String,
+    /// Present (true) only for bot accounts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
     /// The connection that tracked it (not sent).
     #[serde(skip)]
     pub conn_id: u64,
@@ -180,6 +183,7 @@ mod tests {
             online_at: 1,
             username: "ada".into(),
             display_name: "Ada".into(),
+            bot: false,
             conn_id,
             joined: 0,
         }

@@ -1,5 +1,5 @@
 //! Channel events a client may push on a joined topic (api.md §3):
-//! `new_msg`, `history`, `typing`, `edit_msg`, `delete_msg`, `read`.
+//! `new_msg`, `history`, `typing`, `edit_msg`, `delete_msg`, `react`, `read`.
 //! Unknown events get an error reply; nothing a client sends can crash the socket.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::frame::{self, Inbound, Payload, Ref};
 use super::session::Session;
 use crate::chat::messages::{self, Change, Page};
+use crate::chat::reactions::{self, Reacted};
 use crate::chat::views::{AttachmentView, UserBrief};
 use crate::error::Error;
 use crate::hub::{Broadcast, LateReply, Out};
@@ -77,6 +78,7 @@ impl Session {
             "history" => self.history(&access, &payload).await,
             "edit_msg" => self.edit(&access, &payload).await,
             "delete_msg" => self.delete(&access, &payload).await,
+            "react" => self.react(&access, &payload).await,
             "read" => self.read(&access, &payload).await,
             "attachment" => match self.attachment_bytes(&access, &payload).await {
                 Ok(bytes) if self.binary_frames => {
@@ -313,6 +315,24 @@ impl Session {
         .await
         {
             Ok(_) => Ok(json!({"seq": seq})),
+            Err(e) => reason(e.reason()),
+        }
+    }
+
+    async fn react(
+        &self,
+        access: &crate::chat::topic::Access,
+        payload: &serde_json::Map<String, Value>,
+    ) -> Answer {
+        let seq = required_seq(payload)?;
+        let emoji = match payload.get("emoji") {
+            Some(Value::String(emoji)) if reactions::emoji_ok(emoji) => emoji.clone(),
+            _ => return reason("invalid_emoji"),
+        };
+        let user_id = self.identity.user.id;
+        match reactions::toggle(&self.state, user_id, access, seq, emoji).await {
+            Ok(Reacted::Toggled { on }) => Ok(json!({"on": on})),
+            Ok(Reacted::TooMany) => reason("too_many_reactions"),
             Err(e) => reason(e.reason()),
         }
     }

@@ -208,6 +208,7 @@ impl Session {
             online_at: clock::now_ms(),
             username: user.username.clone(),
             display_name: user.display_name.clone(),
+            bot: user.bot,
             conn_id: self.conn.id(),
             joined: 0,
         };

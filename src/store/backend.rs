@@ -11,6 +11,9 @@ use std::future::Future;
 use std::io::Write;
 
 use super::ops::{
+    AroundPage, LinkState, NewBot, NewHook, QueueStatus, ReactRequest, Redeemed, Toggled,
+};
+use super::ops::{
     ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
     NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
     RoomSummary, SearchScope, TopicCounts,
@@ -18,6 +21,7 @@ use super::ops::{
 use super::records::{
     AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord,
 };
+use super::records::{BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord};
 use crate::error::Result;
 
 /// A store backend.
@@ -237,6 +241,152 @@ pub trait Backend: Clone + Send + Sync + 'static {
         topic_id: u64,
         query: RecoveryQuery,
     ) -> impl Future<Output = Result<Recovery>> + Send;
+
+    // --- Users ---
+
+    /// The user whose e-mail address is `email` (case-insensitive); the first
+    /// by id if several share it.
+    fn user_by_email(&self, email: &str)
+        -> impl Future<Output = Result<Option<UserRecord>>> + Send;
+
+    // --- Bots and webhooks ---
+
+    /// Creates a bot: its user (flagged `bot`, no password) and its record;
+    /// 422 on a taken username.
+    fn create_bot(
+        &self,
+        new: NewBot,
+    ) -> impl Future<Output = Result<(UserRecord, BotRecord)>> + Send;
+
+    /// Every bot with its user, by id.
+    fn bots(&self) -> impl Future<Output = Result<Vec<(UserRecord, BotRecord)>>> + Send;
+
+    /// One bot by user id.
+    fn bot(&self, user_id: u64) -> impl Future<Output = Result<Option<BotRecord>>> + Send;
+
+    /// The user of the bot whose API key hashes to `key_hash`.
+    fn bot_by_key_hash(
+        &self,
+        key_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<UserRecord>>> + Send;
+
+    /// Replaces a bot's key and signing secret: the old key is refused from
+    /// this commit on, and the bot's token version moves.
+    fn rotate_bot_key(
+        &self,
+        user_id: u64,
+        key_hash: Vec<u8>,
+        signing_secret: String,
+    ) -> impl Future<Output = Result<BotRecord>> + Send;
+
+    /// Changes a bot's outgoing webhook settings.
+    fn update_bot_webhook(
+        &self,
+        user_id: u64,
+        webhook_url: Option<String>,
+        all_messages: bool,
+    ) -> impl Future<Output = Result<BotRecord>> + Send;
+
+    /// Removes a bot: its key is refused from this commit on and its user is
+    /// disabled (kept, so its messages keep their author).
+    fn delete_bot(&self, user_id: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores a new incoming webhook.
+    fn create_hook(&self, new: NewHook) -> impl Future<Output = Result<HookRecord>> + Send;
+
+    /// The incoming webhooks of one room's topic, by id.
+    fn hooks_of_topic(&self, topic_id: u64)
+        -> impl Future<Output = Result<Vec<HookRecord>>> + Send;
+
+    /// The incoming webhook whose token hashes to `token_hash`.
+    fn hook_by_token_hash(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<HookRecord>>> + Send;
+
+    /// Deletes hook `id` of topic `topic_id`; 404 if the room has no such hook.
+    fn delete_hook(&self, topic_id: u64, id: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every outgoing webhook event not delivered yet, oldest first.
+    fn pending_deliveries(&self) -> impl Future<Output = Result<Vec<DeliveryRecord>>> + Send;
+
+    /// Drops an outgoing webhook event once delivered or given up on.
+    fn finish_delivery(&self, event_id: u64) -> impl Future<Output = Result<()>> + Send;
+
+    // --- Password links and mail ---
+
+    /// Stores a password link under the SHA-256 `hash` of its token and
+    /// queues `mail` (which carries it) in the same durable write.
+    fn issue_password_link(
+        &self,
+        hash: [u8; 32],
+        link: PasswordLinkRecord,
+        mail: MailRecord,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Whether the link under `hash` could be redeemed at `now_ms`.
+    fn password_link_state(
+        &self,
+        hash: [u8; 32],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<LinkState>> + Send;
+
+    /// Uses the link under `hash` to set `password_hash`, bumping the user's
+    /// token version (which voids their tokens and other links).
+    fn redeem_password_link(
+        &self,
+        hash: [u8; 32],
+        password_hash: String,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Redeemed>> + Send;
+
+    /// Drops the links expired by `now_ms`; returns how many.
+    fn purge_expired_password_links(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Adds a mail to the outgoing queue; returns its id.
+    fn enqueue_mail(&self, mail: MailRecord) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Up to `limit` queued mails due by `now_ms`, oldest first.
+    fn due_mail(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, MailRecord)>>> + Send;
+
+    /// Removes a mail from the queue (sent, or given up).
+    fn remove_mail(&self, id: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records a failed attempt: `attempts` so far, next try at `next_attempt_at`.
+    fn mail_attempt_failed(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// How many mails wait and when the next one is due.
+    fn mail_queue_status(&self) -> impl Future<Output = Result<QueueStatus>> + Send;
+
+    // --- Reactions and pages around a message ---
+
+    /// Toggles a user's emoji on a message (404 for a missing or deleted
+    /// one; [`Toggled::Full`] when it already carries the most distinct
+    /// emoji, and nothing is written); `done` runs once durable, in commit
+    /// order like [`Backend::post_message`].
+    fn react<D>(&self, request: ReactRequest, done: D) -> impl Future<Output = ()> + Send
+    where
+        D: FnOnce(Result<Toggled>) + Send + 'static;
+
+    /// A page of up to `limit` messages centred on `seq`, ascending.
+    fn history_around(
+        &self,
+        topic_id: u64,
+        seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<AroundPage>> + Send;
 
     // --- Blocking reads, for threads outside the async runtime (the
     // search indexer, search queries on the blocking pool) ---

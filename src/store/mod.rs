@@ -21,12 +21,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use backend::Backend;
+use ops::{AroundPage, LinkState, NewBot, NewHook, QueueStatus, ReactRequest, Redeemed, Toggled};
 use ops::{
     ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
     NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
     RoomSummary, SearchScope, TopicCounts,
 };
 use records::{AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord};
+use records::{BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord};
 
 use crate::error::{Error, Result};
 
@@ -173,6 +175,16 @@ impl Store {
         }
     }
 
+    /// See [`Backend::react`].
+    pub async fn react<D>(&self, request: ReactRequest, done: D)
+    where
+        D: FnOnce(Result<Toggled>) + Send + 'static,
+    {
+        match self {
+            Store::Embedded(store) => store.react(request, done).await,
+        }
+    }
+
     /// See [`Backend::change_message`].
     pub async fn change_message<D>(&self, request: ChangeRequest, done: D)
     where
@@ -216,6 +228,30 @@ impl Store {
         fn mark_read(&self, user_id: u64, topic_id: u64, seq: u64) -> Result<TopicCounts>;
         fn history(&self, topic_id: u64, query: HistoryQuery) -> Result<MessagePage>;
         fn recovery(&self, topic_id: u64, query: RecoveryQuery) -> Result<Recovery>;
+        fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+        fn create_bot(&self, new: NewBot) -> Result<(UserRecord, BotRecord)>;
+        fn bots(&self) -> Result<Vec<(UserRecord, BotRecord)>>;
+        fn bot(&self, user_id: u64) -> Result<Option<BotRecord>>;
+        fn bot_by_key_hash(&self, key_hash: Vec<u8>) -> Result<Option<UserRecord>>;
+        fn rotate_bot_key(&self, user_id: u64, key_hash: Vec<u8>, signing_secret: String) -> Result<BotRecord>;
+        fn update_bot_webhook(&self, user_id: u64, webhook_url: Option<String>, all_messages: bool) -> Result<BotRecord>;
+        fn delete_bot(&self, user_id: u64) -> Result<()>;
+        fn create_hook(&self, new: NewHook) -> Result<HookRecord>;
+        fn hooks_of_topic(&self, topic_id: u64) -> Result<Vec<HookRecord>>;
+        fn hook_by_token_hash(&self, token_hash: Vec<u8>) -> Result<Option<HookRecord>>;
+        fn delete_hook(&self, topic_id: u64, id: u64) -> Result<()>;
+        fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>>;
+        fn finish_delivery(&self, event_id: u64) -> Result<()>;
+        fn issue_password_link(&self, hash: [u8; 32], link: PasswordLinkRecord, mail: MailRecord) -> Result<u64>;
+        fn password_link_state(&self, hash: [u8; 32], now_ms: i64) -> Result<LinkState>;
+        fn redeem_password_link(&self, hash: [u8; 32], password_hash: String, now_ms: i64) -> Result<Redeemed>;
+        fn purge_expired_password_links(&self, now_ms: i64) -> Result<usize>;
+        fn enqueue_mail(&self, mail: MailRecord) -> Result<u64>;
+        fn due_mail(&self, now_ms: i64, limit: usize) -> Result<Vec<(u64, MailRecord)>>;
+        fn remove_mail(&self, id: u64) -> Result<()>;
+        fn mail_attempt_failed(&self, id: u64, attempts: u32, next_attempt_at: i64) -> Result<()>;
+        fn mail_queue_status(&self) -> Result<QueueStatus>;
+        fn history_around(&self, topic_id: u64, seq: u64, limit: usize) -> Result<AroundPage>;
     }
 }
 

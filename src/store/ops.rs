@@ -5,7 +5,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::records::{
-    AttachmentRecord, Author, ConversationRecord, RoomRecord, Stored, UserRecord,
+    AttachmentRecord, Author, ConversationRecord, DeliveryRecord, ReactionsRecord, RoomRecord,
+    Stored, UserRecord,
 };
 
 /// Longest `client_id` kept (longer ones are refused by the callers).
@@ -67,6 +68,27 @@ pub struct PostRequest {
     pub attachment_id: Option<u64>,
     /// `None` when the body names nobody.
     pub mentions: Option<MentionQuery>,
+    /// The bots that may hear of the message through outgoing webhooks;
+    /// `None` when none may (no bots, or the author is one).
+    pub bots: Option<BotAudience>,
+}
+
+/// Makes the request body of a `message` event from the event id, the
+/// topic's name, the message, its author and its attachment.
+pub type EventBody = fn(u64, &str, &Stored, &Author, Option<&AttachmentRecord>) -> String;
+
+/// Who may be told of a post through outgoing webhooks, as known before the
+/// write: the post enqueues one event per bot that qualifies, in the same
+/// batch as the message, so a commit never loses an event. A bot qualifies
+/// when the message mentions it, or when it is a member of the topic and
+/// the topic is a conversation or the bot takes all messages.
+#[derive(Clone, Debug)]
+pub struct BotAudience {
+    /// `(bot user id, all_messages)` of every bot but the author.
+    pub bots: Vec<(u64, bool)>,
+    /// The author as the events show it.
+    pub author: Author,
+    pub body: EventBody,
 }
 
 /// What a post did, for the broadcasts that follow it.
@@ -81,6 +103,8 @@ pub struct PostOutcome {
     pub attachment: Option<AttachmentRecord>,
     /// Users to tell of their mention (not the author, nor who ignores them).
     pub mentioned: Vec<u64>,
+    /// Outgoing webhook events queued with the message, to send now.
+    pub events: Vec<DeliveryRecord>,
 }
 
 /// What an edit or delete does to a message.
@@ -112,6 +136,8 @@ pub struct ChangeOutcome {
     pub attachment: Option<AttachmentRecord>,
     /// Users newly mentioned, to be told.
     pub mentioned: Vec<u64>,
+    /// The message's reactions (none once deleted).
+    pub reactions: Option<ReactionsRecord>,
 }
 
 /// Which page of history to read: the oldest `limit` after `after`, else
@@ -131,8 +157,29 @@ pub struct MessagePage {
     pub authors: HashMap<u64, Author>,
     /// Per message, its attachment.
     pub attachments: Vec<Option<AttachmentRecord>>,
+    /// seq → reactions, for the messages that have any.
+    pub reactions: HashMap<u64, ReactionsRecord>,
     /// Whether more messages lie beyond the page in its direction.
     pub has_more: bool,
+}
+
+/// A page of history centred on one message (see [`super::Backend::history_around`]).
+#[derive(Debug, Default)]
+pub struct AroundPage {
+    /// `has_more` is unused here: see the two flags.
+    pub page: MessagePage,
+    pub has_more_before: bool,
+    pub has_more_after: bool,
+}
+
+/// A toggle of one user's emoji on one message.
+#[derive(Clone, Debug)]
+pub struct ReactRequest {
+    pub topic_id: u64,
+    pub seq: u64,
+    /// Already checked by the caller.
+    pub emoji: String,
+    pub user_id: u64,
 }
 
 /// What a join recovers (api.md §3).
@@ -217,6 +264,67 @@ pub struct MessageLookup {
     pub authors: HashMap<u64, Author>,
     /// The names of their topics.
     pub topic_names: HashMap<u64, String>,
+}
+
+/// What is needed to create a bot (the key already hashed).
+#[derive(Clone, Debug)]
+pub struct NewBot {
+    pub username: String,
+    pub display_name: String,
+    pub key_hash: Vec<u8>,
+    pub signing_secret: String,
+    pub webhook_url: Option<String>,
+    pub all_messages: bool,
+    pub created_by: u64,
+}
+
+/// What is needed to create an incoming webhook (the token already hashed).
+#[derive(Clone, Debug)]
+pub struct NewHook {
+    pub room: String,
+    pub topic_id: u64,
+    pub user_id: u64,
+    pub token_hash: Vec<u8>,
+    pub created_by: u64,
+}
+
+/// The queue's size and its earliest next attempt (ms since the epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub queued: usize,
+    pub next_attempt_at: Option<i64>,
+}
+
+/// What redeeming a link came to.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// The password is set and the token version bumped.
+    Done(UserRecord),
+    /// No such link: never issued, already used, or voided by a password change.
+    Unknown,
+    /// The link was valid but its time is up (it is removed).
+    Expired,
+    /// The account is disabled; nothing was changed.
+    Disabled,
+}
+
+/// Why a link cannot be used, without using it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Usable,
+    Unknown,
+    Expired,
+}
+
+/// What a toggle did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toggled {
+    /// The user's reaction is now there.
+    On,
+    /// The user's reaction was removed.
+    Off,
+    /// Refused: the message already carries the most distinct emoji.
+    Full,
 }
 
 /// Image types accepted for attachments, recognised by their first bytes.

@@ -19,6 +19,57 @@ pub struct UserRecord {
     pub token_version: u32,
     /// Milliseconds since the epoch.
     pub created_at: i64,
+    /// An automated account: no password sign-in, authenticates with an API
+    /// key (see [`BotRecord`]). Absent before record format 3.
+    #[serde(default)]
+    pub bot: bool,
+}
+
+/// What makes a user a bot: its API key (as a hash) and its outgoing webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotRecord {
+    /// The bot's user id.
+    pub user_id: u64,
+    /// SHA-256 of the API key; the key itself is shown once and never kept.
+    pub key_hash: Vec<u8>,
+    /// Key for signing outgoing webhook requests (HMAC-SHA256).
+    pub signing_secret: String,
+    /// Where events are POSTed; none = the bot only uses the API.
+    pub webhook_url: Option<String>,
+    /// Also send every message of the rooms the bot is a member of.
+    pub all_messages: bool,
+    /// The admin who made it.
+    pub created_by: u64,
+    pub created_at: i64,
+}
+
+/// An incoming webhook: a secret URL that posts into one room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRecord {
+    pub id: u64,
+    /// The room's name and topic id.
+    pub room: String,
+    pub topic_id: u64,
+    /// Who the posts are from (the creator, or the bot named at creation).
+    pub user_id: u64,
+    /// SHA-256 of the URL token.
+    pub token_hash: Vec<u8>,
+    pub created_by: u64,
+    pub created_at: i64,
+}
+
+/// An outgoing webhook event waiting to be delivered (deleted once
+/// delivered or given up on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The event id, unique, sent as `id` for deduplication.
+    pub event_id: u64,
+    pub bot_id: u64,
+    /// The topic the event happened in (replies are posted there).
+    pub topic: String,
+    /// The JSON request body, exactly as it is signed and sent.
+    pub body: String,
+    pub created_at: i64,
 }
 
 /// A room: a named topic `room:<name>`.
@@ -110,12 +161,15 @@ pub struct Stored {
     pub record: MessageRecord,
 }
 
-/// `{id, username, display_name}`: who wrote a message, as message views show it.
+/// `{id, username, display_name, bot?}`: who wrote a message, as message views show it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Author {
     pub id: u64,
     pub username: String,
     pub display_name: String,
+    /// Present (true) only for bot accounts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 impl From<&UserRecord> for Author {
@@ -124,6 +178,7 @@ impl From<&UserRecord> for Author {
             id: user.id,
             username: user.username.clone(),
             display_name: user.display_name.clone(),
+            bot: user.bot,
         }
     }
 }
@@ -135,6 +190,57 @@ impl Author {
             id,
             username: format!("user{id}"),
             display_name: "unknown user".into(),
+            bot: false,
         }
     }
+}
+
+/// The reactions on one message; its topic and seq are the key. Emoji keep
+/// the order in which they were first used, users the order they reacted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionsRecord {
+    pub entries: Vec<ReactionEntry>,
+}
+
+/// One emoji on a message and who reacted with it (never empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionEntry {
+    pub emoji: String,
+    pub users: Vec<u64>,
+}
+
+/// What a one-time password link lets its holder do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkPurpose {
+    /// Sent to an account an admin created: choose a first password.
+    Welcome,
+    /// Sent on "forgot password": choose a new password.
+    Reset,
+}
+
+/// A one-time password link; the SHA-256 of its token is the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordLinkRecord {
+    pub user_id: u64,
+    pub purpose: LinkPurpose,
+    /// The user's token version when issued: a password change since
+    /// (which bumps it) voids the link.
+    pub token_version: u32,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// One mail waiting in the outgoing queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRecord {
+    pub to: String,
+    pub subject: String,
+    /// Plain text.
+    pub body: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// When to try next, in milliseconds since the epoch.
+    pub next_attempt_at: i64,
 }

@@ -24,6 +24,7 @@
 pub mod phx;
 pub mod postgres;
 pub mod reliability;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

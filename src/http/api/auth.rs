@@ -58,6 +58,14 @@ pub async fn login(call: &mut Call) -> Result<HttpResponse> {
         .login_throttle
         .check(&client, &input.username)
         .map_err(Error::RateLimited)?;
+    if let Some(user) = call.state.store.user_by_username(&input.username).await? {
+        if user.bot {
+            return Err(Error::Forbidden(
+                "bots cannot sign in with a password: use the bot's API key as the bearer token"
+                    .into(),
+            ));
+        }
+    }
     let user =
         match accounts::check_credentials(&call.state, &input.username, &input.password).await {
             Ok(user) => user,

@@ -3,9 +3,12 @@
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod bots;
 pub mod conversations;
+pub mod hooks;
 pub mod ignores;
 pub mod me;
+pub mod password;
 pub mod rooms;
 pub mod search;
 pub mod users;

@@ -184,11 +184,52 @@ fn page(call: &Call) -> Result<Page> {
     })
 }
 
-/// A page of a topic's history (members only).
+/// `around` from the query string: a seq (≥ 1), not combined with
+/// `before` or `after`.
+fn around(call: &Call, page: &Page) -> Result<Option<u64>> {
+    let params = query::pairs(call.parts.uri.query());
+    let Some(value) = query::last(&params, "around") else {
+        return Ok(None);
+    };
+    let seq = value
+        .parse::<u64>()
+        .ok()
+        .filter(|&seq| seq >= 1)
+        .ok_or_else(|| Error::field("around", "must be a positive integer"))?;
+    if page.before.is_some() || page.after.is_some() {
+        return Err(Error::field(
+            "around",
+            "cannot be combined with before or after",
+        ));
+    }
+    Ok(Some(seq))
+}
+
+/// A page of a topic's history (members only); with `around=SEQ`, the page
+/// centred on that message, `{messages, has_more_before, has_more_after}`.
 pub async fn history(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let access = topic::require(&call.state, &identity.user, topic_name).await?;
-    let (messages, has_more) = messages::history(&call.state, &access, page(call)?).await?;
+    let page = page(call)?;
+    if let Some(seq) = around(call, &page)? {
+        let (messages, has_more_before, has_more_after) =
+            messages::around(&call.state, &access, seq, page.limit).await?;
+        #[derive(serde::Serialize)]
+        struct AroundPage {
+            messages: messages::MessageViews,
+            has_more_before: bool,
+            has_more_after: bool,
+        }
+        return Ok(reply::json(
+            200,
+            &AroundPage {
+                messages,
+                has_more_before,
+                has_more_after,
+            },
+        ));
+    }
+    let (messages, has_more) = messages::history(&call.state, &access, page).await?;
     #[derive(serde::Serialize)]
     struct HistoryPage {
         messages: messages::MessageViews,

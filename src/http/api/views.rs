@@ -7,7 +7,7 @@ use crate::auth::Claims;
 use crate::clock;
 use crate::store::records::UserRecord;
 
-/// `user`: `{id, username, display_name, email?, admin, created_at}`.
+/// `user`: `{id, username, display_name, email?, admin, bot?, created_at}`.
 pub fn user(user: &UserRecord) -> Value {
     let mut value = json!({
         "id": user.id,
@@ -19,6 +19,9 @@ pub fn user(user: &UserRecord) -> Value {
     });
     if let Some(email) = &user.email {
         value["email"] = json!(email);
+    }
+    if user.bot {
+        value["bot"] = json!(true);
     }
     value
 }

@@ -15,12 +15,18 @@ use super::{
 };
 use crate::error::Result;
 use crate::store::ops::{
+    AroundPage, LinkState, NewBot, NewHook, QueueStatus, ReactRequest, Redeemed, Toggled,
+};
+use crate::store::ops::{
     ChangeOutcome, ChangeRequest, ConversationSummary, HistoryQuery, MessageLookup, MessagePage,
     NewRoom, NewUser, PostOutcome, PostRequest, ProfileChange, Recovery, RecoveryQuery,
     RoomSummary, SearchScope, TopicCounts,
 };
 use crate::store::records::{
     AttachmentRecord, Author, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord,
+};
+use crate::store::records::{
+    BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord,
 };
 use crate::store::Backend;
 
@@ -282,6 +288,137 @@ impl Backend for EmbeddedStore {
 
     async fn recovery(&self, topic_id: u64, query: RecoveryQuery) -> Result<Recovery> {
         self.read(move |tx| posting::recovery(tx, topic_id, query))
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let email = email.to_string();
+        self.read(move |tx| users::get_by_email(tx, &email)).await
+    }
+
+    async fn create_bot(&self, new: NewBot) -> Result<(UserRecord, BotRecord)> {
+        EmbeddedStore::create_bot(self, new).await
+    }
+
+    async fn bots(&self) -> Result<Vec<(UserRecord, BotRecord)>> {
+        EmbeddedStore::bots(self).await
+    }
+
+    async fn bot(&self, user_id: u64) -> Result<Option<BotRecord>> {
+        EmbeddedStore::bot(self, user_id).await
+    }
+
+    async fn bot_by_key_hash(&self, key_hash: Vec<u8>) -> Result<Option<UserRecord>> {
+        EmbeddedStore::bot_by_key_hash(self, key_hash).await
+    }
+
+    async fn rotate_bot_key(
+        &self,
+        user_id: u64,
+        key_hash: Vec<u8>,
+        signing_secret: String,
+    ) -> Result<BotRecord> {
+        EmbeddedStore::rotate_bot_key(self, user_id, key_hash, signing_secret).await
+    }
+
+    async fn update_bot_webhook(
+        &self,
+        user_id: u64,
+        webhook_url: Option<String>,
+        all_messages: bool,
+    ) -> Result<BotRecord> {
+        EmbeddedStore::update_bot_webhook(self, user_id, webhook_url, all_messages).await
+    }
+
+    async fn delete_bot(&self, user_id: u64) -> Result<()> {
+        EmbeddedStore::delete_bot(self, user_id).await
+    }
+
+    async fn create_hook(&self, new: NewHook) -> Result<HookRecord> {
+        EmbeddedStore::create_hook(self, new).await
+    }
+
+    async fn hooks_of_topic(&self, topic_id: u64) -> Result<Vec<HookRecord>> {
+        EmbeddedStore::hooks_of_topic(self, topic_id).await
+    }
+
+    async fn hook_by_token_hash(&self, token_hash: Vec<u8>) -> Result<Option<HookRecord>> {
+        EmbeddedStore::hook_by_token_hash(self, token_hash).await
+    }
+
+    async fn delete_hook(&self, topic_id: u64, id: u64) -> Result<()> {
+        EmbeddedStore::delete_hook(self, topic_id, id).await
+    }
+
+    async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+        EmbeddedStore::pending_deliveries(self).await
+    }
+
+    async fn finish_delivery(&self, event_id: u64) -> Result<()> {
+        EmbeddedStore::finish_delivery(self, event_id).await
+    }
+
+    async fn issue_password_link(
+        &self,
+        hash: [u8; 32],
+        link: PasswordLinkRecord,
+        mail: MailRecord,
+    ) -> Result<u64> {
+        EmbeddedStore::issue_password_link(self, hash, link, mail).await
+    }
+
+    async fn password_link_state(&self, hash: [u8; 32], now_ms: i64) -> Result<LinkState> {
+        EmbeddedStore::password_link_state(self, hash, now_ms).await
+    }
+
+    async fn redeem_password_link(
+        &self,
+        hash: [u8; 32],
+        password_hash: String,
+        now_ms: i64,
+    ) -> Result<Redeemed> {
+        EmbeddedStore::redeem_password_link(self, hash, password_hash, now_ms).await
+    }
+
+    async fn purge_expired_password_links(&self, now_ms: i64) -> Result<usize> {
+        EmbeddedStore::purge_expired_password_links(self, now_ms).await
+    }
+
+    async fn enqueue_mail(&self, mail: MailRecord) -> Result<u64> {
+        EmbeddedStore::enqueue_mail(self, mail).await
+    }
+
+    async fn due_mail(&self, now_ms: i64, limit: usize) -> Result<Vec<(u64, MailRecord)>> {
+        EmbeddedStore::due_mail(self, now_ms, limit).await
+    }
+
+    async fn remove_mail(&self, id: u64) -> Result<()> {
+        EmbeddedStore::remove_mail(self, id).await
+    }
+
+    async fn mail_attempt_failed(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at: i64,
+    ) -> Result<()> {
+        EmbeddedStore::mail_attempt_failed(self, id, attempts, next_attempt_at).await
+    }
+
+    async fn mail_queue_status(&self) -> Result<QueueStatus> {
+        EmbeddedStore::mail_queue_status(self).await
+    }
+
+    fn react<D>(&self, request: ReactRequest, done: D) -> impl Future<Output = ()> + Send
+    where
+        D: FnOnce(Result<Toggled>) + Send + 'static,
+    {
+        self.writer()
+            .submit(move |ctx| posting::react(ctx, request), done)
+    }
+
+    async fn history_around(&self, topic_id: u64, seq: u64, limit: usize) -> Result<AroundPage> {
+        self.read(move |tx| posting::around(tx, topic_id, seq, limit))
             .await
     }
 

@@ -23,7 +23,8 @@ use super::tables::*;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::store::records::{
-    AttachmentRecord, ConversationRecord, MessageRecord, RoomRecord, TopicRecord, UserRecord,
+    AttachmentRecord, ConversationRecord, MessageRecord, ReactionsRecord, RoomRecord, TopicRecord,
+    UserRecord,
 };
 
 /// Format of the export file.
@@ -64,6 +65,13 @@ pub enum Line {
         user_id: u64,
         topic_id: u64,
         seq: u64,
+    },
+    /// The reactions on one message (a later line than the message).
+    Reactions {
+        topic_id: u64,
+        seq: u64,
+        #[serde(flatten)]
+        reactions: ReactionsRecord,
     },
     Ignore {
         user_id: u64,
@@ -161,6 +169,18 @@ pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
                 topic_id,
                 seq,
                 message: codec::decode(value.value())?,
+            },
+        )?;
+    }
+    for entry in tx.open_table(REACTIONS)?.iter()? {
+        let (key, value) = entry?;
+        let (topic_id, seq) = key.value();
+        emit(
+            out,
+            &Line::Reactions {
+                topic_id,
+                seq,
+                reactions: codec::decode(value.value())?,
             },
         )?;
     }
@@ -359,6 +379,14 @@ fn load(tx: &WriteTransaction, input: impl BufRead) -> std::result::Result<usize
                 Line::Revoked { jti, expires_at } => {
                     tx.open_table(REVOKED_JTI_EXPIRY)?
                         .insert(jti.as_str(), expires_at)?;
+                }
+                Line::Reactions {
+                    topic_id,
+                    seq,
+                    reactions,
+                } => {
+                    tx.open_table(REACTIONS)?
+                        .insert((topic_id, seq), codec::encode(&reactions).as_slice())?;
                 }
                 Line::Attachment { record, data } => {
                     let bytes = base64::engine::general_purpose::STANDARD

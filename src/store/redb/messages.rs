@@ -97,7 +97,8 @@ pub fn append(
     })
 }
 
-fn get_in(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
+/// One message inside a write batch.
+pub fn get_in(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64) -> Result<Option<MessageRecord>> {
     let found = ctx.tables()?.messages.get((topic_id, seq))?;
     found.map(|v| codec::decode(v.value())).transpose()
 }

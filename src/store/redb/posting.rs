@@ -7,11 +7,13 @@ use std::collections::HashMap;
 
 use redb::ReadTransaction;
 
-use super::{attachments, mentions, messages, reads, topics, users, WriteCtx};
+use super::{
+    attachments, deliveries, mentions, messages, reactions, reads, topics, users, WriteCtx,
+};
 use crate::error::{Error, Result};
 use crate::store::ops::{
-    ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage, PostOutcome,
-    PostRequest, Recovery, RecoveryQuery, TopicCounts,
+    AroundPage, ChangeOutcome, ChangeRequest, HistoryQuery, MessageChange, MessagePage,
+    PostOutcome, PostRequest, ReactRequest, Recovery, RecoveryQuery, Toggled, TopicCounts,
 };
 use crate::store::records::{Author, Stored};
 
@@ -27,6 +29,7 @@ pub fn post(ctx: &mut WriteCtx<'_>, request: PostRequest) -> Result<PostOutcome>
         client_id,
         attachment_id,
         mentions: query,
+        bots,
     } = request;
     if let Some(existing) = messages::existing(ctx, topic_id, user_id, client_id.as_deref())? {
         let attachment = attachments::of_message_in(ctx, topic_id, existing.seq)?;
@@ -36,6 +39,7 @@ pub fn post(ctx: &mut WriteCtx<'_>, request: PostRequest) -> Result<PostOutcome>
             unread: Vec::new(),
             attachment,
             mentioned: Vec::new(),
+            events: Vec::new(),
         });
     }
     if let Some(id) = attachment_id {
@@ -63,12 +67,19 @@ pub fn post(ctx: &mut WriteCtx<'_>, request: PostRequest) -> Result<PostOutcome>
         )?
     };
     let unread = reads::members_unread(ctx, topic_id, stored.seq, user_id)?;
+    let events = match &bots {
+        Some(audience) => {
+            deliveries::enqueue_in(ctx, &topic, &stored, attachment.as_ref(), audience)?
+        }
+        None => Vec::new(),
+    };
     Ok(PostOutcome {
         stored,
         duplicate: false,
         unread,
         attachment,
         mentioned,
+        events,
     })
 }
 
@@ -125,8 +136,10 @@ pub fn change(ctx: &mut WriteCtx<'_>, request: ChangeRequest) -> Result<ChangeOu
     let mentioned = mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
     if stored.record.deleted {
         attachments::erase_of_message(ctx, topic_id, seq)?;
+        reactions::erase_of_message(ctx, topic_id, seq)?;
     }
     let attachment = attachments::of_message_in(ctx, topic_id, seq)?;
+    let reactions = reactions::of_message_in(ctx, topic_id, seq)?;
     let author = users::get_in(ctx, stored.record.user_id)?
         .map(|u| Author::from(&u))
         .unwrap_or_else(|| Author::unknown(stored.record.user_id));
@@ -135,7 +148,19 @@ pub fn change(ctx: &mut WriteCtx<'_>, request: ChangeRequest) -> Result<ChangeOu
         author,
         attachment,
         mentioned,
+        reactions,
     })
+}
+
+/// Toggles a user's emoji on a message.
+pub fn react(ctx: &mut WriteCtx<'_>, request: ReactRequest) -> Result<Toggled> {
+    let ReactRequest {
+        topic_id,
+        seq,
+        emoji,
+        user_id,
+    } = request;
+    reactions::toggle(ctx, topic_id, seq, &emoji, user_id)
 }
 
 /// Moves the read position forward (never past the last message) and
@@ -171,10 +196,16 @@ fn page(tx: &ReadTransaction, messages: Vec<Stored>, has_more: bool) -> Result<M
         }
         attachments.push(attachments::of_message(tx, message.topic_id, message.seq)?);
     }
+    // One range read over the page's seqs (the page is ascending).
+    let reactions = match (messages.first(), messages.last()) {
+        (Some(first), Some(last)) => reactions::of_range(tx, first.topic_id, first.seq, last.seq)?,
+        _ => HashMap::new(),
+    };
     Ok(MessagePage {
         messages,
         authors,
         attachments,
+        reactions,
         has_more,
     })
 }
@@ -186,6 +217,29 @@ pub fn history(tx: &ReadTransaction, topic_id: u64, query: HistoryQuery) -> Resu
         None => messages::newest_before(tx, topic_id, query.before, query.limit)?,
     };
     page(tx, stored, has_more)
+}
+
+/// A page of history centred on `seq`, ascending. Up to half the page
+/// (rounded down, after `seq` itself) is older than `seq`; a short side
+/// gives its room to the other.
+pub fn around(tx: &ReadTransaction, topic_id: u64, seq: u64, limit: usize) -> Result<AroundPage> {
+    let limit = limit.max(1);
+    let (mut older, older_more) = messages::newest_before(tx, topic_id, Some(seq), limit)?;
+    let (mut newer, newer_more) =
+        messages::oldest_after(tx, topic_id, seq.saturating_sub(1), limit)?;
+    let half = (limit - 1) / 2;
+    let take_after = newer.len().min(limit - older.len().min(half));
+    let take_before = older.len().min(limit - take_after);
+    let has_more_before = older_more || older.len() > take_before;
+    let has_more_after = newer_more || newer.len() > take_after;
+    newer.truncate(take_after);
+    let mut stored = older.split_off(older.len() - take_before);
+    stored.append(&mut newer);
+    Ok(AroundPage {
+        page: page(tx, stored, false)?,
+        has_more_before,
+        has_more_after,
+    })
 }
 
 /// The history part of a join reply.

@@ -49,6 +49,25 @@ pub const MESSAGE_ATTACHMENT: TableDefinition<(u64, u64), u64> =
 /// (user id, topic id, seq) → author id: mentions of the user not read yet.
 pub const UNREAD_MENTIONS: TableDefinition<(u64, u64, u64), u64> =
     TableDefinition::new("unread_mentions");
+/// bot user id → [`super::records::BotRecord`].
+pub const BOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("bots");
+/// SHA-256 of a bot API key → bot user id.
+pub const BOT_KEY_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("bot_key_hashes");
+/// incoming webhook id → [`super::records::HookRecord`].
+pub const HOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("hooks");
+/// SHA-256 of an incoming webhook token → hook id.
+pub const HOOK_TOKEN_HASHES: TableDefinition<&[u8], u64> =
+    TableDefinition::new("hook_token_hashes");
+/// event id → [`super::records::DeliveryRecord`]: outgoing webhook events
+/// not delivered yet.
+pub const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
+
+/// (topic id, seq) → [`super::records::ReactionsRecord`]: a message's reactions.
+pub const REACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("reactions");
+/// SHA-256 of a password link's token → [`super::records::PasswordLinkRecord`].
+pub const PASSWORD_LINKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("password_links");
+/// queued mail id → [`super::records::MailRecord`], until sent or given up.
+pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -71,5 +90,13 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(ATTACHMENT_BYTES)?;
     tx.open_table(MESSAGE_ATTACHMENT)?;
     tx.open_table(UNREAD_MENTIONS)?;
+    tx.open_table(REACTIONS)?;
+    tx.open_table(BOTS)?;
+    tx.open_table(BOT_KEY_HASHES)?;
+    tx.open_table(HOOKS)?;
+    tx.open_table(HOOK_TOKEN_HASHES)?;
+    tx.open_table(DELIVERIES)?;
+    tx.open_table(PASSWORD_LINKS)?;
+    tx.open_table(MAIL_QUEUE)?;
     Ok(())
 }

@@ -45,6 +45,25 @@ pub fn get_by_username(tx: &ReadTransaction, username: &str) -> Result<Option<Us
     }
 }
 
+/// The user whose e-mail address is `email` (case-insensitive), by a scan
+/// of the accounts; the first by id if several share it.
+pub fn get_by_email(tx: &ReadTransaction, email: &str) -> Result<Option<UserRecord>> {
+    let email = email.to_lowercase();
+    let users = tx.open_table(USERS)?;
+    for entry in users.iter()? {
+        let (_, value) = entry?;
+        let user: UserRecord = codec::decode(value.value())?;
+        if user
+            .email
+            .as_deref()
+            .is_some_and(|e| e.to_lowercase() == email)
+        {
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
 /// Creates an account; 422 on a taken username. The very first account is admin.
 pub fn create(ctx: &mut WriteCtx<'_>, new: NewUser) -> Result<UserRecord> {
     let key = new.username.to_lowercase();
@@ -66,6 +85,7 @@ pub fn create(ctx: &mut WriteCtx<'_>, new: NewUser) -> Result<UserRecord> {
         disabled: false,
         token_version: 0,
         created_at: clock::now_ms(),
+        bot: false,
     };
     put(ctx, &user)?;
     ctx.tx()

@@ -1,5 +1,5 @@
 // Accessibility checked with axe-core in Chromium: the sign-in screen (both
-// tabs), the chat with messages from two people in the light and the dark
+// tabs, "forgot password" and the reset page), the chat with messages from two people in the light and the dark
 // theme, the dialogs, and the phone layout with the room list open. No
 // violation of impact serious or critical may remain.
 
@@ -49,6 +49,14 @@ for (const colorScheme of ["light", "dark"]) {
     await page.getByRole("button", { name: "Create account" }).click();
     await page.locator(".field-error:not([hidden])").first().waitFor();
     await assertAccessible(page, "create account with errors");
+    // Forgot password, and the reset page (any token shows the form).
+    await page.getByRole("tab", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Forgot password?" }).click();
+    await page.getByLabel("Username or e-mail").waitFor();
+    assert.deepEqual(await assertAccessible(page, "forgot password"), [], "not even a minor violation");
+    await page.goto("/reset#token=unused");
+    await page.getByLabel("New password", { exact: true }).waitFor();
+    assert.deepEqual(await assertAccessible(page, "reset password"), [], "not even a minor violation");
     H.assertClean(page);
   });
 
@@ -66,6 +74,21 @@ for (const colorScheme of ["light", "dark"]) {
     const own = H.messageRow(a, `hello from Ada, ${colorScheme}`);
     await own.hover();
     await assertAccessible(a, "chat with a message's actions shown");
+
+    // The reaction picker, and the chips (one's own pressed, another's not).
+    const bens = H.messageRow(a, `and hello from Ben, ${colorScheme}`);
+    await bens.hover();
+    await bens.getByRole("button", { name: /Add a reaction/ }).click();
+    const picker = a.getByRole("menu", { name: "Pick a reaction" });
+    await picker.waitFor();
+    await assertAccessible(a, "the reaction picker");
+    await picker.getByRole("menuitem", { name: "party popper" }).click();
+    await bens.locator(".reaction-chip[aria-pressed='true']").waitFor({ timeout: H.UI_DEADLINE });
+    const onB = H.messageRow(b, `and hello from Ben, ${colorScheme}`).locator(".reaction-chip[aria-pressed='false']");
+    await onB.waitFor({ timeout: H.UI_DEADLINE });
+    await a.mouse.move(0, 0);
+    await assertAccessible(a, "a message with one's own reaction");
+    await own.hover();
 
     await own.getByRole("button", { name: /Delete message/ }).click();
     const confirm = a.getByRole("dialog", { name: "Delete message" });

@@ -260,3 +260,106 @@ export function assertClean(page, label = "page") {
   const issues = [...page.problems, ...page.dialogs.map((d) => `dialog: ${d}`)];
   if (issues.length) throw new Error(`${label} had problems:\n${issues.join("\n")}`);
 }
+
+/**
+ * A tiny SMTP server on a loopback port (enough of RFC 5321 for a client
+ * without TLS), recording every message. `url` is the server's `smtp_url`;
+ * `waitFor(n)` resolves with the messages once `n` have arrived;
+ * `close()` stops it. Each message is `{from, to, data, body, link}` with
+ * `body` decoded from quoted-printable when sent so.
+ */
+export async function smtpSink() {
+  const { createServer } = await import("node:net");
+  const mails = [];
+  const waiters = [];
+  const server = createServer((socket) => {
+    socket.setEncoding("utf8");
+    let buffer = "";
+    let inData = false;
+    let data = "";
+    let from = "";
+    let to = [];
+    const reply = (line) => socket.write(`${line}\r\n`);
+    reply("220 sink ESMTP ready");
+    socket.on("data", (chunk) => {
+      buffer += chunk;
+      let at;
+      while ((at = buffer.indexOf("\r\n")) >= 0) {
+        const line = buffer.slice(0, at);
+        buffer = buffer.slice(at + 2);
+        if (inData) {
+          if (line === ".") {
+            inData = false;
+            mails.push(parseMail(from, to, data));
+            to = [];
+            data = "";
+            reply("250 OK queued");
+            for (const w of waiters.splice(0)) w();
+          } else {
+            data += `${line.startsWith(".") ? line.slice(1) : line}\r\n`;
+          }
+          continue;
+        }
+        const upper = line.toUpperCase();
+        if (upper.startsWith("EHLO")) socket.write("250-sink\r\n250 8BITMIME\r\n");
+        else if (upper.startsWith("MAIL FROM:")) {
+          from = addressOf(line.slice(10));
+          reply("250 OK");
+        } else if (upper.startsWith("RCPT TO:")) {
+          to.push(addressOf(line.slice(8)));
+          reply("250 OK");
+        } else if (upper === "DATA") {
+          inData = true;
+          reply("354 end with <CRLF>.<CRLF>");
+        } else if (upper.startsWith("QUIT")) {
+          reply("221 bye");
+          socket.end();
+        } else if (/^(HELO|NOOP|RSET)/.test(upper)) reply("250 OK");
+        else reply("502 command not implemented");
+      }
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = server.address().port;
+  return {
+    port,
+    url: `smtp+plain://127.0.0.1:${port}`,
+    mails,
+    async waitFor(count, timeout = UI_DEADLINE) {
+      const until = Date.now() + timeout;
+      while (mails.length < count) {
+        const left = until - Date.now();
+        if (left <= 0) throw new Error(`expected ${count} mails within ${timeout} ms, got ${mails.length}`);
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      return mails.slice();
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+function addressOf(text) {
+  const m = text.match(/<([^>]*)>/);
+  return m ? m[1] : text.trim().split(/\s+/)[0];
+}
+
+function parseMail(from, to, data) {
+  const split = data.indexOf("\r\n\r\n");
+  const head = split >= 0 ? data.slice(0, split) : data;
+  let body = split >= 0 ? data.slice(split + 4) : "";
+  if (/^content-transfer-encoding:\s*quoted-printable/im.test(head)) {
+    body = Buffer.from(
+      body.replace(/=\r\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, hex) => String.fromCharCode(parseInt(hex, 16))),
+      "latin1",
+    ).toString("utf8");
+  }
+  const link = (body.match(/https?:\/\/\S+/) || [null])[0];
+  return { from, to, data, head, body, link };
+}
