@@ -4,8 +4,8 @@
 
 use crate::error::{Error, FieldErrors, Result};
 use crate::state::AppState;
+use crate::store::ops::NewUser;
 use crate::store::records::UserRecord;
-use crate::store::users::NewUser;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -152,27 +152,14 @@ pub async fn set_password(state: &AppState, user_id: u64, password: &str) -> Res
         return Err(Error::field("password", reason));
     }
     let hash = state.passwords.hash(password).await?;
-    let user = state
-        .store
-        .update_user(user_id, move |user| {
-            user.password_hash = hash;
-            user.token_version = user.token_version.wrapping_add(1);
-            Ok(())
-        })
-        .await?;
+    let user = state.store.set_password_hash(user_id, hash).await?;
     state.sessions_changed(user.id);
     Ok(user)
 }
 
 /// Enables or disables an account. Disabling ends the user's live sockets.
 pub async fn set_disabled(state: &AppState, user_id: u64, disabled: bool) -> Result<UserRecord> {
-    let user = state
-        .store
-        .update_user(user_id, move |user| {
-            user.disabled = disabled;
-            Ok(())
-        })
-        .await?;
+    let user = state.store.set_disabled(user_id, disabled).await?;
     state.sessions_changed(user.id);
     Ok(user)
 }

@@ -307,7 +307,7 @@ async fn room_add_on(
     }
     let room = state
         .store
-        .create_room(crate::store::rooms::NewRoom {
+        .create_room(crate::store::ops::NewRoom {
             name: name.to_string(),
             private,
             description: description.unwrap_or_default(),
@@ -356,7 +356,7 @@ pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResul
     let write = |writer: &mut dyn Write| -> Result<i32, String> {
         match live {
             Some(stream) => admin::client::export(stream, writer),
-            None => crate::store::export::export_offline(&cfg.data_dir, writer).map(|()| 0),
+            None => crate::store::export_offline(&cfg.data_dir, writer).map(|()| 0),
         }
     };
     match out {
@@ -403,11 +403,11 @@ pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResul
 pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     let input =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-    let count = crate::store::export::import(&cfg.data_dir, std::io::BufReader::new(input))
+    let count = crate::store::import(&cfg.data_dir, std::io::BufReader::new(input))
         .map_err(|e| format!("{}: {e}", file.display()))?;
     println!(
         "imported {count} records into {}",
-        cfg.data_dir.join("confab.redb").display()
+        crate::store::import_location(&cfg.data_dir).display()
     );
     Ok(())
 }

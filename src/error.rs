@@ -134,28 +134,6 @@ impl Error {
     }
 }
 
-impl From<redb::Error> for Error {
-    fn from(e: redb::Error) -> Self {
-        Error::Store(e.to_string())
-    }
-}
-
-macro_rules! store_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::Store(e.to_string())
-            }
-        }
-    )*};
-}
-store_error_from!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
 /// Result with the crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`config`]: settings (defaults < `config.toml` < `CONFAB_*` env < flags).
-//! - [`store`]: the embedded redb store; one writer thread with group commit;
-//!   [`store::postgres`]: the PostgreSQL pool and schema migrations.
+//! - [`store`]: the storage interface; its embedded backend is one file
+//!   written by one writer thread with group commit; [`store::postgres`]:
+//!   the PostgreSQL pool and schema migrations.
 //! - [`auth`]: password hashing, JWT tokens, login throttling, `authenticate`.
 //! - [`accounts`]: account rules and flows shared by the API and the CLI;
 //!   [`password_links`]: one-time links to choose a password (welcome, reset).
@@ -95,7 +96,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data = %state.cfg.data_dir.display(),
-        store = %store.path().display(),
+        store = %store.location(),
         open_files = files,
         "confab started; sockets are limited by the open-files limit"
     );

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::mail::{settings, texts};
 use crate::state::AppState;
-use crate::store::password_resets::{LinkState, Redeemed};
+use crate::store::ops::{LinkState, Redeemed};
 use crate::store::records::{LinkPurpose, MailRecord, PasswordLinkRecord, UserRecord};
 
 /// Random bytes in a link's token.

@@ -142,17 +142,14 @@ async fn export(state: &State, write: &mut OwnedWriteHalf) -> io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<String>(4);
     let store = state.store.clone();
     let job = tokio::spawn(async move {
-        store
-            .read(move |rtx| {
-                let mut out = ChunkWriter {
-                    pending: Vec::with_capacity(CHUNK_BYTES),
-                    tx,
-                };
-                crate::store::export::export(rtx, &mut out)?;
-                out.send(true)
-                    .map_err(|e| crate::error::Error::Internal(e.to_string()))
-            })
+        let out = ChunkWriter {
+            pending: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+        };
+        let mut out = store.export_into(out).await.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || out.send(true))
             .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     });
     let outcome = loop {

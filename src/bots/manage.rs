@@ -8,8 +8,8 @@ use crate::bots::{keys, safety};
 use crate::chat::topic;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::bots::NewBot;
-use crate::store::hooks::NewHook;
+use crate::store::ops::NewBot;
+use crate::store::ops::NewHook;
 use crate::store::records::{BotRecord, HookRecord, RoomRecord, UserRecord};
 
 /// What a new bot is made of.

@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::chat::views::UserBrief;
 use crate::error::Result;
 use crate::socket::limits::TokenBucket;
-use crate::store::deliveries::Candidate;
 use crate::store::records::{BotRecord, DeliveryRecord};
 use crate::store::Store;
 
@@ -166,50 +165,12 @@ impl Bots {
     }
 }
 
-/// The bots to tell of a message by `author` in `topic`, given who it
-/// mentions: mentioned bots; the bot of a direct conversation; bots that
-/// asked for all messages of a room they are a member of. Messages by bots
-/// tell no one, so bots cannot answer each other in a loop.
-pub fn candidates(
-    registry: &Registry,
-    topic: &str,
-    author: &UserBrief,
-    author_is_bot: bool,
-    mentions: &[u64],
-) -> Vec<Candidate> {
-    if registry.is_empty() || author_is_bot {
-        return Vec::new();
-    }
-    let direct = topic.starts_with("dm:");
-    let mut out: Vec<Candidate> = registry
-        .iter()
-        .filter(|(id, _)| **id != author.id)
-        .filter_map(|(&bot_id, entry)| {
-            if mentions.contains(&bot_id) {
-                Some(Candidate {
-                    bot_id,
-                    if_member: false,
-                })
-            } else if direct || entry.all_messages {
-                Some(Candidate {
-                    bot_id,
-                    if_member: true,
-                })
-            } else {
-                None
-            }
-        })
-        .collect();
-    out.sort_by_key(|c| c.bot_id);
-    out
-}
-
 /// The request body of a `message` event:
 /// `{id, type, message, topic, room | conversation, author}`.
 pub fn event_body(
     event_id: u64,
     topic: &str,
-    stored: &crate::store::messages::Stored,
+    stored: &crate::store::records::Stored,
     author: &UserBrief,
     attachment: Option<&crate::store::records::AttachmentRecord>,
 ) -> String {

@@ -15,9 +15,8 @@ use serde_json::json;
 
 use super::topic::personal;
 use super::views::UserBrief;
-use crate::error::Result;
 use crate::hub::{Broadcast, Hub};
-use crate::store::{mentions, WriteCtx};
+use crate::store::ops::MentionQuery;
 
 /// Most names looked up in one body.
 const MAX_NAMES: usize = 50;
@@ -76,72 +75,22 @@ pub fn parse(body: &str) -> Option<Names> {
     (!out.names.is_empty() || out.here).then_some(out)
 }
 
-/// What resolving needs, gathered before the write: the names and, for
-/// `@here`, who is present on the topic now (without the author).
-#[derive(Clone, Debug, Default)]
-pub struct Request {
-    names: Vec<Vec<String>>,
-    present: Vec<u64>,
-}
-
-impl Request {
-    /// The request for `body` posted by `author` on `topic`; `None` if it
-    /// names nobody.
-    pub fn new(hub: &Hub, topic: &str, author: u64, body: &str) -> Option<Request> {
-        let names = parse(body)?;
-        let present = if names.here {
-            let mut present = hub.present_users(topic);
-            present.retain(|&id| id != author);
-            present
-        } else {
-            Vec::new()
-        };
-        Some(Request {
-            names: names.names,
-            present,
-        })
-    }
-}
-
-/// The users `request` mentions who may read the topic (empty for none).
-pub fn resolve(
-    ctx: &mut WriteCtx<'_>,
-    topic_id: u64,
-    topic: &str,
-    request: Option<&Request>,
-) -> Result<Vec<u64>> {
-    match request {
-        Some(request) => mentions::resolve(ctx, topic_id, topic, &request.names, &request.present),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// Marks the message at `seq` as an unread mention for each of `added`
-/// (other than the author, nor anyone ignoring the author, nor anyone who
-/// has already read past it) and drops the marks of `removed`. Returns who
-/// is to be told (`added` less the author and those ignoring them).
-pub fn record(
-    ctx: &mut WriteCtx<'_>,
-    topic_id: u64,
-    seq: u64,
-    author: u64,
-    added: &[u64],
-    removed: &[u64],
-) -> Result<Vec<u64>> {
-    for &user in removed {
-        mentions::remove_unread(ctx, user, topic_id, seq)?;
-    }
-    let mut notify = Vec::with_capacity(added.len());
-    for &user in added {
-        if user == author || mentions::ignores(ctx, user, author)? {
-            continue;
-        }
-        if mentions::read_position(ctx, user, topic_id)? < seq {
-            mentions::add_unread(ctx, user, topic_id, seq, author)?;
-        }
-        notify.push(user);
-    }
-    Ok(notify)
+/// What the store needs to resolve the mentions of `body` posted by
+/// `author` on `topic`: the names and, for `@here`, who is present on the
+/// topic now (without the author). `None` if it names nobody.
+pub fn query(hub: &Hub, topic: &str, author: u64, body: &str) -> Option<MentionQuery> {
+    let names = parse(body)?;
+    let present = if names.here {
+        let mut present = hub.present_users(topic);
+        present.retain(|&id| id != author);
+        present
+    } else {
+        Vec::new()
+    };
+    Some(MentionQuery {
+        names: names.names,
+        present,
+    })
 }
 
 /// The start of a body, for a notification.

@@ -10,7 +10,7 @@ use super::topic::Access;
 use crate::error::{Error, Result};
 use crate::hub::{Broadcast, Hub};
 use crate::state::AppState;
-use crate::store::reactions::{self, Toggled};
+use crate::store::ops::{ReactRequest, Toggled};
 
 /// Longest emoji accepted, in UTF-8 bytes (flags, skin tones and ZWJ
 /// sequences fit; a paragraph glued with combining marks does not).
@@ -49,35 +49,34 @@ pub async fn toggle(
     let relay = state.relay.clone();
     let (topic_id, topic) = (access.topic_id, access.name.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let request = ReactRequest {
+        topic_id,
+        seq,
+        emoji: emoji.clone(),
+        user_id,
+    };
     state
         .store
-        .writer()
-        .submit(
-            {
-                let emoji = emoji.clone();
-                move |ctx| reactions::toggle(ctx, topic_id, seq, &emoji, user_id)
-            },
-            move |result: Result<Toggled>| {
-                relay.run(move || {
-                    let out = result.map(|toggled| {
-                        let on = match toggled {
-                            Toggled::On => true,
-                            Toggled::Off => false,
-                            Toggled::Full => return Reacted::TooMany,
-                        };
-                        let payload = json!({
-                            "seq": seq,
-                            "emoji": emoji,
-                            "user_id": user_id,
-                            "on": on,
-                        });
-                        hub.publish(Arc::new(Broadcast::new(topic, "reaction", &payload)));
-                        Reacted::Toggled { on }
+        .react(request, move |result: Result<Toggled>| {
+            relay.run(move || {
+                let out = result.map(|toggled| {
+                    let on = match toggled {
+                        Toggled::On => true,
+                        Toggled::Off => false,
+                        Toggled::Full => return Reacted::TooMany,
+                    };
+                    let payload = json!({
+                        "seq": seq,
+                        "emoji": emoji,
+                        "user_id": user_id,
+                        "on": on,
                     });
-                    let _ = tx.send(out);
+                    hub.publish(Arc::new(Broadcast::new(topic, "reaction", &payload)));
+                    Reacted::Toggled { on }
                 });
-            },
-        )
+                let _ = tx.send(out);
+            });
+        })
         .await;
     rx.await
         .unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::records::UserRecord;
-use crate::store::{conversations, rooms, topics};
 
 /// A parsed topic name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,41 +90,22 @@ pub async fn authorize(
     match kind {
         TopicKind::User(id) if id == user_id => Ok(Ok(Access { name, topic_id: 0 })),
         TopicKind::User(_) => Ok(Err(Refusal::Unauthorized)),
-        TopicKind::Room(room_name) => {
-            let room_name = room_name.to_string();
-            state
-                .store
-                .read(move |tx| {
-                    let Some(room) = rooms::get(tx, &room_name)? else {
-                        return Ok(Err(Refusal::NotFound));
-                    };
-                    if room.private && !topics::is_member(tx, room.topic_id, user_id)? {
-                        return Ok(Err(Refusal::Unauthorized));
-                    }
-                    Ok(Ok(Access {
-                        name,
-                        topic_id: room.topic_id,
-                    }))
-                })
-                .await
-        }
-        TopicKind::Dm(id) => {
-            state
-                .store
-                .read(move |tx| {
-                    let Some(conversation) = conversations::get(tx, id)? else {
-                        return Ok(Err(Refusal::NotFound));
-                    };
-                    if !conversation.includes(user_id) {
-                        return Ok(Err(Refusal::Unauthorized));
-                    }
-                    Ok(Ok(Access {
-                        name,
-                        topic_id: conversation.topic_id,
-                    }))
-                })
-                .await
-        }
+        TopicKind::Room(room_name) => match state.store.room_access(room_name, user_id).await? {
+            None => Ok(Err(Refusal::NotFound)),
+            Some((_, false)) => Ok(Err(Refusal::Unauthorized)),
+            Some((room, true)) => Ok(Ok(Access {
+                name,
+                topic_id: room.topic_id,
+            })),
+        },
+        TopicKind::Dm(id) => match state.store.conversation(id).await? {
+            None => Ok(Err(Refusal::NotFound)),
+            Some(conversation) if !conversation.includes(user_id) => Ok(Err(Refusal::Unauthorized)),
+            Some(conversation) => Ok(Ok(Access {
+                name,
+                topic_id: conversation.topic_id,
+            })),
+        },
     }
 }
 

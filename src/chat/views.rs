@@ -4,42 +4,10 @@
 use serde::Serialize;
 
 use crate::clock;
-use crate::store::messages::Stored;
-use crate::store::records::{AttachmentRecord, ReactionsRecord, RoomRecord, UserRecord};
+use crate::store::records::{AttachmentRecord, ReactionsRecord, RoomRecord, Stored};
 
 /// `{id, username, display_name, bot?}` of a message author.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct UserBrief {
-    pub id: u64,
-    pub username: String,
-    pub display_name: String,
-    /// Present (true) only for bot accounts.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub bot: bool,
-}
-
-impl From<&UserRecord> for UserBrief {
-    fn from(user: &UserRecord) -> Self {
-        UserBrief {
-            id: user.id,
-            username: user.username.clone(),
-            display_name: user.display_name.clone(),
-            bot: user.bot,
-        }
-    }
-}
-
-impl UserBrief {
-    /// Stand-in for an author whose account no longer exists.
-    pub fn unknown(id: u64) -> Self {
-        UserBrief {
-            id,
-            username: format!("user{id}"),
-            display_name: "unknown user".into(),
-            bot: false,
-        }
-    }
-}
+pub use crate::store::records::Author as UserBrief;
 
 /// `message`: `{id, topic, seq, user, body, client_id?, inserted_at, edited_at?, deleted?,
 /// mentions, attachment?, reactions?}`.

@@ -19,8 +19,8 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
 use super::{analyzer, Fields};
-use crate::store::messages::{self, Stored};
-use crate::store::{topics, Store};
+use crate::store::records::Stored;
+use crate::store::Store;
 
 /// Longest time a stored message waits to become searchable.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -213,7 +213,7 @@ impl Indexer {
         let started = Instant::now();
         let repair = !self.fresh && !self.progress.clean;
         let edits_since = self.progress.edits_ms.saturating_sub(EDIT_MARGIN_MS);
-        let topic_ids = match store.read_now(topics::all_ids) {
+        let topic_ids = match store.topic_ids_blocking() {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "search catch-up cannot list topics");
@@ -225,8 +225,7 @@ impl Indexer {
             let head = self.progress.heads.get(&topic_id).copied().unwrap_or(0);
             let mut after = if repair { 0 } else { head };
             loop {
-                let chunk = store
-                    .read_now(|tx| messages::oldest_after(tx, topic_id, after, CATCH_UP_CHUNK));
+                let chunk = store.messages_after_blocking(topic_id, after, CATCH_UP_CHUNK);
                 let (chunk, more) = match chunk {
                     Ok(found) => found,
                     Err(e) => {

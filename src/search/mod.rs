@@ -40,7 +40,7 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
-use crate::store::messages::Stored;
+use crate::store::records::Stored;
 use crate::store::Store;
 use query::{Clause, Parsed};
 use snippet::Highlight;

@@ -14,7 +14,8 @@ use super::query::Parsed;
 use super::{Hit, Search, SearchIndex};
 use crate::chat::views::{MessageView, UserBrief};
 use crate::error::{Error, Result};
-use crate::store::{attachments, conversations, ignores, messages, rooms, topics, users, Store};
+use crate::store::records::{AttachmentRecord, Stored};
+use crate::store::Store;
 
 /// Results per page when none is asked for.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -88,40 +89,27 @@ pub fn find(index: &SearchIndex, store: &Store, request: Request) -> Result<Page
         let wanted = limit - results.len() + 1;
         let hits = index.search(&search, wanted)?;
         let exhausted = hits.len() < wanted;
-        let checked = store.read_now(|tx| {
-            let mut out = Vec::with_capacity(hits.len());
-            for hit in &hits {
-                let stored = messages::get(tx, hit.topic_id, hit.seq)?;
-                let Some(stored) = stored.filter(|s| s.record.id == hit.id) else {
-                    out.push(Checked::Gone(*hit));
-                    continue;
-                };
-                if stored.record.deleted {
-                    out.push(Checked::Gone(*hit));
-                    continue;
+        let keys: Vec<(u64, u64)> = hits.iter().map(|hit| (hit.topic_id, hit.seq)).collect();
+        let lookup = store.lookup_messages_blocking(&keys)?;
+        for (topic_id, name) in lookup.topic_names {
+            names.entry(topic_id).or_insert(name);
+        }
+        for (id, author) in lookup.authors {
+            authors.entry(id).or_insert(author);
+        }
+        let checked: Vec<Checked> = hits
+            .iter()
+            .zip(lookup.messages.into_iter().zip(lookup.attachments))
+            .map(|(hit, (stored, attachment))| {
+                match stored.filter(|s| s.record.id == hit.id && !s.record.deleted) {
+                    None => Checked::Gone(*hit),
+                    Some(stored) if stored.record.edited_at.unwrap_or(0) != hit.edited => {
+                        Checked::Stale(stored)
+                    }
+                    Some(stored) => Checked::Found(stored, attachment),
                 }
-                if stored.record.edited_at.unwrap_or(0) != hit.edited {
-                    out.push(Checked::Stale(stored));
-                    continue;
-                }
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    names.entry(stored.topic_id)
-                {
-                    let name = topics::get(tx, stored.topic_id)?.map(|t| t.name);
-                    slot.insert(name.unwrap_or_default());
-                }
-                let author = stored.record.user_id;
-                if let std::collections::hash_map::Entry::Vacant(slot) = authors.entry(author) {
-                    let brief = users::get(tx, author)?
-                        .map(|u| UserBrief::from(&u))
-                        .unwrap_or_else(|| UserBrief::unknown(author));
-                    slot.insert(brief);
-                }
-                let attachment = attachments::of_message(tx, stored.topic_id, stored.seq)?;
-                out.push(Checked::Found(stored, attachment));
-            }
-            Ok(out)
-        })?;
+            })
+            .collect();
         for (hit, checked) in hits.iter().zip(checked) {
             search.before = Some(hit.id);
             match checked {
@@ -166,12 +154,9 @@ fn results_last_id(results: &[Value]) -> Option<u64> {
 /// What the store says about a hit.
 enum Checked {
     /// Still there, with the indexed text.
-    Found(
-        messages::Stored,
-        Option<crate::store::records::AttachmentRecord>,
-    ),
+    Found(Stored, Option<AttachmentRecord>),
     /// Edited since it was indexed.
-    Stale(messages::Stored),
+    Stale(Stored),
     /// Deleted (or never stored).
     Gone(Hit),
 }
@@ -181,56 +166,36 @@ enum Checked {
 fn scope(store: &Store, request: &Request) -> Result<Option<Search>> {
     let user_id = request.user_id;
     let parsed = request.parsed.clone();
-    store.read_now(|tx| {
-        let member_of: BTreeSet<u64> = topics::of_user(tx, user_id)?.into_iter().collect();
-        let mut readable: BTreeSet<u64> = member_of.clone();
-        let mut room_topics: HashMap<String, u64> = HashMap::new();
-        for room in rooms::all(tx)? {
-            if !room.private || member_of.contains(&room.topic_id) {
-                readable.insert(room.topic_id);
-                room_topics.insert(room.name.clone(), room.topic_id);
-            }
-        }
-        for conversation in conversations::of_user(tx, user_id)? {
-            readable.insert(conversation.topic_id);
-        }
-        if let Some(topic_id) = request.topic_id {
-            readable.retain(|&id| id == topic_id);
-        }
-        if !parsed.rooms.is_empty() {
-            let wanted: BTreeSet<u64> = parsed
-                .rooms
-                .iter()
-                .filter_map(|name| room_topics.get(name).copied())
-                .collect();
-            readable.retain(|id| wanted.contains(id));
-        }
-        if readable.is_empty() {
-            return Ok(None);
-        }
-        let authors = if parsed.from.is_empty() {
-            None
-        } else {
-            let mut ids = Vec::new();
-            for name in &parsed.from {
-                if let Some(user) = users::get_by_username(tx, name)? {
-                    ids.push(user.id);
-                }
-            }
-            if ids.is_empty() {
-                return Ok(None);
-            }
-            Some(ids)
-        };
-        let ignored = ignores::of_user(tx, user_id)?.into_iter().collect();
-        Ok(Some(Search {
-            parsed,
-            topics: readable.into_iter().collect(),
-            authors,
-            ignored,
-            before: request.before,
-        }))
-    })
+    let scope = store.search_scope_blocking(user_id, &parsed.from)?;
+    let mut readable = scope.readable;
+    if let Some(topic_id) = request.topic_id {
+        readable.retain(|&id| id == topic_id);
+    }
+    if !parsed.rooms.is_empty() {
+        let wanted: BTreeSet<u64> = parsed
+            .rooms
+            .iter()
+            .filter_map(|name| scope.rooms.get(name).copied())
+            .collect();
+        readable.retain(|id| wanted.contains(id));
+    }
+    if readable.is_empty() {
+        return Ok(None);
+    }
+    let authors = if parsed.from.is_empty() {
+        None
+    } else if scope.from.is_empty() {
+        return Ok(None);
+    } else {
+        Some(scope.from)
+    };
+    Ok(Some(Search {
+        parsed,
+        topics: readable.into_iter().collect(),
+        authors,
+        ignored: scope.ignored.into_iter().collect(),
+        before: request.before,
+    }))
 }
 
 /// Turns a parse failure into the 422 of api.md §5.

@@ -15,7 +15,7 @@ use crate::chat::reactions::{self, Reacted};
 use crate::chat::views::{AttachmentView, UserBrief};
 use crate::error::Error;
 use crate::hub::{Broadcast, LateReply, Out};
-use crate::store::messages::MAX_CLIENT_ID_LEN;
+use crate::store::ops::MAX_CLIENT_ID_LEN;
 
 /// At most one `typing` broadcast per channel in this interval.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);

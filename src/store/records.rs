@@ -1,5 +1,6 @@
-//! The records kept as values in the store's tables. Encoded only through
-//! [`super::codec`]; a field change here needs a new format byte there.
+//! The records the store keeps and hands out: plain structs shared by every
+//! backend and the layers above the store. The embedded backend encodes
+//! them through `redb::codec`; a field change needs a new format byte there.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,37 +23,6 @@ pub struct UserRecord {
     /// key (see [`BotRecord`]). Absent before record format 3.
     #[serde(default)]
     pub bot: bool,
-}
-
-/// A user as written in record formats 1 and 2, before bot accounts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecordV2 {
-    pub id: u64,
-    pub username: String,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub password_hash: String,
-    pub admin: bool,
-    pub disabled: bool,
-    pub token_version: u32,
-    pub created_at: i64,
-}
-
-impl From<UserRecordV2> for UserRecord {
-    fn from(old: UserRecordV2) -> Self {
-        UserRecord {
-            id: old.id,
-            username: old.username,
-            display_name: old.display_name,
-            email: old.email,
-            password_hash: old.password_hash,
-            admin: old.admin,
-            disabled: old.disabled,
-            token_version: old.token_version,
-            created_at: old.created_at,
-            bot: false,
-        }
-    }
 }
 
 /// What makes a user a bot: its API key (as a hash) and its outgoing webhook.
@@ -142,33 +112,6 @@ pub struct MessageRecord {
     pub mentions: Vec<u64>,
 }
 
-/// A message as written in record format 1, before mentions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRecordV1 {
-    pub id: u64,
-    pub user_id: u64,
-    pub body: String,
-    pub client_id: Option<String>,
-    pub inserted_at: i64,
-    pub edited_at: Option<i64>,
-    pub deleted: bool,
-}
-
-impl From<MessageRecordV1> for MessageRecord {
-    fn from(old: MessageRecordV1) -> Self {
-        MessageRecord {
-            id: old.id,
-            user_id: old.user_id,
-            body: old.body,
-            client_id: old.client_id,
-            inserted_at: old.inserted_at,
-            edited_at: old.edited_at,
-            deleted: old.deleted,
-            mentions: Vec::new(),
-        }
-    }
-}
-
 /// A direct conversation between two users, topic `dm:<id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationRecord {
@@ -208,6 +151,48 @@ pub struct AttachmentRecord {
     pub created_at: i64,
     /// The seq of the message carrying it, once linked.
     pub linked_seq: Option<u64>,
+}
+
+/// A message with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub topic_id: u64,
+    pub seq: u64,
+    pub record: MessageRecord,
+}
+
+/// `{id, username, display_name, bot?}`: who wrote a message, as message views show it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Author {
+    pub id: u64,
+    pub username: String,
+    pub display_name: String,
+    /// Present (true) only for bot accounts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
+}
+
+impl From<&UserRecord> for Author {
+    fn from(user: &UserRecord) -> Self {
+        Author {
+            id: user.id,
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            bot: user.bot,
+        }
+    }
+}
+
+impl Author {
+    /// Stand-in for an author whose account no longer exists.
+    pub fn unknown(id: u64) -> Self {
+        Author {
+            id,
+            username: format!("user{id}"),
+            display_name: "unknown user".into(),
+            bot: false,
+        }
+    }
 }
 
 /// The reactions on one message; its topic and seq are the key. Emoji keep

@@ -12,7 +12,6 @@ use crate::chat::views::AttachmentView;
 use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
-use crate::store::topics;
 
 /// Stores the request body as an image of `topic_name`; 201 `{attachment}`.
 pub async fn upload(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
@@ -47,7 +46,7 @@ pub async fn fetch(call: &mut Call, id: &str) -> Result<HttpResponse> {
     let topic = call
         .state
         .store
-        .read(move |tx| topics::get(tx, topic_id))
+        .topic(topic_id)
         .await?
         .ok_or(Error::NotFound("attachment"))?;
     topic::require(&call.state, &identity.user, &topic.name)

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
 use crate::store::records::{ConversationRecord, UserRecord};
-use crate::store::{conversations, mentions, messages, reads, users};
 
 /// `conversation`: `{id, topic, with: user, last_seq, unread, unread_mentions}`.
 pub fn view(
@@ -36,28 +35,23 @@ pub fn view(
 pub async fn list(call: &mut Call) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let me = identity.user.id;
-    let list = call
+    let list: Vec<Value> = call
         .state
         .store
-        .read(move |tx| {
-            let mut out = Vec::new();
-            for conversation in conversations::of_user(tx, me)? {
-                let Some(other) = users::get(tx, conversation.other(me))? else {
-                    continue;
-                };
-                let last_seq = messages::last_seq(tx, conversation.topic_id)?;
-                let read = reads::get(tx, me, conversation.topic_id)?;
-                out.push(view(
-                    &conversation,
-                    &other,
-                    last_seq,
-                    last_seq.saturating_sub(read),
-                    mentions::unread_count(tx, me, conversation.topic_id)?,
-                ));
-            }
-            Ok(out)
+        .conversation_list(me)
+        .await?
+        .iter()
+        .map(|summary| {
+            let counts = summary.counts;
+            view(
+                &summary.conversation,
+                &summary.with,
+                counts.last_seq,
+                counts.unread(),
+                counts.unread_mentions,
+            )
         })
-        .await?;
+        .collect();
     Ok(reply::json(200, &json!({ "conversations": list })))
 }
 
@@ -100,20 +94,13 @@ pub async fn open(call: &mut Call) -> Result<HttpResponse> {
             &json!({"conversation": view(&conversation, &other, 0, 0, 0)}),
         );
     }
-    let topic_id = conversation.topic_id;
-    let me = identity.user.id;
-    let (last_seq, read, unread_mentions) = call
+    let counts = call
         .state
         .store
-        .read(move |tx| {
-            Ok((
-                messages::last_seq(tx, topic_id)?,
-                reads::get(tx, me, topic_id)?,
-                mentions::unread_count(tx, me, topic_id)?,
-            ))
-        })
+        .topic_counts(identity.user.id, conversation.topic_id)
         .await?;
-    let unread = last_seq.saturating_sub(read);
+    let (last_seq, unread, unread_mentions) =
+        (counts.last_seq, counts.unread(), counts.unread_mentions);
     let body =
         json!({"conversation": view(&conversation, &other, last_seq, unread, unread_mentions)});
     Ok(reply::json(if created { 201 } else { 200 }, &body))

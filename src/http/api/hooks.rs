@@ -13,7 +13,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
-use crate::store::messages as stored_messages;
+use crate::store::ops as stored_messages;
 use crate::store::records::{HookRecord, RoomRecord};
 
 /// The room, for someone allowed to manage its hooks (owner or admin).

@@ -8,6 +8,7 @@ use crate::accounts::{self, Problems};
 use crate::error::Result;
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
+use crate::store::ops::ProfileChange;
 
 /// The caller's own account.
 pub async fn show(call: &mut Call) -> Result<HttpResponse> {
@@ -74,15 +75,13 @@ pub async fn update(call: &mut Call) -> Result<HttpResponse> {
     let mut user = call
         .state
         .store
-        .update_user(identity.user.id, move |user| {
-            if let Some(name) = display_name {
-                user.display_name = name.trim().to_string();
-            }
-            if let Some(email) = email {
-                user.email = Some(email).filter(|e| !e.is_empty());
-            }
-            Ok(())
-        })
+        .update_profile(
+            identity.user.id,
+            ProfileChange {
+                display_name,
+                email,
+            },
+        )
         .await?;
     let mut body = json!({});
     if let Some(change) = input.password {

@@ -14,9 +14,8 @@ use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::query;
 use crate::http::reply::{self, HttpResponse};
+use crate::store::ops::{NewRoom, MAX_CLIENT_ID_LEN};
 use crate::store::records::{RoomRecord, UserRecord};
-use crate::store::rooms::{self, NewRoom};
-use crate::store::{mentions, messages as stored_messages, reads, topics, users};
 
 /// `None` if `name` is 1–64 of `a-z 0-9 _ -`, else the reason.
 pub fn room_name_problem(name: &str) -> Option<&'static str> {
@@ -37,32 +36,24 @@ pub fn room_name_problem(name: &str) -> Option<&'static str> {
 pub async fn list(call: &mut Call) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let user_id = identity.user.id;
-    let rooms = call
+    let rooms: Vec<Value> = call
         .state
         .store
-        .read(move |tx| {
-            let mine = topics::of_user(tx, user_id)?;
-            let mut out = Vec::new();
-            for room in rooms::all(tx)? {
-                if room.private && !mine.contains(&room.topic_id) {
-                    continue;
-                }
-                let last_seq = stored_messages::last_seq(tx, room.topic_id)?;
-                let read = reads::get(tx, user_id, room.topic_id)?;
-                let owner = users::get(tx, room.owner)?.map(|u| u.username);
-                let mut view = views::room(
-                    &room,
-                    owner.as_deref(),
-                    last_seq,
-                    Some(last_seq.saturating_sub(read)),
-                );
-                view["unread_mentions"] =
-                    json!(mentions::unread_count(tx, user_id, room.topic_id)?);
-                out.push(view);
-            }
-            Ok(out)
+        .room_list(user_id)
+        .await?
+        .into_iter()
+        .map(|summary| {
+            let counts = summary.counts;
+            let mut view = views::room(
+                &summary.room,
+                summary.owner.as_deref(),
+                counts.last_seq,
+                Some(counts.unread()),
+            );
+            view["unread_mentions"] = json!(counts.unread_mentions);
+            view
         })
-        .await?;
+        .collect();
     Ok(reply::json(200, &json!({ "rooms": rooms })))
 }
 
@@ -139,23 +130,10 @@ pub async fn add_member(call: &mut Call, name: &str) -> Result<HttpResponse> {
     let input: MemberInput = call.json().await?;
     let user = user_named(call, &input.username).await?;
     let (topic_id, user_id) = (room.topic_id, user.id);
-    let added = call
-        .state
-        .store
-        .write(move |ctx| topics::add_member(ctx.tx(), topic_id, user_id))
-        .await?;
+    let added = call.state.store.add_member(topic_id, user_id).await?;
     if added {
-        let owner_id = room.owner;
-        let (last_seq, owner) = call
-            .state
-            .store
-            .read(move |tx| {
-                Ok((
-                    stored_messages::last_seq(tx, topic_id)?,
-                    users::get(tx, owner_id)?.map(|u| u.username),
-                ))
-            })
-            .await?;
+        let last_seq = call.state.store.last_seq(topic_id).await?;
+        let owner = call.state.store.user(room.owner).await?.map(|u| u.username);
         notify::send(
             &call.state.hub,
             user.id,
@@ -171,11 +149,7 @@ pub async fn remove_member(call: &mut Call, name: &str, username: &str) -> Resul
     let room = managed_room(call, name).await?;
     let user = user_named(call, username).await?;
     let (topic_id, user_id) = (room.topic_id, user.id);
-    let removed = call
-        .state
-        .store
-        .write(move |ctx| topics::remove_member(ctx.tx(), topic_id, user_id))
-        .await?;
+    let removed = call.state.store.remove_member(topic_id, user_id).await?;
     if removed {
         notify::send(
             &call.state.hub,
@@ -289,7 +263,7 @@ pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
         return Err(Error::field("body", text));
     }
     if let Some(id) = &input.client_id {
-        if id.is_empty() || id.len() > stored_messages::MAX_CLIENT_ID_LEN {
+        if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
             return Err(Error::field("client_id", "must be 1 to 128 bytes"));
         }
     }

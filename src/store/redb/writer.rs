@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch_tables::BatchTables;
 use crate::error::{Error, Result};
+use crate::store::CommitObserver;
 
 /// Most operations applied in one commit.
 const MAX_BATCH: usize = 1024;
@@ -66,12 +67,6 @@ impl<'a> WriteCtx<'a> {
         };
         Ok((tables, &mut *self.cache))
     }
-}
-
-/// Figures of the last commits, for metrics.
-pub trait CommitObserver: Send + Sync {
-    /// Called after every commit attempt with the batch size and its duration.
-    fn committed(&self, ops: usize, seconds: f64, ok: bool);
 }
 
 /// One queued write. `apply` runs inside the batch transaction; `finish` runs
@@ -262,7 +257,7 @@ fn apply_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tables::{self, MESSAGES};
+    use crate::store::redb::tables::{self, MESSAGES};
     use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
     #[test]

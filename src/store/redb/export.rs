@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::codec;
 use base64::Engine;
 
-use super::records::{
-    AttachmentRecord, ConversationRecord, MessageRecord, ReactionsRecord, RoomRecord, TopicRecord,
-    UserRecord,
-};
 use super::tables::*;
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::store::records::{
+    AttachmentRecord, ConversationRecord, MessageRecord, ReactionsRecord, RoomRecord, TopicRecord,
+    UserRecord,
+};
 
 /// Format of the export file.
 pub const EXPORT_FORMAT: u32 = 1;
@@ -237,15 +237,15 @@ pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
 }
 
 /// Exports the store at `data_dir` (the server must be stopped; a running
-/// one exports through its admin socket, see `crate::admin`).
+/// one exports through its admin socket).
 pub fn export_offline(data_dir: &Path, out: &mut dyn Write) -> std::result::Result<(), String> {
-    let path = data_dir.join("confab.redb");
+    let path = super::store_file(data_dir);
     if !path.exists() {
         return Err(format!("no store at {}", path.display()));
     }
     let db = Database::create(&path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => {
-            super::OpenError::Locked(data_dir.to_path_buf()).to_string()
+            crate::store::OpenError::Locked(data_dir.to_path_buf()).to_string()
         }
         other => format!("cannot open {}: {other}", path.display()),
     })?;
@@ -256,7 +256,7 @@ pub fn export_offline(data_dir: &Path, out: &mut dyn Write) -> std::result::Resu
 /// Loads an export into a NEW store at `<data_dir>/confab.redb` (refused if
 /// one exists). Returns the number of records loaded.
 pub fn import(data_dir: &Path, input: impl BufRead) -> std::result::Result<usize, String> {
-    let path = data_dir.join("confab.redb");
+    let path = super::store_file(data_dir);
     if path.exists() {
         return Err(format!(
             "{} already exists: import only into an empty data directory",
@@ -411,16 +411,4 @@ fn load(tx: &WriteTransaction, input: impl BufRead) -> std::result::Result<usize
         return Err("the file is empty or not a confab export".into());
     }
     Ok(count)
-}
-
-impl super::Store {
-    /// The export of the running store, from one read transaction.
-    pub async fn export(&self) -> Result<Vec<u8>> {
-        self.read(|tx| {
-            let mut out = Vec::new();
-            export(tx, &mut out)?;
-            Ok(out)
-        })
-        .await
-    }
 }

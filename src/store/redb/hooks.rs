@@ -5,25 +5,16 @@ use redb::ReadableTable;
 
 use super::codec;
 use super::meta::next_id;
-use super::records::HookRecord;
 use super::tables::{HOOKS, HOOK_TOKEN_HASHES};
-use super::Store;
+use super::EmbeddedStore;
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::store::ops::NewHook;
+use crate::store::records::HookRecord;
 
-/// What is needed to create an incoming webhook (the token already hashed).
-#[derive(Clone, Debug)]
-pub struct NewHook {
-    pub room: String,
-    pub topic_id: u64,
-    pub user_id: u64,
-    pub token_hash: Vec<u8>,
-    pub created_by: u64,
-}
-
-impl Store {
+impl EmbeddedStore {
     /// Stores a new incoming webhook.
-    pub async fn create_hook(&self, new: NewHook) -> Result<HookRecord> {
+    pub(super) async fn create_hook(&self, new: NewHook) -> Result<HookRecord> {
         self.write(move |ctx| {
             let id = next_id(ctx.tx(), "next_hook_id")?;
             let hook = HookRecord {
@@ -47,7 +38,7 @@ impl Store {
     }
 
     /// The incoming webhooks of one room, by id.
-    pub async fn hooks_of_topic(&self, topic_id: u64) -> Result<Vec<HookRecord>> {
+    pub(super) async fn hooks_of_topic(&self, topic_id: u64) -> Result<Vec<HookRecord>> {
         self.read(move |tx| {
             let table = tx.open_table(HOOKS)?;
             let mut out = Vec::new();
@@ -64,7 +55,10 @@ impl Store {
     }
 
     /// The hook whose token hashes to `token_hash`.
-    pub async fn hook_by_token_hash(&self, token_hash: Vec<u8>) -> Result<Option<HookRecord>> {
+    pub(super) async fn hook_by_token_hash(
+        &self,
+        token_hash: Vec<u8>,
+    ) -> Result<Option<HookRecord>> {
         self.read(move |tx| {
             let index = tx.open_table(HOOK_TOKEN_HASHES)?;
             let Some(id) = index.get(token_hash.as_slice())?.map(|v| v.value()) else {
@@ -79,7 +73,7 @@ impl Store {
 
     /// Deletes hook `id` of topic `topic_id`; its token is refused from this
     /// commit on. 404 if there is no such hook in that room.
-    pub async fn delete_hook(&self, topic_id: u64, id: u64) -> Result<()> {
+    pub(super) async fn delete_hook(&self, topic_id: u64, id: u64) -> Result<()> {
         self.write(move |ctx| {
             let hook: HookRecord = {
                 let table = ctx.tx().open_table(HOOKS)?;

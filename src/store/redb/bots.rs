@@ -6,23 +6,12 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
 use super::meta::next_id;
-use super::records::{BotRecord, UserRecord};
 use super::tables::{BOTS, BOT_KEY_HASHES, USERNAME_USER};
-use super::{users, Store, WriteCtx};
+use super::{users, EmbeddedStore, WriteCtx};
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// What is needed to create a bot (the key already hashed).
-#[derive(Clone, Debug)]
-pub struct NewBot {
-    pub username: String,
-    pub display_name: String,
-    pub key_hash: Vec<u8>,
-    pub signing_secret: String,
-    pub webhook_url: Option<String>,
-    pub all_messages: bool,
-    pub created_by: u64,
-}
+use crate::store::ops::NewBot;
+use crate::store::records::{BotRecord, UserRecord};
 
 /// One bot inside a read transaction.
 pub fn get(tx: &ReadTransaction, user_id: u64) -> Result<Option<BotRecord>> {
@@ -43,10 +32,10 @@ fn put(ctx: &mut WriteCtx<'_>, bot: &BotRecord) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl EmbeddedStore {
     /// Creates the bot's user (flagged `bot`, no password) and its record;
     /// 422 on a taken username.
-    pub async fn create_bot(&self, new: NewBot) -> Result<(UserRecord, BotRecord)> {
+    pub(super) async fn create_bot(&self, new: NewBot) -> Result<(UserRecord, BotRecord)> {
         self.write(move |ctx| {
             let key = new.username.to_lowercase();
             {
@@ -92,7 +81,7 @@ impl Store {
     }
 
     /// Every bot with its user, by id.
-    pub async fn bots(&self) -> Result<Vec<(UserRecord, BotRecord)>> {
+    pub(super) async fn bots(&self) -> Result<Vec<(UserRecord, BotRecord)>> {
         self.read(|tx| {
             let table = tx.open_table(BOTS)?;
             let mut out = Vec::new();
@@ -109,12 +98,12 @@ impl Store {
     }
 
     /// One bot by user id.
-    pub async fn bot(&self, user_id: u64) -> Result<Option<BotRecord>> {
+    pub(super) async fn bot(&self, user_id: u64) -> Result<Option<BotRecord>> {
         self.read(move |tx| get(tx, user_id)).await
     }
 
     /// The bot whose API key hashes to `key_hash`, with its user.
-    pub async fn bot_by_key_hash(&self, key_hash: Vec<u8>) -> Result<Option<UserRecord>> {
+    pub(super) async fn bot_by_key_hash(&self, key_hash: Vec<u8>) -> Result<Option<UserRecord>> {
         self.read(move |tx| {
             let index = tx.open_table(BOT_KEY_HASHES)?;
             let id = index.get(key_hash.as_slice())?.map(|v| v.value());
@@ -129,7 +118,7 @@ impl Store {
     /// Replaces the bot's key (and signing secret): the old key is refused
     /// from this commit on, and the bot's token version moves so its open
     /// sockets fail their recheck.
-    pub async fn rotate_bot_key(
+    pub(super) async fn rotate_bot_key(
         &self,
         user_id: u64,
         key_hash: Vec<u8>,
@@ -155,7 +144,7 @@ impl Store {
     }
 
     /// Changes a bot's webhook settings.
-    pub async fn update_bot_webhook(
+    pub(super) async fn update_bot_webhook(
         &self,
         user_id: u64,
         webhook_url: Option<String>,
@@ -173,7 +162,7 @@ impl Store {
 
     /// Removes a bot: its key is refused from this commit on and its user is
     /// disabled (kept, so its messages keep their author).
-    pub async fn delete_bot(&self, user_id: u64) -> Result<()> {
+    pub(super) async fn delete_bot(&self, user_id: u64) -> Result<()> {
         self.write(move |ctx| {
             let bot = get_in(ctx, user_id)?.ok_or(Error::NotFound("bot"))?;
             ctx.tx()

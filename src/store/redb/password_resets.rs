@@ -10,36 +10,16 @@ use redb::ReadableTable;
 
 use super::codec;
 use super::mail_queue::enqueue_in;
-use super::records::{MailRecord, PasswordLinkRecord, UserRecord};
 use super::tables::PASSWORD_LINKS;
-use super::{users, Store};
+use super::{users, EmbeddedStore};
 use crate::error::Result;
+use crate::store::ops::{LinkState, Redeemed};
+use crate::store::records::{MailRecord, PasswordLinkRecord};
 
-/// What redeeming a link came to.
-#[derive(Debug)]
-pub enum Redeemed {
-    /// The password is set and the token version bumped.
-    Done(UserRecord),
-    /// No such link: never issued, already used, or voided by a password change.
-    Unknown,
-    /// The link was valid but its time is up (it is removed).
-    Expired,
-    /// The account is disabled; nothing was changed.
-    Disabled,
-}
-
-/// Why a link cannot be used, without using it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    Usable,
-    Unknown,
-    Expired,
-}
-
-impl Store {
+impl EmbeddedStore {
     /// Stores a link under `hash` and queues `mail` (which carries it) in the
     /// same durable write.
-    pub async fn issue_password_link(
+    pub(super) async fn issue_password_link(
         &self,
         hash: [u8; 32],
         link: PasswordLinkRecord,
@@ -55,7 +35,11 @@ impl Store {
     }
 
     /// Whether the link under `hash` could be redeemed at `now_ms`.
-    pub async fn password_link_state(&self, hash: [u8; 32], now_ms: i64) -> Result<LinkState> {
+    pub(super) async fn password_link_state(
+        &self,
+        hash: [u8; 32],
+        now_ms: i64,
+    ) -> Result<LinkState> {
         self.read(move |tx| {
             let links = tx.open_table(PASSWORD_LINKS)?;
             let Some(link) = links
@@ -80,7 +64,7 @@ impl Store {
 
     /// Uses the link under `hash` to set `password_hash`, bumping the user's
     /// token version (which voids their tokens and other links).
-    pub async fn redeem_password_link(
+    pub(super) async fn redeem_password_link(
         &self,
         hash: [u8; 32],
         password_hash: String,
@@ -117,7 +101,7 @@ impl Store {
     }
 
     /// Drops links expired by `now_ms`; returns how many.
-    pub async fn purge_expired_password_links(&self, now_ms: i64) -> Result<usize> {
+    pub(super) async fn purge_expired_password_links(&self, now_ms: i64) -> Result<usize> {
         self.write(move |ctx| {
             let mut links = ctx.tx().open_table(PASSWORD_LINKS)?;
             let mut removed = 0;

@@ -4,24 +4,12 @@
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::codec;
-use super::records::RoomRecord;
 use super::tables::ROOMS;
-use super::{topics, Store};
+use super::topics;
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// The room every server has.
-pub const LOBBY: &str = "lobby";
-
-/// What is needed to create a room.
-#[derive(Clone, Debug)]
-pub struct NewRoom {
-    pub name: String,
-    pub private: bool,
-    pub description: String,
-    /// Creator's user id (0 for the CLI); becomes owner and member.
-    pub owner: u64,
-}
+use crate::store::ops::{NewRoom, LOBBY};
+use crate::store::records::RoomRecord;
 
 /// Creates `lobby` if it does not exist (called when the store opens).
 pub fn ensure_lobby(tx: &WriteTransaction) -> Result<()> {
@@ -40,7 +28,8 @@ pub fn ensure_lobby(tx: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-fn insert(tx: &WriteTransaction, new: NewRoom) -> Result<RoomRecord> {
+/// Creates a room and its topic; 422 on a taken name.
+pub fn insert(tx: &WriteTransaction, new: NewRoom) -> Result<RoomRecord> {
     if tx.open_table(ROOMS)?.get(new.name.as_str())?.is_some() {
         return Err(Error::field("name", "is already taken"));
     }
@@ -77,22 +66,4 @@ pub fn all(tx: &ReadTransaction) -> Result<Vec<RoomRecord>> {
         out.push(codec::decode(value.value())?);
     }
     Ok(out)
-}
-
-impl Store {
-    /// Creates a room; 422 on a taken name.
-    pub async fn create_room(&self, new: NewRoom) -> Result<RoomRecord> {
-        self.write(move |ctx| insert(ctx.tx(), new)).await
-    }
-
-    /// One room by name.
-    pub async fn room(&self, name: &str) -> Result<Option<RoomRecord>> {
-        let name = name.to_string();
-        self.read(move |tx| get(tx, &name)).await
-    }
-
-    /// Every room.
-    pub async fn rooms(&self) -> Result<Vec<RoomRecord>> {
-        self.read(all).await
-    }
 }

@@ -12,8 +12,69 @@ use std::any::Any;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::records::{MessageRecord, MessageRecordV1, UserRecord, UserRecordV2};
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
+use crate::store::records::MessageRecord;
+use crate::store::records::UserRecord;
+
+/// A message as written in record format 1, before mentions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecordV1 {
+    pub id: u64,
+    pub user_id: u64,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub inserted_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}
+
+impl From<MessageRecordV1> for MessageRecord {
+    fn from(old: MessageRecordV1) -> Self {
+        MessageRecord {
+            id: old.id,
+            user_id: old.user_id,
+            body: old.body,
+            client_id: old.client_id,
+            inserted_at: old.inserted_at,
+            edited_at: old.edited_at,
+            deleted: old.deleted,
+            mentions: Vec::new(),
+        }
+    }
+}
+
+/// A user as written in record formats 1 and 2, before bot accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecordV2 {
+    pub id: u64,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub admin: bool,
+    pub disabled: bool,
+    pub token_version: u32,
+    pub created_at: i64,
+}
+
+impl From<UserRecordV2> for UserRecord {
+    fn from(old: UserRecordV2) -> Self {
+        UserRecord {
+            id: old.id,
+            username: old.username,
+            display_name: old.display_name,
+            email: old.email,
+            password_hash: old.password_hash,
+            admin: old.admin,
+            disabled: old.disabled,
+            token_version: old.token_version,
+            created_at: old.created_at,
+            bot: false,
+        }
+    }
+}
 
 /// A format-1 or -2 user body, upgraded; `None` for other record types
 /// (laid out alike in formats 2 and 3).

@@ -6,17 +6,11 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::codec;
 use super::meta::next_id;
-use super::records::MailRecord;
 use super::tables::MAIL_QUEUE;
-use super::{Store, WriteCtx};
+use super::{EmbeddedStore, WriteCtx};
 use crate::error::Result;
-
-/// The queue's size and its earliest next attempt (ms since the epoch).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueStatus {
-    pub queued: usize,
-    pub next_attempt_at: Option<i64>,
-}
+use crate::store::ops::QueueStatus;
+use crate::store::records::MailRecord;
 
 /// Adds `mail` to the queue inside a write batch; returns its id.
 pub fn enqueue_in(ctx: &mut WriteCtx<'_>, mail: &MailRecord) -> Result<u64> {
@@ -26,14 +20,18 @@ pub fn enqueue_in(ctx: &mut WriteCtx<'_>, mail: &MailRecord) -> Result<u64> {
     Ok(id)
 }
 
-impl Store {
+impl EmbeddedStore {
     /// Adds `mail` to the queue; returns its id.
-    pub async fn enqueue_mail(&self, mail: MailRecord) -> Result<u64> {
+    pub(super) async fn enqueue_mail(&self, mail: MailRecord) -> Result<u64> {
         self.write(move |ctx| enqueue_in(ctx, &mail)).await
     }
 
     /// Up to `limit` mails whose next attempt is due by `now_ms`, oldest first.
-    pub async fn due_mail(&self, now_ms: i64, limit: usize) -> Result<Vec<(u64, MailRecord)>> {
+    pub(super) async fn due_mail(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(u64, MailRecord)>> {
         self.read(move |tx| {
             let queue = tx.open_table(MAIL_QUEUE)?;
             let mut out = Vec::new();
@@ -53,7 +51,7 @@ impl Store {
     }
 
     /// Removes a mail from the queue (sent, or given up).
-    pub async fn remove_mail(&self, id: u64) -> Result<()> {
+    pub(super) async fn remove_mail(&self, id: u64) -> Result<()> {
         self.write(move |ctx| {
             ctx.tx().open_table(MAIL_QUEUE)?.remove(id)?;
             Ok(())
@@ -62,7 +60,7 @@ impl Store {
     }
 
     /// Records a failed attempt: `attempts` so far, next try at `next_attempt_at`.
-    pub async fn mail_attempt_failed(
+    pub(super) async fn mail_attempt_failed(
         &self,
         id: u64,
         attempts: u32,
@@ -85,7 +83,7 @@ impl Store {
     }
 
     /// How many mails wait and when the next one is due.
-    pub async fn mail_queue_status(&self) -> Result<QueueStatus> {
+    pub(super) async fn mail_queue_status(&self) -> Result<QueueStatus> {
         self.read(|tx| {
             let queue = tx.open_table(MAIL_QUEUE)?;
             let mut status = QueueStatus {

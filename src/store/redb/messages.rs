@@ -7,34 +7,14 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
 use super::meta;
-use super::records::MessageRecord;
 use super::tables::MESSAGES;
 use super::WriteCtx;
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// A message with its place.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stored {
-    pub topic_id: u64,
-    pub seq: u64,
-    pub record: MessageRecord,
-}
-
-/// Outcome of posting: stored now, or found already stored.
-#[derive(Clone, Debug)]
-pub enum Appended {
-    /// Stored now, with a new seq.
-    New(Stored),
-    /// The same user already posted this `client_id` on this topic.
-    Duplicate(Stored),
-}
+use crate::store::records::{MessageRecord, Stored};
 
 /// The `meta` counter that hands out message ids.
 const MESSAGE_ID_COUNTER: &str = "next_message_id";
-
-/// Longest `client_id` kept (longer ones are refused by the callers).
-pub const MAX_CLIENT_ID_LEN: usize = 128;
 
 /// The last seq of a topic inside a write batch.
 pub fn head(ctx: &mut WriteCtx<'_>, topic_id: u64) -> Result<u64> {

@@ -9,24 +9,14 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
 use super::messages;
-use super::records::{ReactionEntry, ReactionsRecord};
 use super::tables::REACTIONS;
 use super::WriteCtx;
 use crate::error::{Error, Result};
+use crate::store::ops::Toggled;
+use crate::store::records::{ReactionEntry, ReactionsRecord};
 
 /// Most distinct emoji on one message.
 pub const MAX_DISTINCT: usize = 20;
-
-/// What a toggle did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Toggled {
-    /// The user's reaction is now there.
-    On,
-    /// The user's reaction was removed.
-    Off,
-    /// Refused: the message already carries [`MAX_DISTINCT`] other emoji.
-    Full,
-}
 
 /// Adds or removes `user_id`'s `emoji` on message (topic, seq). A missing
 /// or deleted message is [`Error::NotFound`]; nothing is written then.
@@ -120,12 +110,12 @@ pub fn of_range(
 
 #[cfg(test)]
 mod tests {
+    use super::super::{export, EmbeddedStore};
     use super::*;
-    use crate::store::Store;
 
-    async fn store_with_message() -> (tempfile::TempDir, Store) {
+    async fn store_with_message() -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8, None).unwrap();
+        let store = EmbeddedStore::open(dir.path(), 8, None).unwrap();
         store
             .write(|ctx| messages::append(ctx, 1, 5, "hi".into(), None, Vec::new()))
             .await
@@ -133,7 +123,7 @@ mod tests {
         (dir, store)
     }
 
-    async fn toggle_on(store: &Store, emoji: &str, user: u64) -> Result<Toggled> {
+    async fn toggle_on(store: &EmbeddedStore, emoji: &str, user: u64) -> Result<Toggled> {
         let emoji = emoji.to_string();
         store
             .write(move |ctx| toggle(ctx, 1, 1, &emoji, user))
@@ -176,15 +166,15 @@ mod tests {
         let dump = store
             .read(|tx| {
                 let mut out = Vec::new();
-                crate::store::export::export(tx, &mut out)?;
+                export::export(tx, &mut out)?;
                 Ok(out)
             })
             .await
             .unwrap();
         assert!(String::from_utf8_lossy(&dump).contains("\"type\":\"reactions\""));
         let restored_dir = tempfile::tempdir().unwrap();
-        crate::store::export::import(restored_dir.path(), dump.as_slice()).unwrap();
-        let restored = Store::open(restored_dir.path(), 8, None).unwrap();
+        export::import(restored_dir.path(), dump.as_slice()).unwrap();
+        let restored = EmbeddedStore::open(restored_dir.path(), 8, None).unwrap();
         let after = restored.read(|tx| of_range(tx, 1, 1, 1)).await.unwrap();
         assert_eq!(after, before);
     }

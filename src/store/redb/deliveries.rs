@@ -7,18 +7,19 @@ use redb::{ReadableMultimapTable, ReadableTable};
 
 use super::codec;
 use super::meta::next_id;
-use super::records::DeliveryRecord;
 use super::tables::{DELIVERIES, USER_TOPICS};
-use super::{Store, WriteCtx};
+use super::{EmbeddedStore, WriteCtx};
 use crate::clock;
 use crate::error::Result;
+use crate::store::ops::BotAudience;
+use crate::store::records::{AttachmentRecord, DeliveryRecord, Stored};
 
 /// A bot that may be told of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub bot_id: u64,
+struct Candidate {
+    bot_id: u64,
     /// Only if the bot is a member of the message's topic.
-    pub if_member: bool,
+    if_member: bool,
 }
 
 fn is_member_in(ctx: &mut WriteCtx<'_>, topic_id: u64, user_id: u64) -> Result<bool> {
@@ -31,18 +32,40 @@ fn is_member_in(ctx: &mut WriteCtx<'_>, topic_id: u64, user_id: u64) -> Result<b
     Ok(false)
 }
 
-/// Queues one event per candidate that qualifies, inside the batch of the
-/// message; `body` makes the request body from the event id and bot id.
+/// Queues one event per bot of `audience` that qualifies for message
+/// `stored` (see [`BotAudience`]), inside the batch of the message.
 pub fn enqueue_in(
     ctx: &mut WriteCtx<'_>,
-    topic_id: u64,
     topic: &str,
-    candidates: &[Candidate],
-    body: impl Fn(u64, u64) -> String,
+    stored: &Stored,
+    attachment: Option<&AttachmentRecord>,
+    audience: &BotAudience,
 ) -> Result<Vec<DeliveryRecord>> {
+    let direct = topic.starts_with("dm:");
+    let mut candidates: Vec<Candidate> = audience
+        .bots
+        .iter()
+        .filter(|(id, _)| *id != stored.record.user_id)
+        .filter_map(|&(bot_id, all_messages)| {
+            if stored.record.mentions.contains(&bot_id) {
+                Some(Candidate {
+                    bot_id,
+                    if_member: false,
+                })
+            } else if direct || all_messages {
+                Some(Candidate {
+                    bot_id,
+                    if_member: true,
+                })
+            } else {
+                None
+            }
+        })
+        .collect();
+    candidates.sort_by_key(|c| c.bot_id);
     let mut out = Vec::new();
     for candidate in candidates {
-        if candidate.if_member && !is_member_in(ctx, topic_id, candidate.bot_id)? {
+        if candidate.if_member && !is_member_in(ctx, stored.topic_id, candidate.bot_id)? {
             continue;
         }
         let event_id = next_id(ctx.tx(), "next_event_id")?;
@@ -50,7 +73,7 @@ pub fn enqueue_in(
             event_id,
             bot_id: candidate.bot_id,
             topic: topic.to_string(),
-            body: body(event_id, candidate.bot_id),
+            body: (audience.body)(event_id, topic, stored, &audience.author, attachment),
             created_at: clock::now_ms(),
         };
         ctx.tx()
@@ -61,9 +84,9 @@ pub fn enqueue_in(
     Ok(out)
 }
 
-impl Store {
+impl EmbeddedStore {
     /// Every event not delivered yet, oldest first.
-    pub async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+    pub(super) async fn pending_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
         self.read(|tx| {
             let table = tx.open_table(DELIVERIES)?;
             let mut out = Vec::new();
@@ -77,7 +100,7 @@ impl Store {
     }
 
     /// Drops an event once delivered or given up on.
-    pub async fn finish_delivery(&self, event_id: u64) -> Result<()> {
+    pub(super) async fn finish_delivery(&self, event_id: u64) -> Result<()> {
         self.write(move |ctx| {
             ctx.tx().open_table(DELIVERIES)?.remove(event_id)?;
             Ok(())

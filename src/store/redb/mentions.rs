@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use redb::{ReadTransaction, ReadableMultimapTable, ReadableTable, ReadableTableMetadata};
 
 use super::codec;
-use super::records::{RoomRecord, UserRecord};
 use super::tables::{ROOMS, UNREAD_MENTIONS, USERNAME_USER, USERS, USER_IGNORES};
 use super::WriteCtx;
 use crate::error::Result;
+use crate::store::ops::MentionQuery;
+use crate::store::records::{RoomRecord, UserRecord};
 
 /// Whether everyone may read `topic` (a public room); otherwise only its members.
 fn open_to_all(ctx: &mut WriteCtx<'_>, topic: &str) -> Result<bool> {
@@ -154,4 +155,45 @@ pub fn unread_count(tx: &ReadTransaction, user_id: u64, topic_id: u64) -> Result
         count += 1;
     }
     Ok(count)
+}
+
+/// The users `query` mentions who may read the topic (empty for none).
+pub fn resolve_query(
+    ctx: &mut WriteCtx<'_>,
+    topic_id: u64,
+    topic: &str,
+    query: Option<&MentionQuery>,
+) -> Result<Vec<u64>> {
+    match query {
+        Some(query) => resolve(ctx, topic_id, topic, &query.names, &query.present),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Marks the message at `seq` as an unread mention for each of `added`
+/// (other than the author, nor anyone ignoring the author, nor anyone who
+/// has already read past it) and drops the marks of `removed`. Returns who
+/// is to be told (`added` less the author and those ignoring them).
+pub fn record(
+    ctx: &mut WriteCtx<'_>,
+    topic_id: u64,
+    seq: u64,
+    author: u64,
+    added: &[u64],
+    removed: &[u64],
+) -> Result<Vec<u64>> {
+    for &user in removed {
+        remove_unread(ctx, user, topic_id, seq)?;
+    }
+    let mut notify = Vec::with_capacity(added.len());
+    for &user in added {
+        if user == author || ignores(ctx, user, author)? {
+            continue;
+        }
+        if read_position(ctx, user, topic_id)? < seq {
+            add_unread(ctx, user, topic_id, seq, author)?;
+        }
+        notify.push(user);
+    }
+    Ok(notify)
 }

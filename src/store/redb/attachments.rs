@@ -6,26 +6,11 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
 use super::meta::next_id;
-use super::records::AttachmentRecord;
 use super::tables::{ATTACHMENTS, ATTACHMENT_BYTES, MESSAGE_ATTACHMENT};
-use super::{Store, WriteCtx};
+use super::WriteCtx;
 use crate::clock;
 use crate::error::{Error, Result};
-
-/// Image types accepted, recognised by their first bytes.
-pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
-}
+use crate::store::records::AttachmentRecord;
 
 /// One attachment's metadata.
 pub fn get(tx: &ReadTransaction, id: u64) -> Result<Option<AttachmentRecord>> {
@@ -126,67 +111,41 @@ pub fn erase_of_message(ctx: &mut WriteCtx<'_>, topic_id: u64, seq: u64) -> Resu
     Ok(())
 }
 
-impl Store {
-    /// Stores an image for a topic; refuses what is not a known image type.
-    pub async fn add_attachment(
-        &self,
-        topic_id: u64,
-        user_id: u64,
-        bytes: Vec<u8>,
-    ) -> Result<AttachmentRecord> {
-        let content_type = sniff(&bytes)
-            .ok_or_else(|| Error::field("file", "must be a PNG, JPEG, GIF or WebP image"))?
-            .to_string();
-        self.write(move |ctx| {
-            let record = AttachmentRecord {
-                id: next_id(ctx.tx(), "next_attachment_id")?,
-                topic_id,
-                user_id,
-                content_type,
-                size: bytes.len() as u64,
-                created_at: clock::now_ms(),
-                linked_seq: None,
-            };
-            ctx.tx()
-                .open_table(ATTACHMENTS)?
-                .insert(record.id, codec::encode(&record).as_slice())?;
-            ctx.tx()
-                .open_table(ATTACHMENT_BYTES)?
-                .insert(record.id, bytes.as_slice())?;
-            Ok(record)
-        })
-        .await
-    }
-
-    /// One attachment with its bytes.
-    pub async fn attachment(&self, id: u64) -> Result<Option<(AttachmentRecord, Vec<u8>)>> {
-        self.read(move |tx| {
-            let Some(record) = get(tx, id)? else {
-                return Ok(None);
-            };
-            let bytes = tx
-                .open_table(ATTACHMENT_BYTES)?
-                .get(id)?
-                .map(|v| v.value().to_vec())
-                .unwrap_or_default();
-            Ok(Some((record, bytes)))
-        })
-        .await
-    }
+/// Stores an image (its type already sniffed) for a topic.
+pub fn add(
+    ctx: &mut WriteCtx<'_>,
+    topic_id: u64,
+    user_id: u64,
+    content_type: &str,
+    bytes: &[u8],
+) -> Result<AttachmentRecord> {
+    let record = AttachmentRecord {
+        id: next_id(ctx.tx(), "next_attachment_id")?,
+        topic_id,
+        user_id,
+        content_type: content_type.to_string(),
+        size: bytes.len() as u64,
+        created_at: clock::now_ms(),
+        linked_seq: None,
+    };
+    ctx.tx()
+        .open_table(ATTACHMENTS)?
+        .insert(record.id, codec::encode(&record).as_slice())?;
+    ctx.tx()
+        .open_table(ATTACHMENT_BYTES)?
+        .insert(record.id, bytes)?;
+    Ok(record)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffs_images_only() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
-        assert_eq!(sniff(b"GIF89a..."), Some("image/gif"));
-        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(sniff(b"<svg onload=alert(1)>"), None);
-        assert_eq!(sniff(b"<html>"), None);
-        assert_eq!(sniff(b""), None);
-    }
+/// One attachment with its bytes.
+pub fn with_bytes(tx: &ReadTransaction, id: u64) -> Result<Option<(AttachmentRecord, Vec<u8>)>> {
+    let Some(record) = get(tx, id)? else {
+        return Ok(None);
+    };
+    let bytes = tx
+        .open_table(ATTACHMENT_BYTES)?
+        .get(id)?
+        .map(|v| v.value().to_vec())
+        .unwrap_or_default();
+    Ok(Some((record, bytes)))
 }

@@ -1,9 +1,10 @@
 //! The `meta` table: schema version, the generated JWT secret, and counters
 //! that hand out ids (`next_user_id`, ...).
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::tables::{self, META};
+use super::WriteCtx;
 use crate::error::Result;
 
 const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -55,27 +56,26 @@ pub fn next_id_in(meta: &mut Table<'_, &'static str, &'static [u8]>, counter: &s
     Ok(next)
 }
 
-impl super::Store {
-    /// The JWT secret kept in the store, generated and persisted on first use.
-    pub async fn jwt_secret(&self) -> Result<Vec<u8>> {
-        let stored = self
-            .read(|tx| {
-                let meta = tx.open_table(META)?;
-                Ok(meta.get(JWT_SECRET_KEY)?.map(|v| v.value().to_vec()))
-            })
-            .await?;
-        if let Some(secret) = stored {
-            return Ok(secret);
-        }
-        self.write(|ctx| {
-            let mut meta = ctx.tx().open_table(META)?;
-            if let Some(existing) = meta.get(JWT_SECRET_KEY)? {
-                return Ok(existing.value().to_vec());
-            }
-            let secret = crate::random::random_bytes::<32>().to_vec();
-            meta.insert(JWT_SECRET_KEY, secret.as_slice())?;
-            Ok(secret)
-        })
-        .await
+/// The JWT secret, if one has been made.
+pub fn jwt_secret(tx: &ReadTransaction) -> Result<Option<Vec<u8>>> {
+    let meta = tx.open_table(META)?;
+    Ok(meta.get(JWT_SECRET_KEY)?.map(|v| v.value().to_vec()))
+}
+
+/// The JWT secret, made and kept now if there is none yet.
+pub fn ensure_jwt_secret(ctx: &mut WriteCtx<'_>) -> Result<Vec<u8>> {
+    let mut meta = ctx.tx().open_table(META)?;
+    if let Some(existing) = meta.get(JWT_SECRET_KEY)? {
+        return Ok(existing.value().to_vec());
     }
+    let secret = crate::random::random_bytes::<32>().to_vec();
+    meta.insert(JWT_SECRET_KEY, secret.as_slice())?;
+    Ok(secret)
+}
+
+/// The schema version the store carries (0 for a store never stamped).
+pub fn schema_version(tx: &ReadTransaction) -> Result<u32> {
+    let meta = tx.open_table(META)?;
+    let found = meta.get(SCHEMA_VERSION_KEY)?;
+    Ok(found.map_or(0, |v| decode_u64(v.value()) as u32))
 }

@@ -5,18 +5,18 @@ use redb::{MultimapTableDefinition, TableDefinition};
 
 /// Settings and counters: `schema_version`, `jwt_secret`, `next_user_id`, ...
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// user id → [`super::records::UserRecord`].
+/// user id → [`crate::store::records::UserRecord`].
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 /// lowercase username → user id.
 pub const USERNAME_USER: TableDefinition<&str, u64> = TableDefinition::new("username_user");
 /// revoked token id (`jti`) → its expiry in seconds since the epoch.
 pub const REVOKED_JTI_EXPIRY: TableDefinition<&str, u64> =
     TableDefinition::new("revoked_jti_expiry");
-/// room name → [`super::records::RoomRecord`].
+/// room name → [`crate::store::records::RoomRecord`].
 pub const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 /// topic name (`room:lobby`) → topic id.
 pub const TOPIC_IDS: TableDefinition<&str, u64> = TableDefinition::new("topic_ids");
-/// topic id → [`super::records::TopicRecord`].
+/// topic id → [`crate::store::records::TopicRecord`].
 pub const TOPICS: TableDefinition<u64, &[u8]> = TableDefinition::new("topics");
 /// topic id → member user ids (private rooms, conversations).
 pub const TOPIC_MEMBERS: MultimapTableDefinition<u64, u64> =
@@ -24,14 +24,14 @@ pub const TOPIC_MEMBERS: MultimapTableDefinition<u64, u64> =
 /// user id → topic ids the user is a member of.
 pub const USER_TOPICS: MultimapTableDefinition<u64, u64> =
     MultimapTableDefinition::new("user_topics");
-/// (topic id, seq) → [`super::records::MessageRecord`]; one topic is one contiguous range.
+/// (topic id, seq) → [`crate::store::records::MessageRecord`]; one topic is one contiguous range.
 pub const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 /// (topic id, user id, client_id) → seq of the message that client_id produced.
 pub const CLIENT_ID_SEQ: TableDefinition<(u64, u64, &str), u64> =
     TableDefinition::new("client_id_seq");
 /// (user id, topic id) → the last seq the user has read.
 pub const READ_POSITIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("read_positions");
-/// conversation id → [`super::records::ConversationRecord`].
+/// conversation id → [`crate::store::records::ConversationRecord`].
 pub const CONVERSATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("conversations");
 /// (lower user id, higher user id) → conversation id: one conversation per pair.
 pub const USER_PAIR_CONVERSATION: TableDefinition<(u64, u64), u64> =
@@ -39,7 +39,7 @@ pub const USER_PAIR_CONVERSATION: TableDefinition<(u64, u64), u64> =
 /// user id → user ids they ignore.
 pub const USER_IGNORES: MultimapTableDefinition<u64, u64> =
     MultimapTableDefinition::new("user_ignores");
-/// attachment id → [`super::records::AttachmentRecord`] (without the bytes).
+/// attachment id → [`crate::store::records::AttachmentRecord`] (without the bytes).
 pub const ATTACHMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attachments");
 /// attachment id → the file's bytes, as uploaded.
 pub const ATTACHMENT_BYTES: TableDefinition<u64, &[u8]> = TableDefinition::new("attachment_bytes");

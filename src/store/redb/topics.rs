@@ -5,10 +5,10 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::codec;
 use super::meta::next_id;
-use super::records::TopicRecord;
 use super::tables::{TOPICS, TOPIC_IDS, TOPIC_MEMBERS, USER_TOPICS};
 use crate::clock;
 use crate::error::Result;
+use crate::store::records::TopicRecord;
 
 /// Creates the topic `name` with a fresh epoch; returns its id.
 pub fn create(tx: &WriteTransaction, name: &str) -> Result<u64> {
