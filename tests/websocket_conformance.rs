@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::ws_frames::masked_frame as frame;
 use common::TestServer;
 use serde_json::Value;
 
@@ -39,26 +40,6 @@ fn server() -> (TestServer, String) {
         .start();
     let (token, _) = server.register("conformer", "conformance-password");
     (server, token)
-}
-
-/// A masked client frame; `first` is FIN, RSV and opcode.
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xFA, 0x21, 0x3D];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 /// A close frame's payload.

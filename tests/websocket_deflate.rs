@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::ws_frames::masked_frame as frame;
 use common::TestServer;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use serde_json::{json, Value};
@@ -40,26 +41,6 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
         .decompress_vec(&data, &mut out, FlushDecompress::Sync)
         .unwrap();
     assert_eq!(decompress.total_in() as usize, data.len(), "one message");
-    out
-}
-
-/// A masked client frame; `first` is FIN, RSV and opcode.
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::ws_frames::masked_frame as frame;
 use common::TestServer;
 use serde_json::Value;
 
@@ -97,22 +98,6 @@ impl RawSocket {
             }
         }
     }
-}
-
-/// A masked client frame.
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0xA1, 0xB2, 0xC3, 0xD4];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod phx;
 pub mod postgres;
 pub mod reliability;
 pub mod smtp;
+pub mod ws_frames;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
