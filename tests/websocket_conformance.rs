@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::ws_frames::masked_frame as frame;
+use common::ws_frames::{masked_frame as frame, open_raw, read_frame};
 use common::TestServer;
 use serde_json::Value;
 
@@ -119,48 +119,19 @@ struct Client {
 
 impl Client {
     fn open(server: &TestServer, token: &str) -> Client {
-        let mut tcp = TcpStream::connect(server.addr()).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let request = format!(
-            "GET /socket/websocket?token={token}&vsn=2.0.0 HTTP/1.1\r\nHost: {}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            server.addr()
-        );
-        tcp.write_all(request.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut byte).expect("upgrade response");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+        let (tcp, _) = open_raw(server.addr(), token, "", READ_TIMEOUT);
         Client { tcp }
     }
 
     fn read(&mut self, case: &str) -> ServerFrame {
-        let mut head = [0u8; 2];
-        if let Err(e) = self.tcp.read_exact(&mut head) {
-            panic!("{case}: no frame from the server: {e}");
-        }
-        let mut len = u64::from(head[1] & 0x7F);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from(u16::from_be_bytes(ext));
-        } else if len == 127 {
-            let mut ext = [0u8; 8];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from_be_bytes(ext);
-        }
-        let mut payload = vec![0u8; len as usize];
-        self.tcp.read_exact(&mut payload).unwrap();
+        let raw = match read_frame(&mut self.tcp) {
+            Ok(raw) => raw,
+            Err(e) => panic!("{case}: no frame from the server: {e}"),
+        };
         let frame = ServerFrame {
-            first: head[0],
-            masked: head[1] & 0x80 != 0,
-            payload,
+            first: raw.first,
+            masked: raw.masked,
+            payload: raw.payload,
         };
         assert!(!frame.masked, "{case}: server frames are unmasked");
         assert_eq!(frame.first & 0xF0, FIN, "{case}: whole frames, no RSV");

@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::ws_frames::masked_frame as frame;
+use common::ws_frames::{masked_frame as frame, open_raw, read_frame};
 use common::TestServer;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use serde_json::{json, Value};
@@ -83,26 +83,10 @@ impl ServerFrame {
 
 impl Client {
     fn open(server: &TestServer, token: &str, offer: Option<&str>) -> Client {
-        let mut tcp = TcpStream::connect(server.addr()).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let extension = offer
             .map(|offer| format!("Sec-WebSocket-Extensions: {offer}\r\n"))
             .unwrap_or_default();
-        let request = format!(
-            "GET /socket/websocket?token={token}&vsn=2.0.0 HTTP/1.1\r\nHost: {}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n{extension}\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            server.addr()
-        );
-        tcp.write_all(request.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut byte).expect("upgrade response");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
-        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+        let (tcp, head) = open_raw(server.addr(), token, &extension, READ_TIMEOUT);
         let extensions = head.lines().find_map(|line| {
             let (name, value) = line.split_once(':')?;
             name.eq_ignore_ascii_case("sec-websocket-extensions")
@@ -125,24 +109,11 @@ impl Client {
     }
 
     fn read(&mut self) -> ServerFrame {
-        let mut head = [0u8; 2];
-        self.tcp.read_exact(&mut head).expect("frame header");
-        let mut len = u64::from(head[1] & 0x7F);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from(u16::from_be_bytes(ext));
-        } else if len == 127 {
-            let mut ext = [0u8; 8];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from_be_bytes(ext);
-        }
-        let mut payload = vec![0u8; len as usize];
-        self.tcp.read_exact(&mut payload).unwrap();
-        assert_eq!(head[0] & 0xB0, 0x80, "final, no RSV2/RSV3: {head:?}");
+        let raw = read_frame(&mut self.tcp).expect("frame header");
+        assert_eq!(raw.first & 0xB0, 0x80, "final, no RSV2/RSV3: {raw:?}");
         ServerFrame {
-            first: head[0],
-            payload,
+            first: raw.first,
+            payload: raw.payload,
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ws_frames::masked_frame as frame;
+use common::ws_frames::{masked_frame as frame, open_raw, read_frame};
 use common::TestServer;
 use serde_json::Value;
 
@@ -36,23 +36,7 @@ struct ServerFrame {
 
 impl RawSocket {
     fn open(server: &TestServer, token: &str) -> RawSocket {
-        let mut tcp = TcpStream::connect(server.addr()).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        let request = format!(
-            "GET /socket/websocket?token={token}&vsn=2.0.0 HTTP/1.1\r\nHost: {}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            server.addr()
-        );
-        tcp.write_all(request.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut byte).expect("upgrade response");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+        let (tcp, head) = open_raw(server.addr(), token, "", READ_TIMEOUT);
         assert!(
             head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             "wrong accept key: {head}"
@@ -65,25 +49,12 @@ impl RawSocket {
     }
 
     fn read(&mut self) -> ServerFrame {
-        let mut head = [0u8; 2];
-        self.tcp.read_exact(&mut head).expect("frame header");
-        let mut len = u64::from(head[1] & 0x7F);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from(u16::from_be_bytes(ext));
-        } else if len == 127 {
-            let mut ext = [0u8; 8];
-            self.tcp.read_exact(&mut ext).unwrap();
-            len = u64::from_be_bytes(ext);
-        }
-        let mut payload = vec![0u8; len as usize];
-        self.tcp.read_exact(&mut payload).unwrap();
+        let raw = read_frame(&mut self.tcp).expect("frame header");
         ServerFrame {
-            fin: head[0] & 0x80 != 0,
-            opcode: head[0] & 0x0F,
-            masked: head[1] & 0x80 != 0,
-            payload,
+            fin: raw.first & 0x80 != 0,
+            opcode: raw.first & 0x0F,
+            masked: raw.masked,
+            payload: raw.payload,
         }
     }
 
