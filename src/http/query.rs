@@ -26,12 +26,21 @@ pub fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// Percent-decodes one component (`+` is a space); invalid escapes stay as they are.
 pub fn decode(component: &str) -> String {
+    unescape(component, true)
+}
+
+/// Percent-decodes a URL part where `+` is itself (a URL's user name).
+pub fn decode_percent(component: &str) -> String {
+    unescape(component, false)
+}
+
+fn unescape(component: &str, plus_is_space: bool) -> String {
     let bytes = component.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);

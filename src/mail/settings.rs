@@ -65,7 +65,9 @@ pub fn parse_smtp_url(url: &str) -> Result<SmtpServer, String> {
             );
         }
     }
-    let user = user.map(percent_decode).filter(|u| !u.is_empty());
+    let user = user
+        .map(crate::http::query::decode_percent)
+        .filter(|u| !u.is_empty());
     let (host, port) = split_host_port(host_port)?;
     if host.is_empty() {
         return Err("names no host".into());
@@ -96,30 +98,6 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
         })
         .transpose()?;
     Ok((host.to_string(), port))
-}
-
-/// Decodes `%XX` escapes (a user name like `me%40example.com`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `public_url` without a trailing slash.
