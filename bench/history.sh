@@ -28,6 +28,7 @@ WARMUP="${WARMUP:-2s}"
 work="$(mktemp -d /tmp/confab-history.XXXXXX)"
 cleanup() {
   stop_server
+  stop_database
   if [[ "${KEEP:-0}" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT

@@ -36,6 +36,14 @@ free_port() {
     || echo $(( 20000 + RANDOM % 20000 ))
 }
 
+# BENCH_POSTGRES=1: the store is a private PostgreSQL (bench/postgres.sh).
+stop_database() { :; }
+if [[ "${BENCH_POSTGRES:-0}" == 1 ]]; then
+  source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
+  stop_database() { pg_stop; }
+  pg_start
+fi
+
 SERVER_PID=""
 DATA_DIR=""
 OWN_DATA=0
@@ -51,6 +59,9 @@ start_server() {
     DATA_DIR="$(mktemp -d -t confab-bench.XXXXXX)"; OWN_DATA=1
   fi
   PORT="${BENCH_PORT:-$(free_port)}"
+  if [[ "${BENCH_POSTGRES:-0}" == 1 && "$OWN_DATA" == 1 ]]; then
+    pg_fresh_database
+  fi
   "$SERVER" --data "$DATA_DIR" --listen "127.0.0.1:$PORT" >>"$log_file" 2>&1 &
   SERVER_PID=$!
   local i

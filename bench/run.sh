@@ -30,6 +30,8 @@
 # CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
 # FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
 # PUBLISH_RATE (10000),
+# BENCH_POSTGRES=1 (store in a private PostgreSQL started for the run, a
+# fresh database per server; its CPU is logged per run; see bench/postgres.sh),
 # STORM_CLIENTS (10000), STORM_ROOMS (1), STORM_DRAIN (60s: the longest the
 # storm waits, once publishing stops, for clients to catch up; a client still
 # behind then counts its missing messages as gaps).
@@ -75,7 +77,7 @@ if (( CONNECT_SOCKETS + 200 > FILES )); then
   log "connect scenario reduced to $CONNECT_SOCKETS sockets by the open-files limit"
 fi
 
-trap stop_server EXIT INT TERM
+trap 'stop_server; stop_database' EXIT INT TERM
 
 # loadgen SCENARIO MODE ARGS...: runs confab-load against the current
 # server; appends its final JSON line to the scenario's .json file.
@@ -91,8 +93,16 @@ loadgen() {
   args+=(${LOADGEN_ARGS:-})
   log "confab-load ${args[*]}"
   echo "\$ confab-load ${args[*]}" >>"$log_file"
-  local out status=0
+  local out status=0 db_cpu_before=""
+  [[ -n "${PG_DIR:-}" ]] && db_cpu_before="$(pg_cpu_seconds)"
   out="$("$LOADGEN" "${args[@]}" 2>>"$log_file")" || status=$?
+  if [[ -n "$db_cpu_before" ]]; then
+    # PostgreSQL shares the box: its CPU over the run (warm-up included).
+    local db_cpu
+    db_cpu="$(python3 -c "print(round($(pg_cpu_seconds) - $db_cpu_before, 2))")"
+    log "PostgreSQL CPU during the run: ${db_cpu} s"
+    echo "postgres_cpu_seconds $db_cpu" >>"$log_file"
+  fi
   printf '%s\n' "$out" | tee -a "$log_file" | sed '$d' >&2
   printf '%s\n' "$out" | tail -n 1 >>"$json_file"
   if (( status != 0 )); then

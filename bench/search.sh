@@ -25,6 +25,7 @@ QUERIES="${QUERIES:-2000}"
 work="$(mktemp -d /tmp/confab-search.XXXXXX)"
 cleanup() {
   stop_server
+  stop_database
   if [[ "${KEEP:-0}" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT

@@ -25,7 +25,7 @@ pub type CommandResult = Result<(), String>;
 /// Opens the store and builds the state a command needs (refused with a
 /// clear line while a server holds the data directory).
 async fn open(cfg: &Config) -> Result<Arc<AppState>, String> {
-    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let store = Store::open_configured(cfg, None).await?;
     let state = AppState::new(cfg.clone(), store, CancellationToken::new(), Arc::default())
         .await
         .map_err(|e| e.to_string())?;
@@ -420,9 +420,14 @@ pub async fn reindex(cfg: &Config) -> CommandResult {
         let reply = admin::client::call(stream, &Request::Reindex)?;
         return admin::client::print(reply);
     }
-    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, None).map_err(|e| e.to_string())?;
+    let store = Store::open_configured(cfg, None).await?;
     let started = std::time::Instant::now();
-    let result = crate::search::rebuild(&cfg.data_dir, store.clone());
+    let data_dir = cfg.data_dir.clone();
+    let reader = store.clone();
+    // The rebuild reads the store synchronously: off the runtime's threads.
+    let result = tokio::task::spawn_blocking(move || crate::search::rebuild(&data_dir, reader))
+        .await
+        .map_err(|e| format!("the rebuild failed: {e}"))?;
     store.close();
     print!("{}", reindexed(cfg, result?, started));
     Ok(())

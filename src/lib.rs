@@ -68,12 +68,8 @@ const RESERVED_FILES: usize = 64;
 /// Runs the server until SIGINT/SIGTERM: opens the store, binds, serves,
 /// drains, closes the store. Errors are one line for the operator.
 pub async fn run(cfg: Config) -> Result<(), String> {
-    if cfg.uses_postgres() {
-        return refuse_postgres(&cfg).await;
-    }
     let metrics = Arc::new(metrics::Metrics::default());
-    let store = Store::open(&cfg.data_dir, cfg.store_cache_mib, Some(metrics.clone()))
-        .map_err(|e| e.to_string())?;
+    let store = Store::open_configured(&cfg, Some(metrics.clone())).await?;
     let listener = server::bind(cfg.listen_addr())
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let shutdown = CancellationToken::new();
@@ -156,26 +152,6 @@ fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFil
             None
         }
     }
-}
-
-/// `serve` with `database_url` set: applies the migrations (so the database
-/// is checked and ready), then refuses to serve, since the store cannot yet
-/// run on PostgreSQL.
-async fn refuse_postgres(cfg: &Config) -> Result<(), String> {
-    let outcome = store::postgres::prepare(cfg)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        database = %config::redact_database_url(&cfg.database_url),
-        schema_version = outcome.version,
-        "PostgreSQL schema migrated"
-    );
-    Err(format!(
-        "database_url is set and the PostgreSQL schema is at version {}, but serving \
-         from PostgreSQL is not implemented yet: leave database_url empty to serve \
-         from the embedded store in data_dir",
-        outcome.version
-    ))
 }
 
 fn spawn_purger(state: state::State) {

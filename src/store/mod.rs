@@ -5,8 +5,8 @@
 //! Layout: this directory holds the interface and the types shared by
 //! every backend ([`records`], [`ops`]); [`redb`] is the embedded backend
 //! (one redb file in the data directory, a single writer thread with group
-//! commit); [`postgres`] holds the PostgreSQL pool and schema migrations,
-//! groundwork for a second backend. Nothing here knows about chat, the
+//! commit); [`postgres`] keeps them in a PostgreSQL database
+//! (`database_url`). Nothing here knows about chat, the
 //! hub, HTTP or sockets.
 
 pub mod backend;
@@ -60,6 +60,8 @@ pub trait CommitObserver: Send + Sync {
 pub enum Store {
     /// The redb file in the data directory.
     Embedded(redb::EmbeddedStore),
+    /// A PostgreSQL database (`database_url`).
+    Postgres(postgres::PgStore),
 }
 
 /// Forwards inherent async methods to the backend (see [`Backend`] for
@@ -70,6 +72,7 @@ macro_rules! forward {
         pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
             match self {
                 Store::Embedded(store) => store.$name($($arg),*).await,
+                Store::Postgres(store) => store.$name($($arg),*).await,
             }
         }
     )*};
@@ -85,10 +88,27 @@ impl Store {
         redb::EmbeddedStore::open(data_dir, cache_mib, observer).map(Store::Embedded)
     }
 
+    /// Opens the store `cfg` names: PostgreSQL when `database_url` is set
+    /// (migrating its schema first), else the embedded store in `data_dir`.
+    pub async fn open_configured(
+        cfg: &crate::config::Config,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> std::result::Result<Store, String> {
+        if cfg.uses_postgres() {
+            postgres::PgStore::open(cfg, observer)
+                .await
+                .map(Store::Postgres)
+                .map_err(|e| e.to_string())
+        } else {
+            Store::open(&cfg.data_dir, cfg.store_cache_mib, observer).map_err(|e| e.to_string())
+        }
+    }
+
     /// Where the data lives, for the log.
     pub fn location(&self) -> String {
         match self {
             Store::Embedded(store) => store.location(),
+            Store::Postgres(store) => Backend::location(store),
         }
     }
 
@@ -96,6 +116,7 @@ impl Store {
     pub fn close(self) {
         match self {
             Store::Embedded(store) => store.close(),
+            Store::Postgres(store) => store.close(),
         }
     }
 
@@ -114,6 +135,11 @@ impl Store {
                     .add_attachment(topic_id, user_id, content_type, bytes)
                     .await
             }
+            Store::Postgres(store) => {
+                store
+                    .add_attachment(topic_id, user_id, content_type, bytes)
+                    .await
+            }
         }
     }
 
@@ -124,6 +150,7 @@ impl Store {
     {
         match self {
             Store::Embedded(store) => store.export_into(out).await,
+            Store::Postgres(store) => store.export_into(out).await,
         }
     }
 
@@ -136,6 +163,7 @@ impl Store {
     pub fn topic_ids_blocking(&self) -> Result<Vec<u64>> {
         match self {
             Store::Embedded(store) => store.topic_ids_blocking(),
+            Store::Postgres(store) => store.topic_ids_blocking(),
         }
     }
 
@@ -148,6 +176,7 @@ impl Store {
     ) -> Result<(Vec<Stored>, bool)> {
         match self {
             Store::Embedded(store) => store.messages_after_blocking(topic_id, after, limit),
+            Store::Postgres(store) => store.messages_after_blocking(topic_id, after, limit),
         }
     }
 
@@ -155,6 +184,7 @@ impl Store {
     pub fn search_scope_blocking(&self, user_id: u64, from: &[String]) -> Result<SearchScope> {
         match self {
             Store::Embedded(store) => store.search_scope_blocking(user_id, from),
+            Store::Postgres(store) => store.search_scope_blocking(user_id, from),
         }
     }
 
@@ -162,6 +192,7 @@ impl Store {
     pub fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup> {
         match self {
             Store::Embedded(store) => store.lookup_messages_blocking(keys),
+            Store::Postgres(store) => store.lookup_messages_blocking(keys),
         }
     }
 
@@ -172,6 +203,7 @@ impl Store {
     {
         match self {
             Store::Embedded(store) => store.post_message(request, done).await,
+            Store::Postgres(store) => store.post_message(request, done).await,
         }
     }
 
@@ -182,6 +214,7 @@ impl Store {
     {
         match self {
             Store::Embedded(store) => store.react(request, done).await,
+            Store::Postgres(store) => store.react(request, done).await,
         }
     }
 
@@ -192,6 +225,7 @@ impl Store {
     {
         match self {
             Store::Embedded(store) => store.change_message(request, done).await,
+            Store::Postgres(store) => store.change_message(request, done).await,
         }
     }
 

@@ -12,6 +12,9 @@ use super::records::{
 /// Longest `client_id` kept (longer ones are refused by the callers).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
+/// Most distinct emoji on one message.
+pub const MAX_DISTINCT_EMOJI: usize = 20;
+
 /// The room every server has, created when a store is made.
 pub const LOBBY: &str = "lobby";
 

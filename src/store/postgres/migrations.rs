@@ -25,11 +25,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary carries, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "integrations",
+        sql: include_str!("migrations/0002_integrations.sql"),
+    },
+];
 
 /// Key of the advisory lock held while migrating: "confab" in ASCII, fixed
 /// so that every node and every version takes the same lock.

@@ -1,12 +1,38 @@
-//! PostgreSQL groundwork: the connection pool ([`pool`]) and the schema
-//! migrations built into the binary ([`migrations`]). The store itself is
-//! still the embedded one; [`prepare`] is what `confab migrate` and a
-//! `confab serve` with `database_url` set run before anything else.
+//! The PostgreSQL backend: [`PgStore`] keeps confab's data in a PostgreSQL
+//! database through a connection pool ([`pool`]), with the schema built into
+//! the binary ([`migrations`]) and applied when the store opens.
+//!
+//! One file per aggregate (`users`, `rooms`, `bots`, ...) holds its SQL;
+//! [`backend`] maps the store's operations onto them. Reads and most writes
+//! run on a pooled connection in their own statement or transaction; posts,
+//! edits, deletes and reactions go through the [`writer`], which batches
+//! them (group commit) and completes them in commit order.
 
+pub mod attachments;
+pub mod backend;
+pub mod bots;
+pub mod conversations;
+pub mod convert;
+pub mod error;
+pub mod export;
+pub mod history;
+pub mod mail;
+pub mod meta;
 pub mod migrations;
 pub mod pool;
+pub mod posting;
+pub mod rooms;
+pub mod search_reads;
+pub mod tokens;
+pub mod users;
+pub mod writer;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
 
 use crate::config::Config;
+use crate::store::CommitObserver;
 
 /// Why the PostgreSQL database could not be prepared. `Display` is one line
 /// and never holds the password.
@@ -68,4 +94,85 @@ pub async fn prepare(cfg: &Config) -> Result<migrations::Outcome, PgError> {
     let pool = pool::connect(&cfg.database_url, cfg.database_pool_size).await?;
     let mut client = pool::get(&pool, &cfg.database_url).await?;
     migrations::apply(&mut client).await
+}
+
+/// Shared handle to the open PostgreSQL store. Cloning shares the pool and
+/// the writer.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// `host:port/database`, for the log and errors (never the password).
+    location: String,
+    writer: writer::Writer,
+    /// The runtime the pool lives on, for the blocking reads of threads
+    /// outside it (the search indexer).
+    runtime: tokio::runtime::Handle,
+}
+
+impl PgStore {
+    /// Connects, applies the migrations, creates `lobby` if missing and
+    /// starts the writer. Must be called inside the tokio runtime.
+    pub async fn open(
+        cfg: &Config,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<PgStore, PgError> {
+        let pool = pool::connect(&cfg.database_url, cfg.database_pool_size).await?;
+        {
+            let mut client = pool::get(&pool, &cfg.database_url).await?;
+            migrations::apply(&mut client).await?;
+        }
+        let location = pool::location(&cfg.database_url)?;
+        let writer = writer::Writer::start(pool.clone(), observer);
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                location,
+                writer,
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        };
+        rooms::ensure_lobby(&store)
+            .await
+            .map_err(|e| PgError::Query {
+                context: "cannot create the lobby".to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(store)
+    }
+
+    /// A pooled connection, or [`crate::error::Error::Unavailable`] promptly
+    /// when the database cannot be reached.
+    pub async fn client(&self) -> crate::error::Result<Object> {
+        self.inner.pool.get().await.map_err(error::pool)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The writer that batches posts, edits, deletes and reactions.
+    pub fn writer(&self) -> &writer::Writer {
+        &self.inner.writer
+    }
+
+    /// Where the data lives, for the log.
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// Runs `future` to completion from a thread outside the runtime (the
+    /// search indexer, search queries on the blocking pool).
+    pub fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.inner.runtime.block_on(future)
+    }
+}
+
+/// Placeholder answer of operations still to be written.
+pub(crate) fn not_yet() -> crate::error::Error {
+    crate::error::Error::Unavailable("not available on PostgreSQL yet".into())
 }

@@ -15,10 +15,11 @@ use super::{describe, PgError};
 
 /// Longest wait for one new connection (TCP, then the login), unless the
 /// URL sets `connect_timeout` itself.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest wait for a pooled connection, counting its creation.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a pooled connection, counting its creation: while the
+/// database is away, requests answer `unavailable` after this at most.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PostgreSQL's default port.
 const DEFAULT_PORT: u16 = 5432;
@@ -37,6 +38,13 @@ fn parse(url: &str) -> Result<tokio_postgres::Config, PgError> {
     if config.get_application_name().is_none() {
         config.application_name("confab");
     }
+    // A write is acknowledged once COMMIT returns: make sure that means it
+    // is on disk, whatever the server's default.
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c synchronous_commit=on"),
+        None => "-c synchronous_commit=on".to_owned(),
+    };
+    config.options(&options);
     Ok(config)
 }
 
@@ -59,6 +67,16 @@ pub fn target(config: &tokio_postgres::Config) -> String {
         })
         .collect();
     hosts.join(",")
+}
+
+/// `host:port/database` of `url`, for the log (never the password).
+pub fn location(url: &str) -> Result<String, PgError> {
+    let config = parse(url)?;
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    Ok(format!("postgres://{}/{database}", target(&config)))
 }
 
 /// Builds the pool (no connection is made yet).

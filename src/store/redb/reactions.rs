@@ -16,7 +16,7 @@ use crate::store::ops::Toggled;
 use crate::store::records::{ReactionEntry, ReactionsRecord};
 
 /// Most distinct emoji on one message.
-pub const MAX_DISTINCT: usize = 20;
+pub const MAX_DISTINCT: usize = crate::store::ops::MAX_DISTINCT_EMOJI;
 
 /// Adds or removes `user_id`'s `emoji` on message (topic, seq). A missing
 /// or deleted message is [`Error::NotFound`]; nothing is written then.
