@@ -125,6 +125,9 @@ pub async fn execute(state: &AppState, request: Request) -> Result<String, Strin
         Request::BotList => bots::cli::bot_list(state).await,
         Request::BotKey { name } => bots::cli::bot_key(state, &name).await,
         Request::BotDelete { name } => bots::cli::bot_delete(state, &name).await,
+        Request::BotLimit { name, rate, burst } => {
+            bots::cli::bot_limit(state, &name, rate.as_deref(), burst).await
+        }
         Request::HookAdd { room, as_bot } => {
             bots::cli::hook_add(state, &room, as_bot.as_deref()).await
         }

@@ -101,6 +101,7 @@ const KEYS: &[&str] = &[
     "webhook_retry_hours",
     "webhook_retry_base_ms",
     "webhook_max_in_flight",
+    "webhook_ca_file",
     "smtp_url",
     "smtp_password",
     "mail_from",
@@ -203,6 +204,9 @@ pub struct Config {
     pub webhook_retry_base_ms: u64,
     /// Most outgoing webhook requests in flight per bot; at least 1.
     pub webhook_max_in_flight: usize,
+    /// A PEM bundle of certificates trusted for `https://` webhooks besides
+    /// the public roots (e.g. a private CA); empty = the public roots only.
+    pub webhook_ca_file: String,
     /// Outgoing mail server; empty = no mail. `smtps://` (TLS), `smtp://`
     /// (STARTTLS, required) or `smtp+plain://` (no TLS, no credentials).
     pub smtp_url: String,
@@ -258,6 +262,7 @@ impl Default for Config {
             webhook_retry_hours: 24,
             webhook_retry_base_ms: 1000,
             webhook_max_in_flight: 4,
+            webhook_ca_file: String::new(),
             smtp_url: String::new(),
             smtp_password: String::new(),
             mail_from: String::new(),
@@ -322,6 +327,7 @@ impl fmt::Debug for Config {
             webhook_retry_hours,
             webhook_retry_base_ms,
             webhook_max_in_flight,
+            webhook_ca_file,
             smtp_url,
             smtp_password,
             mail_from,
@@ -367,6 +373,7 @@ impl fmt::Debug for Config {
             .field("webhook_retry_hours", webhook_retry_hours)
             .field("webhook_retry_base_ms", webhook_retry_base_ms)
             .field("webhook_max_in_flight", webhook_max_in_flight)
+            .field("webhook_ca_file", webhook_ca_file)
             .field("smtp_url", smtp_url)
             .field("smtp_password", &Redacted(smtp_password))
             .field("mail_from", mail_from)
@@ -821,6 +828,7 @@ impl Config {
             "webhook_retry_hours" => self.webhook_retry_hours = parse_int(text)?,
             "webhook_retry_base_ms" => self.webhook_retry_base_ms = parse_int(text)?,
             "webhook_max_in_flight" => self.webhook_max_in_flight = parse_int(text)?,
+            "webhook_ca_file" => self.webhook_ca_file = text.trim().to_owned(),
             "smtp_url" => self.smtp_url = text.trim().to_owned(),
             "smtp_password" => self.smtp_password = text.to_owned(),
             "mail_from" => self.mail_from = text.trim().to_owned(),
@@ -913,6 +921,17 @@ impl Config {
         }
         if let Some((key, value, reason)) = crate::mail::settings::problem(self) {
             return Err(ConfigError::invalid(key, value.map(|v| quoted(&v)), reason));
+        }
+        if !self.webhook_ca_file.is_empty() {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            if let Err(reason) = crate::bots::client::add_ca_file(&mut roots, &self.webhook_ca_file)
+            {
+                return Err(ConfigError::invalid(
+                    "webhook_ca_file",
+                    Some(quoted(&self.webhook_ca_file)),
+                    reason,
+                ));
+            }
         }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
@@ -2003,4 +2022,54 @@ mod tests {
         assert_eq!(closest_key("database_ur"), Some("database_url"));
         assert_eq!(closest_key("nats_url"), None);
     }
+
+    #[test]
+    fn webhook_ca_file_must_hold_certificates() {
+        let missing = Config {
+            webhook_ca_file: "/nonexistent/confab-ca.pem".to_owned(),
+            ..Config::default()
+        };
+        let text = validation_message(&missing);
+        assert!(
+            text.starts_with(
+                "key \"webhook_ca_file\" = \"/nonexistent/confab-ca.pem\": cannot read it: "
+            ),
+            "{text}"
+        );
+        let garbage = TempFile::new("not a certificate\n");
+        let config = Config {
+            webhook_ca_file: garbage.path_str(),
+            ..Config::default()
+        };
+        assert!(validation_message(&config).ends_with(": holds no PEM certificate"));
+        let broken =
+            TempFile::new("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        let config = Config {
+            webhook_ca_file: broken.path_str(),
+            ..Config::default()
+        };
+        let text = validation_message(&config);
+        assert!(text.contains("cannot be a trust root"), "{text}");
+        let ca = TempFile::new(TEST_CA);
+        let config = Config {
+            webhook_ca_file: ca.path_str(),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        assert!(crate::bots::client::tls_config(&config.webhook_ca_file).is_ok());
+    }
+
+    /// A CA certificate (the one of the webhook TLS tests).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmjCCAT+gAwIBAgIUdH/eHqUupLHYRdYdD1z0ixZbenQwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOY29uZmFiIHRlc3QgQ0EwIBcNMjYxMjA1MDgwNzExWhgPMjEy
+NjExMTEwODA3MTFaMBkxFzAVBgNVBAMMDmNvbmZhYiB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEzudeK0CBS9d4bm/5LlQ6q5L1SLMC2tuU1kToLxK8
+p7c8nfHKaLhkffzdeD22Dbm1H83Y6u7vayZEAAhQ6jiEZqNjMGEwHQYDVR0OBBYE
+FP7x4MUM2OWKmXA3uDO9ILzNgYy0MB8GA1UdIwQYMBaAFP7x4MUM2OWKmXA3uDO9
+ILzNgYy0MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49
+BAMCA0kAMEYCIQCyJMRBXiEsaWllKZVk8PQzUBwN60j+/4SKnkpWevE48wIhAIPt
+gDjCdOl59cAJmR8thFnlu4Au2LxkO2ZtJa0WReen
+-----END CERTIFICATE-----
+";
 }

@@ -154,6 +154,17 @@ enum BotCommand {
     Key { name: String },
     /// Delete a bot (its key is refused, its user kept disabled)
     Delete { name: String },
+    /// Show or set a bot's message rate limit: N messages a second (bursts
+    /// of N, or of --burst B), or `default` for the limit of people
+    Limit {
+        name: String,
+        /// N or `default`; none shows the limit
+        #[arg(value_name = "N|default")]
+        rate: Option<String>,
+        /// Messages at once (default: N)
+        #[arg(long, value_name = "B")]
+        burst: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +297,7 @@ fn bot_request(command: BotCommand) -> Request {
         BotCommand::List => Request::BotList,
         BotCommand::Key { name } => Request::BotKey { name },
         BotCommand::Delete { name } => Request::BotDelete { name },
+        BotCommand::Limit { name, rate, burst } => Request::BotLimit { name, rate, burst },
     }
 }
 

@@ -1,6 +1,7 @@
 //! `confab bot|hook|reindex` on the command line: the same output and exit
 //! codes against a running server (admin socket) as against a stopped one
-//! (with the secrets masked), and the printed secrets work over HTTP at once.
+//! (with the secrets masked), the printed secrets work over HTTP at once,
+//! and a rate limit set on a running server holds at once.
 
 mod common;
 
@@ -29,6 +30,19 @@ const SCRIPT: &[Step] = &[
     &["bot", "list"],
     &["bot", "key", "helper"],
     &["bot", "key", "ghost"],
+    &["bot", "limit", "helper"],
+    &["bot", "limit", "helper", "5"],
+    &["bot", "limit", "helper", "7", "--burst", "20"],
+    &["bot", "limit", "helper"],
+    &["bot", "limit", "helper", "0"],
+    &["bot", "limit", "helper", "lots"],
+    &["bot", "limit", "helper", "3", "--burst", "0"],
+    &["bot", "limit", "helper", "default", "--burst", "3"],
+    &["bot", "limit", "helper", "--burst", "3"],
+    &["bot", "limit", "ghost", "5"],
+    &["bot", "limit", "watcher", "2"],
+    &["bot", "list"],
+    &["bot", "limit", "watcher", "default"],
     &["room", "add", "general"],
     &["hook", "add", "general"],
     &["hook", "add", "general", "--as", "helper"],
@@ -146,6 +160,51 @@ fn printed_keys_and_hooks_work_at_once() {
         "a deleted hook posts: {}",
         refused.body
     );
+}
+
+#[test]
+fn a_rate_limit_set_on_the_command_line_holds_at_once() {
+    let server = TestServer::start_with(
+        &[
+            ("CONFAB_PUSH_BURST", "40"),
+            ("CONFAB_PUSH_REFILL_PER_SEC", "1"),
+        ],
+        None,
+    );
+    let (admin, _) = server.register("root", "rootsecret");
+    let cli = Cli::on(server.data_dir());
+    let key = printed(&cli.run_ok(&["bot", "add", "helper"], None), "key: ");
+    let shown = cli.run_ok(&["bot", "limit", "helper"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout),
+        "bot helper: the default for people (1 message a second, bursts of 40)\n"
+    );
+    let set = cli.run_ok(&["bot", "limit", "helper", "1", "--burst", "3"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&set.stdout),
+        "bot helper: now 1 message a second, bursts of 3\n"
+    );
+    // Bursts of 3 (the refill may add one while the posts are made), not 40.
+    let post = |i: usize| {
+        server
+            .post_json(
+                "/api/rooms/lobby/messages",
+                Some(&key),
+                &json!({ "body": format!("post {i}") }),
+            )
+            .status
+    };
+    let accepted = (0..10).take_while(|&i| post(i) == 201).count();
+    assert!((3..5).contains(&accepted), "{accepted} accepted");
+    let listed = server.get("/api/bots", Some(&admin)).json();
+    assert_eq!(
+        listed["bots"][0]["rate_limit"],
+        json!({"burst": 3, "refill_per_sec": 1})
+    );
+
+    cli.run_ok(&["bot", "limit", "helper", "default"], None);
+    let accepted = (0..50).take_while(|&i| post(i) == 201).count();
+    assert!((40..43).contains(&accepted), "{accepted} accepted");
 }
 
 /// The reindex line without its duration.

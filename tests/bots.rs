@@ -1,8 +1,10 @@
 //! Bots and webhooks against the real binary, with real HTTP receivers on
 //! loopback: bot keys over REST and the socket, rotation and revocation,
-//! no password sign-in for bots, incoming webhooks with idempotency, and
-//! outgoing webhooks (signature, reply, retries, a hanging receiver, a
-//! crash with events queued, the default refusal of loopback targets).
+//! no password sign-in for bots, a bot's own rate limit (REST and socket,
+//! changed at runtime, kept across a restart), incoming webhooks with
+//! idempotency, and outgoing webhooks (signature, reply, retries, a hanging
+//! receiver, a crash with events queued, the delivery log kept across a
+//! restart, the default refusal of loopback targets).
 
 mod common;
 
@@ -469,6 +471,8 @@ fn undelivered_events_are_delivered_after_a_kill() {
         json!({"username": "later", "webhook_url": format!("http://{addr}/hook")}),
     );
     let posted = server.post_message("lobby", &admin, &json!({"body": "@later survive this"}));
+    // At least one failed attempt is in the log before the kill.
+    wait_for_log(&server, &admin, "later", |log| !log.is_empty());
     server.kill();
 
     let receiver = Receiver::on(
@@ -479,6 +483,283 @@ fn undelivered_events_are_delivered_after_a_kill() {
     let hit = receiver.next("the event queued before the kill");
     assert_eq!(hit.json()["message"]["id"], posted["id"]);
     assert_eq!(hit.json()["message"]["body"], "@later survive this");
+
+    // The log kept the attempts before the kill, and the resumed event
+    // counted on from them: 1, 2, ..., n, the last one delivered.
+    let log = wait_for_log(&server, &admin, "later", |log| {
+        log.first().is_some_and(|a| a["outcome"] == "delivered")
+    });
+    let mut numbers: Vec<u64> = log
+        .iter()
+        .filter(|a| a["event_id"] == hit.json()["id"])
+        .map(|a| a["attempt"].as_u64().expect("attempt number"))
+        .collect();
+    numbers.reverse();
+    assert!(numbers.len() >= 2, "{log:?}");
+    assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<_>>());
+}
+
+/// A bot's delivery log once `done` holds for it (newest first).
+#[track_caller]
+fn wait_for_log(
+    server: &TestServer,
+    admin: &str,
+    bot: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = server.get(&format!("/api/bots/{bot}/deliveries"), Some(admin));
+        response.assert_status(200, "delivery log");
+        let log = response.json()["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .clone();
+        if done(&log) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery log never got there: {log:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_delivery_log_shows_status_and_latency_and_survives_a_restart() {
+    let receiver = Receiver::start(|n| {
+        if n == 0 {
+            Action::Answer(503, "{}".into())
+        } else {
+            Action::Answer(200, "{}".into())
+        }
+    });
+    let mut server = TestServer::start_with(&webhook_env(&[]), None);
+    let (admin, _) = server.register("root", PASSWORD);
+    let (bob, _) = server.register("bob", PASSWORD);
+    create_bot(
+        &server,
+        &admin,
+        json!({"username": "logger", "webhook_url": receiver.url()}),
+    );
+    assert_eq!(
+        server
+            .get("/api/bots/logger/deliveries", Some(&admin))
+            .json(),
+        json!({"deliveries": []})
+    );
+    server.post_message("lobby", &admin, &json!({"body": "@logger one"}));
+    let event = receiver.next("the first attempt").json()["id"].clone();
+    receiver.next("the retry");
+
+    let log = wait_for_log(&server, &admin, "logger", |log| log.len() == 2);
+    let (newest, oldest) = (&log[0], &log[1]);
+    for attempt in [newest, oldest] {
+        assert_eq!(attempt["event_id"], event, "{attempt}");
+        assert!(attempt["latency_ms"].is_u64(), "{attempt}");
+        assert!(
+            attempt["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+            "{attempt}"
+        );
+    }
+    assert_eq!(oldest["attempt"], 1);
+    assert_eq!(oldest["status"], 503);
+    assert_eq!(oldest["outcome"], "retrying");
+    assert_eq!(oldest["error"], "answered 503");
+    assert_eq!(newest["attempt"], 2);
+    assert_eq!(newest["status"], 200);
+    assert_eq!(newest["outcome"], "delivered");
+    assert!(newest["error"].is_null());
+
+    // Admins only, and only for bots.
+    server
+        .get("/api/bots/logger/deliveries", Some(&bob))
+        .assert_status(403, "a person's view of the log");
+    server
+        .get("/api/bots/bob/deliveries", Some(&admin))
+        .assert_status(404, "the log of a person");
+
+    server.restart();
+    let after = server
+        .get("/api/bots/logger/deliveries", Some(&admin))
+        .json();
+    assert_eq!(after["deliveries"], Value::Array(log));
+
+    // Deleting the bot drops its log.
+    server
+        .request("DELETE", "/api/bots/logger", Some(&admin), None, &[])
+        .assert_status(204, "delete bot");
+    let gone = server.get("/api/bots/logger/deliveries", Some(&admin));
+    gone.assert_status(200, "the log of a deleted bot");
+    assert_eq!(gone.json(), json!({"deliveries": []}));
+}
+
+/// Bot posts over REST until the first 429; returns how many were accepted
+/// (at most `most`, else the test fails).
+#[track_caller]
+fn rest_posts_until_refused(server: &TestServer, key: &str, most: usize) -> usize {
+    for i in 0..=most {
+        let response = server.post_json(
+            "/api/rooms/lobby/messages",
+            Some(key),
+            &json!({ "body": format!("rest {i}") }),
+        );
+        match response.status {
+            201 => continue,
+            429 => {
+                assert!(response.header("retry-after").is_some(), "no Retry-After");
+                assert_eq!(response.json()["error"], "rate_limited");
+                return i;
+            }
+            other => panic!("bot post: HTTP {other}: {}", response.body),
+        }
+    }
+    panic!("more than {most} bot posts accepted without a 429");
+}
+
+/// Socket pushes of `new_msg` until the first refusal; returns how many
+/// were accepted (at most `most`, else the test fails).
+async fn socket_posts_until_refused(socket: &mut PhxClient, most: usize) -> usize {
+    for i in 0..=most {
+        let (status, reply) = socket
+            .push(
+                "room:lobby",
+                "new_msg",
+                json!({ "body": format!("socket {i}") }),
+            )
+            .await;
+        if status != "ok" {
+            assert_eq!(reply["reason"], "rate_limited", "{reply}");
+            return i;
+        }
+    }
+    panic!("more than {most} socket pushes accepted without a refusal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_own_rate_limit_holds_over_rest_and_socket_and_changes_at_runtime() {
+    // People (and bots without a limit of their own): bursts of 6, 1 a second.
+    let mut server = blocking(|| {
+        TestServer::start_with(
+            &[
+                ("CONFAB_PUSH_BURST", "6"),
+                ("CONFAB_PUSH_REFILL_PER_SEC", "1"),
+            ],
+            None,
+        )
+    });
+    let (admin, _) = blocking(|| server.register("root", PASSWORD));
+    let (bob, _) = blocking(|| server.register("bob", PASSWORD));
+    let (key, _, bot) = blocking(|| create_bot(&server, &admin, json!({"username": "chatty"})));
+    assert_eq!(bot["rate_limit"], Value::Null);
+    let listed = blocking(|| server.get("/api/bots", Some(&admin))).json();
+    assert_eq!(
+        listed["default_rate_limit"],
+        json!({"burst": 6, "refill_per_sec": 1})
+    );
+
+    // The default: a burst of 6 (a refill of 1 a second may add one or two
+    // while the posts are made), far from a burst of 30.
+    let accepted = blocking(|| rest_posts_until_refused(&server, &key, 12));
+    assert!((6..9).contains(&accepted), "{accepted} accepted");
+
+    let patch = |server: &TestServer, body: Value| {
+        blocking(|| server.send_json("PATCH", "/api/bots/chatty", Some(&admin), &body))
+    };
+    // Only admins, only bots, only sound limits.
+    blocking(|| {
+        server.send_json(
+            "PATCH",
+            "/api/bots/chatty",
+            Some(&bob),
+            &json!({"rate_limit": null}),
+        )
+    })
+    .assert_status(403, "a person changes a bot's limit");
+    blocking(|| {
+        server.send_json(
+            "PATCH",
+            "/api/bots/bob",
+            Some(&admin),
+            &json!({"rate_limit": null}),
+        )
+    })
+    .assert_status(404, "the limit of a person");
+    for bad in [
+        json!({"rate_limit": {"burst": 0, "refill_per_sec": 1}}),
+        json!({"rate_limit": {"burst": 5}}),
+        json!({"rate_limit": {"burst": 5, "refill_per_sec": -1}}),
+        json!({"rate_limit": {"burst": 5, "refill_per_sec": 4294967296u64}}),
+        json!({"rate_limit": 5}),
+    ] {
+        let refused = patch(&server, bad.clone());
+        refused.assert_status(422, &bad.to_string());
+        assert!(
+            refused.json()["errors"]["rate_limit"].is_array(),
+            "{}",
+            refused.body
+        );
+    }
+
+    // Raised above the default: 30 at once, over the socket too (where a
+    // person's socket would stop at 6).
+    let changed = patch(
+        &server,
+        json!({"rate_limit": {"burst": 30, "refill_per_sec": 1}}),
+    );
+    changed.assert_status(200, "raise the limit");
+    assert_eq!(
+        changed.json()["bot"]["rate_limit"],
+        json!({"burst": 30, "refill_per_sec": 1})
+    );
+    let mut socket = PhxClient::joined(server.addr(), &key, "room:lobby").await;
+    let accepted = socket_posts_until_refused(&mut socket, 40).await;
+    assert!((30..33).contains(&accepted), "{accepted} accepted");
+    // REST draws on the same, now empty, bucket.
+    let refused = blocking(|| {
+        server.post_json(
+            "/api/rooms/lobby/messages",
+            Some(&key),
+            &json!({"body": "over the limit"}),
+        )
+    });
+    refused.assert_status(429, "REST after the socket used the bucket");
+    // People are not limited by the bot's bucket.
+    blocking(|| server.post_message("lobby", &admin, &json!({"body": "a person"})));
+
+    // Lowered below the default; the listing shows it.
+    patch(
+        &server,
+        json!({"rate_limit": {"burst": 2, "refill_per_sec": 1}}),
+    )
+    .assert_status(200, "lower the limit");
+    let listed = blocking(|| server.get("/api/bots", Some(&admin))).json();
+    assert_eq!(
+        listed["bots"][0]["rate_limit"],
+        json!({"burst": 2, "refill_per_sec": 1})
+    );
+    let accepted = blocking(|| rest_posts_until_refused(&server, &key, 6));
+    assert!((2..4).contains(&accepted), "{accepted} accepted");
+
+    // Kept in the store: after a restart the bot still has its own limit.
+    drop(socket);
+    blocking(|| server.restart());
+    let listed = blocking(|| server.get("/api/bots", Some(&admin))).json();
+    assert_eq!(
+        listed["bots"][0]["rate_limit"],
+        json!({"burst": 2, "refill_per_sec": 1})
+    );
+    let mut socket = PhxClient::joined(server.addr(), &key, "room:lobby").await;
+    let accepted = socket_posts_until_refused(&mut socket, 6).await;
+    assert!((2..4).contains(&accepted), "{accepted} accepted");
+
+    // Back to the default of people.
+    let reset = patch(&server, json!({"rate_limit": null}));
+    reset.assert_status(200, "reset the limit");
+    assert_eq!(reset.json()["bot"]["rate_limit"], Value::Null);
+    let accepted = blocking(|| rest_posts_until_refused(&server, &key, 12));
+    assert!((6..9).contains(&accepted), "{accepted} accepted");
 }
 
 #[test]

@@ -59,6 +59,7 @@ export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, { body });
 export const put = (path, body) => request("PUT", path, { body });
 export const del = (path) => request("DELETE", path);
+export const patch = (path, body) => request("PATCH", path, { body });
 
 export const register = (fields) => request("POST", "/api/register", { body: fields, auth: false });
 export const login = (fields) => request("POST", "/api/login", { body: fields, auth: false });

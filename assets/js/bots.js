@@ -1,7 +1,9 @@
 // bots.js — bot accounts for admins, in the shared dialog: the list of
 // bots, creating one (its API key and signing secret are shown once, with
-// copy buttons), rotating a key, deleting a bot and the delivery log of its
-// outgoing webhook. Also the "bot" badge shown next to a bot's name.
+// copy buttons), its message rate limit (its own, or the default of
+// people), rotating a key, deleting a bot and the delivery log of its
+// outgoing webhook (kept by the server, newest first). Also the "bot"
+// badge shown next to a bot's name.
 
 import * as api from "./api.js";
 import { h, clear } from "./dom.js";
@@ -54,12 +56,12 @@ async function deliveries(name, into) {
         "table",
         { class: "bot-log" },
         h("caption", { class: "sr-only" }, `Deliveries of ${name}`),
-        h("thead", {}, h("tr", {}, ...["Event", "Time", "Status", "Latency", "Outcome", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, ...["Event", "Attempt", "Time", "Status", "Latency", "Outcome", "Error"].map((c) => h("th", { scope: "col" }, c)))),
         h(
           "tbody",
           {},
           ...list.map((d) =>
-            h("tr", {}, h("td", {}, String(d.event_id)), h("td", {}, d.at), h("td", {}, d.status == null ? "—" : String(d.status)), h("td", {}, `${d.latency_ms} ms`), h("td", {}, d.outcome), h("td", {}, d.error || "")),
+            h("tr", {}, h("td", {}, String(d.event_id)), h("td", {}, String(d.attempt)), h("td", {}, d.at), h("td", {}, d.status == null ? "—" : String(d.status)), h("td", {}, `${d.latency_ms} ms`), h("td", {}, d.outcome), h("td", {}, d.error || "")),
           ),
         ),
       ),
@@ -67,6 +69,58 @@ async function deliveries(name, into) {
   } catch (e) {
     into.append(h("p", { class: "form-notice", role: "alert" }, e.message));
   }
+}
+
+const rateText = (limit) => `${limit.refill_per_sec} a second, bursts of ${limit.burst}`;
+
+/** What a bot's rate limit row says: its own limit, or the default. */
+function limitText(bot, defaults) {
+  return bot.rate_limit ? `Rate limit: ${rateText(bot.rate_limit)}` : `Rate limit: default (${rateText(defaults)})`;
+}
+
+/** The form that changes a bot's rate limit, shown in `into`. */
+function limitForm(bot, defaults, into, shown) {
+  clear(into);
+  const current = bot.rate_limit || defaults;
+  const number = (value) => h("input", { type: "number", min: "1", step: "1", inputmode: "numeric", required: true, value: String(value) });
+  const rate = field(`bot-rate-${bot.id}`, "Messages a second", number(current.refill_per_sec));
+  const burst = field(`bot-burst-${bot.id}`, "Burst", number(current.burst));
+  const notice = h("p", { class: "form-notice", role: "alert", hidden: true });
+  const save = async (limit) => {
+    notice.hidden = true;
+    try {
+      const { bot: changed } = await api.patch(path(bot.username), { rate_limit: limit });
+      bot.rate_limit = changed.rate_limit;
+      shown.textContent = limitText(bot, defaults);
+      clear(into);
+    } catch (e) {
+      notice.textContent = (e.fields.rate_limit || [e.message]).join(", ");
+      notice.hidden = false;
+    }
+  };
+  const form = h(
+    "form",
+    { class: "bot-limit-form", "aria-label": `Rate limit of @${bot.username}`, novalidate: true },
+    notice,
+    rate.el,
+    burst.el,
+    h(
+      "div",
+      { class: "dialog-actions" },
+      h("button", { type: "submit", class: "btn btn-primary btn-sm" }, "Save limit"),
+      h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: () => save(null) }, "Use default"),
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const limit = { refill_per_sec: Number(rate.input.value), burst: Number(burst.input.value) };
+    const whole = (n) => Number.isInteger(n) && n >= 1;
+    rate.setError(whole(limit.refill_per_sec) ? "" : "Give a whole number of at least 1.");
+    burst.setError(whole(limit.burst) ? "" : "Give a whole number of at least 1.");
+    if (whole(limit.refill_per_sec) && whole(limit.burst)) save(limit);
+  });
+  into.append(form);
+  rate.input.focus();
 }
 
 /** Opens the bots dialog. */
@@ -109,17 +163,21 @@ export async function manageBots(shown = null) {
   });
   open("Bots", h("div", {}, shown || "", form, h("h3", {}, "Existing bots"), list, output), { wide: true });
   try {
-    const { bots } = await api.get("/api/bots");
+    const { bots, default_rate_limit: defaults } = await api.get("/api/bots");
     if (!bots.length) list.append(h("li", { class: "sb-empty" }, "No bots yet."));
     for (const bot of bots) {
       const log = h("div", { class: "bot-log-wrap" });
+      const limitWrap = h("div", { class: "bot-limit-wrap" });
+      const limitShown = h("span", { class: "bot-limit" }, limitText(bot, defaults));
       list.append(
         h(
           "li",
           { class: "bot-row" },
           h("span", { class: "bot-name" }, bot.display_name, " ", botBadge(), " ", h("span", { class: "msg-username" }, `@${bot.username}`)),
           h("span", { class: "bot-url" }, bot.webhook_url || "no webhook"),
+          limitShown,
           h("span", { class: "bot-actions" },
+            h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: () => limitForm(bot, defaults, limitWrap, limitShown) }, "Rate limit"),
             h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: () => deliveries(bot.username, log) }, "Deliveries"),
             h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: async () => {
               const rotated = await api.post(path(bot.username, "/key"), {});
@@ -130,6 +188,7 @@ export async function manageBots(shown = null) {
               await manageBots();
             } }, "Delete"),
           ),
+          limitWrap,
           log,
         ),
       );

@@ -72,6 +72,12 @@ pub enum Request {
     BotDelete {
         name: String,
     },
+    BotLimit {
+        name: String,
+        /// Messages a second, or `default`; `None` shows the limit.
+        rate: Option<String>,
+        burst: Option<u32>,
+    },
     HookAdd {
         room: String,
         as_bot: Option<String>,
@@ -144,6 +150,7 @@ impl Request {
             Request::BotList => "bot_list",
             Request::BotKey { .. } => "bot_key",
             Request::BotDelete { .. } => "bot_delete",
+            Request::BotLimit { .. } => "bot_limit",
             Request::HookAdd { .. } => "hook_add",
             Request::HookList { .. } => "hook_list",
             Request::HookDelete { .. } => "hook_delete",

@@ -3,9 +3,12 @@
 //! (the same text either way). The work itself is [`super::manage`], as for
 //! the REST API. `Ok` is the text for stdout, `Err` the one failure line.
 
+use std::collections::HashMap;
+
 use super::manage::{self, BotInput};
 use crate::error::Error;
 use crate::state::AppState;
+use crate::store::records::RateLimit;
 
 type Outcome = Result<String, String>;
 
@@ -55,18 +58,27 @@ pub async fn bot_list(state: &AppState) -> Outcome {
         .bots()
         .await
         .map_err(|e| crate::commands::describe(&e))?;
-    let mut out = format!("{:>6}  {:<32}  {:<8}  webhook\n", "id", "username", "flags");
+    let limits = own_limits(state).await?;
+    let mut out = format!(
+        "{:>6}  {:<32}  {:<8}  {:<14}  webhook\n",
+        "id", "username", "flags", "rate limit"
+    );
     for (user, bot) in bots {
         let flags = match (user.disabled, bot.all_messages) {
             (true, _) => "disabled",
             (false, true) => "all",
             (false, false) => "",
         };
+        let limit = match limits.get(&user.id) {
+            Some(limit) => format!("{}/s burst {}", limit.refill_per_sec, limit.burst),
+            None => "default".to_string(),
+        };
         out.push_str(&format!(
-            "{:>6}  {:<32}  {:<8}  {}\n",
+            "{:>6}  {:<32}  {:<8}  {:<14}  {}\n",
             user.id,
             user.username,
             flags,
+            limit,
             bot.webhook_url.as_deref().unwrap_or("-")
         ));
     }
@@ -99,6 +111,81 @@ pub async fn bot_delete(state: &AppState, name: &str) -> Outcome {
         .map_err(|e| line(e, "bot", name))?;
     tracing::info!(bot = %user.username, "bot deleted from the command line");
     Ok(format!("deleted bot {}\n", user.username))
+}
+
+/// The bots' own rate limits, from the store.
+async fn own_limits(state: &AppState) -> Result<HashMap<u64, RateLimit>, String> {
+    let limits = state
+        .store
+        .bot_rate_limits()
+        .await
+        .map_err(|e| crate::commands::describe(&e))?;
+    Ok(limits.into_iter().collect())
+}
+
+fn limit_text(limit: &RateLimit) -> String {
+    let plural = if limit.refill_per_sec == 1 { "" } else { "s" };
+    format!(
+        "{} message{plural} a second, bursts of {}",
+        limit.refill_per_sec, limit.burst
+    )
+}
+
+/// `confab bot limit NAME [N|default] [--burst B]`: shows the bot's rate
+/// limit, sets it to N messages a second (bursts of B, else N), or returns
+/// it to the limit of people.
+pub async fn bot_limit(
+    state: &AppState,
+    name: &str,
+    rate: Option<&str>,
+    burst: Option<u32>,
+) -> Outcome {
+    let user = manage::bot_named(state, name)
+        .await
+        .map_err(|e| line(e, "bot", name))?;
+    let default = super::default_rate_limit(&state.cfg);
+    let limit = match rate {
+        None if burst.is_some() => return Err("--burst needs a limit N".to_string()),
+        None => {
+            return Ok(match own_limits(state).await?.get(&user.id) {
+                Some(limit) => format!("bot {}: {}\n", user.username, limit_text(limit)),
+                None => format!(
+                    "bot {}: the default for people ({})\n",
+                    user.username,
+                    limit_text(&default)
+                ),
+            })
+        }
+        Some("default") if burst.is_some() => {
+            return Err("--burst goes with a limit N, not with default".to_string())
+        }
+        Some("default") => None,
+        Some(text) => {
+            let refill_per_sec = text.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                format!("{text:?} is not a limit: give a whole number of messages a second (at least 1) or default")
+            })?;
+            let burst = burst.unwrap_or(refill_per_sec);
+            if burst == 0 {
+                return Err("--burst must be at least 1".to_string());
+            }
+            Some(RateLimit {
+                burst,
+                refill_per_sec,
+            })
+        }
+    };
+    manage::set_rate_limit(state, &user, limit)
+        .await
+        .map_err(|e| line(e, "bot", name))?;
+    tracing::info!(bot = %user.username, ?limit, "bot rate limit set from the command line");
+    Ok(match limit {
+        Some(limit) => format!("bot {}: now {}\n", user.username, limit_text(&limit)),
+        None => format!(
+            "bot {}: now the default for people ({})\n",
+            user.username,
+            limit_text(&default)
+        ),
+    })
 }
 
 /// `confab hook add`: posts as the bot `as_bot`, else as the room's owner.

@@ -1,12 +1,13 @@
 //! One signed webhook request with hyper's HTTP/1 client: resolve, check
 //! every address ([`super::safety`]), connect to a checked one (5 s), for
 //! `https://` shake hands with TLS there (SNI and certificate checked for
-//! the URL's host against the webpki roots), send, and read at most
+//! the URL's host against the webpki roots and the certificates of
+//! `webhook_ca_file`, see [`tls_config`]), send, and read at most
 //! [`MAX_RESPONSE_BYTES`] of the answer, all within 10 s. Redirects are not
 //! followed (a 3xx is a failure).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,9 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use super::keys;
@@ -75,15 +78,55 @@ async fn resolve(allowed: &[String], target: &Target) -> Result<Vec<SocketAddr>,
     Ok(addrs)
 }
 
+/// The TLS client settings of `https://` webhooks, or why there are none
+/// (then every `https://` attempt fails with that reason).
+pub type Tls = Result<Arc<rustls::ClientConfig>, String>;
+
+/// Adds the certificates of the PEM bundle at `path` to `roots`; `Err` says
+/// why the file is unusable (unreadable, no certificate, a bad one).
+pub fn add_ca_file(roots: &mut RootCertStore, path: &str) -> Result<(), String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut added = 0usize;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("holds a certificate that cannot be a trust root: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(())
+}
+
+/// The TLS client settings: the webpki roots plus, if `ca_file` is not
+/// empty, the certificates of that PEM bundle; the ring provider.
+pub fn tls_config(ca_file: &str) -> Tls {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if !ca_file.is_empty() {
+        add_ca_file(&mut roots, ca_file).map_err(|e| format!("webhook_ca_file {ca_file}: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+        .map_err(|e| format!("cannot set up TLS: {e}"))
+}
+
 /// POSTs `body` to `url`, signed with `secret`, as event `event_id`.
 pub async fn send(
     allowed: &[String],
+    tls: &Tls,
     url: &str,
     secret: &str,
     event_id: u64,
     body: &str,
 ) -> Result<Answer, Failure> {
-    match tokio::time::timeout(TOTAL_TIMEOUT, attempt(allowed, url, secret, event_id, body)).await {
+    let request = attempt(allowed, tls, url, secret, event_id, body);
+    match tokio::time::timeout(TOTAL_TIMEOUT, request).await {
         Ok(result) => result,
         Err(_) => Err(fail(format!(
             "no answer within {} s",
@@ -94,6 +137,7 @@ pub async fn send(
 
 async fn attempt(
     allowed: &[String],
+    tls: &Tls,
     url: &str,
     secret: &str,
     event_id: u64,
@@ -124,31 +168,12 @@ async fn attempt(
     }
     let name = ServerName::try_from(target.host.clone())
         .map_err(|e| fail(format!("{} is not a TLS server name: {e}", target.host)))?;
-    let stream = TlsConnector::from(tls_config()?)
+    let config = tls.clone().map_err(fail)?;
+    let stream = TlsConnector::from(config)
         .connect(name, stream)
         .await
         .map_err(|e| fail(format!("TLS handshake with {} failed: {e}", target.host)))?;
     exchange(stream, &target, secret, event_id, body).await
-}
-
-/// The TLS client settings: the webpki roots, the ring provider.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, Failure> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|builder| {
-                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
-                })
-                .map_err(|e| format!("cannot set up TLS: {e}"))
-        })
-        .clone()
-        .map_err(fail)
 }
 
 /// Sends the request over a connected `stream` and reads the answer.

@@ -1,7 +1,8 @@
 //! Managing bots and incoming webhooks, shared by the REST API
 //! (`src/http/api/bots.rs`, `hooks.rs`) and the CLI (`confab bot|hook`,
 //! offline or through the admin socket): validation, the secrets shown
-//! once, and the live effects (registry reload, closing a bot's sockets).
+//! once, and the live effects (registry reload, closing a bot's sockets,
+//! a changed rate limit applying to the next post).
 
 use crate::accounts::{self, Problems};
 use crate::bots::{keys, safety};
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::ops::NewBot;
 use crate::store::ops::NewHook;
-use crate::store::records::{BotRecord, HookRecord, RoomRecord, UserRecord};
+use crate::store::records::{BotRecord, HookRecord, RateLimit, RoomRecord, UserRecord};
 
 /// What a new bot is made of.
 #[derive(Debug, Default)]
@@ -113,6 +114,26 @@ pub async fn delete_bot(state: &AppState, user: &UserRecord) -> Result<()> {
     state.bots.reload(&state.store).await?;
     state.bots.forget(user.id);
     Ok(())
+}
+
+/// Why a bot's own rate limit is unusable, if it is.
+pub fn rate_limit_problem(limit: &RateLimit) -> Option<&'static str> {
+    (limit.burst == 0 || limit.refill_per_sec == 0)
+        .then_some("burst and refill_per_sec must be at least 1")
+}
+
+/// Gives a bot its own rate limit, or with `None` the one of people
+/// again; its next post is limited by it (REST and sockets alike).
+pub async fn set_rate_limit(
+    state: &AppState,
+    user: &UserRecord,
+    limit: Option<RateLimit>,
+) -> Result<()> {
+    if let Some(problem) = limit.as_ref().and_then(rate_limit_problem) {
+        return Err(Error::field("rate_limit", problem));
+    }
+    state.store.set_bot_rate_limit(user.id, limit).await?;
+    state.bots.reload(&state.store).await
 }
 
 /// The room named `name`.

@@ -1,7 +1,9 @@
 //! Bots and webhooks: bot API keys ([`keys`]), the registry of bots that
 //! receive outgoing webhooks (read by the post path to decide which events
-//! to queue), the delivery log, and the dispatcher ([`outgoing`]) that sends
-//! queued events with [`client`] under the address rules of [`safety`].
+//! to queue), bots' message rate limits (their own from the store, else the
+//! one of people) and their buckets, the view of the delivery log (kept in
+//! the store), and the dispatcher ([`outgoing`]) that sends queued events
+//! with [`client`] under the address rules of [`safety`].
 
 pub mod cli;
 pub mod client;
@@ -10,16 +12,16 @@ pub mod manage;
 pub mod outgoing;
 pub mod safety;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::chat::views::UserBrief;
+use crate::config::Config;
 use crate::error::Result;
 use crate::socket::limits::TokenBucket;
-use crate::store::records::{BotRecord, DeliveryRecord};
+use crate::store::records::{BotRecord, DeliveryAttemptRecord, DeliveryRecord, RateLimit};
 use crate::store::Store;
 
 /// Attempts kept per bot in the delivery log.
@@ -35,28 +37,21 @@ pub struct Entry {
 /// the post path reads a snapshot without a lock held.
 pub type Registry = Arc<HashMap<u64, Entry>>;
 
-/// One delivery attempt, as the log shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Attempt {
-    pub event_id: u64,
-    pub at: String,
-    /// The HTTP status, when there was an answer.
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: Option<String>,
-    /// `delivered`, `retrying` or `gave_up`.
-    pub outcome: &'static str,
-}
-
 /// Bot state shared by the post path, the API and the dispatcher.
 pub struct Bots {
     registry: RwLock<Registry>,
-    log: Mutex<HashMap<u64, VecDeque<Attempt>>>,
+    /// The bots' own rate limits, by user id (the others use the default).
+    rate_limits: RwLock<Arc<HashMap<u64, RateLimit>>>,
+    /// Each bot's message bucket, shared by its REST posts and its sockets,
+    /// with the limit it was made for.
+    post_buckets: Mutex<HashMap<u64, (RateLimit, TokenBucket)>>,
     queue: mpsc::UnboundedSender<DeliveryRecord>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<DeliveryRecord>>>,
     limits: Mutex<HashMap<u64, Arc<Semaphore>>>,
     /// Incoming webhook rate limits, by hook id.
     hook_buckets: Mutex<HashMap<u64, TokenBucket>>,
+    /// The TLS settings of `https://` webhooks, made on first use.
+    tls: OnceLock<client::Tls>,
 }
 
 impl Default for Bots {
@@ -64,11 +59,13 @@ impl Default for Bots {
         let (queue, receiver) = mpsc::unbounded_channel();
         Bots {
             registry: RwLock::new(Arc::new(HashMap::new())),
-            log: Mutex::new(HashMap::new()),
+            rate_limits: RwLock::new(Arc::new(HashMap::new())),
+            post_buckets: Mutex::new(HashMap::new()),
             queue,
             receiver: Mutex::new(Some(receiver)),
             limits: Mutex::new(HashMap::new()),
             hook_buckets: Mutex::new(HashMap::new()),
+            tls: OnceLock::new(),
         }
     }
 }
@@ -87,10 +84,50 @@ impl Bots {
                 );
             }
         }
+        let limits: HashMap<u64, RateLimit> = store.bot_rate_limits().await?.into_iter().collect();
         if let Ok(mut registry) = self.registry.write() {
             *registry = Arc::new(map);
         }
+        if let Ok(mut rate_limits) = self.rate_limits.write() {
+            *rate_limits = Arc::new(limits);
+        }
         Ok(())
+    }
+
+    /// A bot's own rate limit, if it has one.
+    pub fn rate_limit(&self, bot_id: u64) -> Option<RateLimit> {
+        self.rate_limits
+            .read()
+            .ok()
+            .and_then(|limits| limits.get(&bot_id).copied())
+    }
+
+    /// Takes a token from a bot's message bucket: its own limit, else
+    /// `default` (the one of people). A changed limit starts a full bucket.
+    pub fn take_post_token(&self, bot_id: u64, default: RateLimit) -> bool {
+        let limit = self.rate_limit(bot_id).unwrap_or(default);
+        let Ok(mut buckets) = self.post_buckets.lock() else {
+            return true;
+        };
+        let entry = buckets
+            .entry(bot_id)
+            .or_insert_with(|| (limit, TokenBucket::new(limit.burst, limit.refill_per_sec)));
+        if entry.0 != limit {
+            *entry = (limit, TokenBucket::new(limit.burst, limit.refill_per_sec));
+        }
+        entry.1.take()
+    }
+
+    /// The TLS settings of `https://` webhooks (the public roots and
+    /// `webhook_ca_file`), made once.
+    pub fn tls(&self, cfg: &Config) -> &client::Tls {
+        self.tls.get_or_init(|| {
+            let tls = client::tls_config(&cfg.webhook_ca_file);
+            if let Err(e) = &tls {
+                tracing::error!(error = %e, "https webhooks cannot be delivered");
+            }
+            tls
+        })
     }
 
     /// The current registry.
@@ -124,28 +161,6 @@ impl Bots {
         }
     }
 
-    /// Adds an attempt to a bot's log, dropping the oldest past [`LOG_LEN`].
-    pub fn record(&self, bot_id: u64, attempt: Attempt) {
-        if let Ok(mut log) = self.log.lock() {
-            let entries = log.entry(bot_id).or_default();
-            if entries.len() == LOG_LEN {
-                entries.pop_front();
-            }
-            entries.push_back(attempt);
-        }
-    }
-
-    /// A bot's last attempts, newest first.
-    pub fn attempts(&self, bot_id: u64) -> Vec<Attempt> {
-        match self.log.lock() {
-            Ok(log) => log
-                .get(&bot_id)
-                .map(|entries| entries.iter().rev().cloned().collect())
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    }
-
     /// Takes a token from an incoming webhook's bucket (as for socket pushes).
     pub fn take_hook_token(&self, hook_id: u64, burst: u32, refill_per_sec: u32) -> bool {
         match self.hook_buckets.lock() {
@@ -157,10 +172,10 @@ impl Bots {
         }
     }
 
-    /// Forgets a deleted bot's log.
+    /// Forgets a deleted bot's message bucket.
     pub fn forget(&self, bot_id: u64) {
-        if let Ok(mut log) = self.log.lock() {
-            log.remove(&bot_id);
+        if let Ok(mut buckets) = self.post_buckets.lock() {
+            buckets.remove(&bot_id);
         }
     }
 }
@@ -195,8 +210,40 @@ pub fn event_body(
     event.to_string()
 }
 
-/// The JSON view of a bot (never its key or secret).
-pub fn view(user: &crate::store::records::UserRecord, bot: &BotRecord) -> serde_json::Value {
+/// The rate limit of people (`push_burst`, `push_refill_per_sec`), which
+/// bots without one of their own have.
+pub fn default_rate_limit(cfg: &Config) -> RateLimit {
+    RateLimit {
+        burst: cfg.push_burst,
+        refill_per_sec: cfg.push_refill_per_sec,
+    }
+}
+
+/// The JSON form of a rate limit: `{burst, refill_per_sec}`.
+pub fn rate_limit_view(limit: &RateLimit) -> serde_json::Value {
+    serde_json::json!({"burst": limit.burst, "refill_per_sec": limit.refill_per_sec})
+}
+
+/// The JSON view of one delivery attempt.
+pub fn attempt_view(attempt: &DeliveryAttemptRecord) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": attempt.event_id,
+        "attempt": attempt.attempt,
+        "at": crate::clock::rfc3339_ms(attempt.at),
+        "status": attempt.status,
+        "latency_ms": attempt.latency_ms,
+        "error": attempt.error,
+        "outcome": attempt.outcome.as_str(),
+    })
+}
+
+/// The JSON view of a bot (never its key or secret), with its own rate
+/// limit (`null`: the one of people).
+pub fn view(
+    user: &crate::store::records::UserRecord,
+    bot: &BotRecord,
+    rate_limit: Option<&RateLimit>,
+) -> serde_json::Value {
     serde_json::json!({
         "id": user.id,
         "username": user.username,
@@ -205,6 +252,7 @@ pub fn view(user: &crate::store::records::UserRecord, bot: &BotRecord) -> serde_
         "disabled": user.disabled,
         "webhook_url": bot.webhook_url,
         "all_messages": bot.all_messages,
+        "rate_limit": rate_limit.map(rate_limit_view),
         "created_at": crate::clock::rfc3339_ms(bot.created_at),
     })
 }

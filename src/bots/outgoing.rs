@@ -6,17 +6,18 @@
 //! JSON `body` is posted as the bot's reply in the event's topic. An event
 //! leaves the store only once delivered or given up on, so a restart
 //! resumes what was left (at least once; the event id allows deduplication).
+//! Every attempt goes to the bot's delivery log in the store (the newest
+//! [`super::LOG_LEN`]); a resumed event counts its attempts on from there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client;
-use super::Attempt;
 use crate::chat::{messages, topic};
 use crate::clock;
 use crate::state::State;
-use crate::store::records::DeliveryRecord;
+use crate::store::records::{AttemptOutcome, DeliveryAttemptRecord, DeliveryRecord};
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -35,7 +36,7 @@ pub fn start(state: State) {
                     tracing::info!(events = pending.len(), "resuming webhook deliveries");
                 }
                 for record in pending {
-                    spawn(&state, &running, record);
+                    spawn(&state, &running, record, true);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read queued webhook deliveries"),
@@ -44,7 +45,7 @@ pub fn start(state: State) {
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
                 next = receiver.recv() => match next {
-                    Some(record) => spawn(&state, &running, record),
+                    Some(record) => spawn(&state, &running, record, false),
                     None => break,
                 },
             }
@@ -52,7 +53,7 @@ pub fn start(state: State) {
     });
 }
 
-fn spawn(state: &State, running: &Arc<Mutex<HashSet<u64>>>, record: DeliveryRecord) {
+fn spawn(state: &State, running: &Arc<Mutex<HashSet<u64>>>, record: DeliveryRecord, resumed: bool) {
     if let Ok(mut set) = running.lock() {
         if !set.insert(record.event_id) {
             return;
@@ -64,7 +65,7 @@ fn spawn(state: &State, running: &Arc<Mutex<HashSet<u64>>>, record: DeliveryReco
         let event_id = record.event_id;
         tokio::select! {
             _ = state.shutdown.cancelled() => {}
-            _ = deliver(&state, record) => {}
+            _ = deliver(&state, record, resumed) => {}
         }
         if let Ok(mut set) = running.lock() {
             set.remove(&event_id);
@@ -90,7 +91,34 @@ async fn finish(state: &State, event_id: u64) {
     }
 }
 
-async fn deliver(state: &State, record: DeliveryRecord) {
+/// Adds an attempt to the bot's delivery log in the store.
+async fn log(state: &State, bot_id: u64, attempt: DeliveryAttemptRecord) {
+    let event_id = attempt.event_id;
+    match state
+        .store
+        .log_delivery_attempt(bot_id, attempt, super::LOG_LEN)
+        .await
+    {
+        // Deleted meanwhile: its log went with it.
+        Ok(()) | Err(crate::error::Error::NotFound(_)) => {}
+        Err(e) => tracing::warn!(event_id, error = %e, "cannot log a webhook delivery attempt"),
+    }
+}
+
+/// The attempts already logged for a resumed event (0 for a new one).
+async fn attempts_before(state: &State, record: &DeliveryRecord) -> u32 {
+    match state.store.delivery_log(record.bot_id).await {
+        Ok(log) => log
+            .iter()
+            .filter(|a| a.event_id == record.event_id)
+            .map(|a| a.attempt)
+            .max()
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn deliver(state: &State, record: DeliveryRecord, resumed: bool) {
     let cfg = &state.cfg;
     let deadline = record
         .created_at
@@ -98,7 +126,11 @@ async fn deliver(state: &State, record: DeliveryRecord) {
     let limit = state
         .bots
         .limit(record.bot_id, cfg.webhook_max_in_flight.max(1));
-    let mut attempts = 0u32;
+    let mut attempts = if resumed {
+        attempts_before(state, &record).await
+    } else {
+        0
+    };
     loop {
         let bot = match state.store.bot(record.bot_id).await {
             Ok(Some(bot)) => bot,
@@ -115,9 +147,11 @@ async fn deliver(state: &State, record: DeliveryRecord) {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
+        let at = clock::now_ms();
         let started = Instant::now();
         let result = client::send(
             &cfg.webhook_allowed_hosts,
+            state.bots.tls(cfg),
             &url,
             &bot.signing_secret,
             record.event_id,
@@ -126,21 +160,19 @@ async fn deliver(state: &State, record: DeliveryRecord) {
         .await;
         drop(permit);
         let latency_ms = started.elapsed().as_millis() as u64;
-        attempts += 1;
-        let at = clock::rfc3339_ms(clock::now_ms());
+        attempts = attempts.saturating_add(1);
         match result {
             Ok(answer) => {
-                state.bots.record(
-                    record.bot_id,
-                    Attempt {
-                        event_id: record.event_id,
-                        at,
-                        status: Some(answer.status),
-                        latency_ms,
-                        error: None,
-                        outcome: "delivered",
-                    },
-                );
+                let attempt = DeliveryAttemptRecord {
+                    event_id: record.event_id,
+                    attempt: attempts,
+                    at,
+                    status: Some(answer.status),
+                    error: None,
+                    latency_ms,
+                    outcome: AttemptOutcome::Delivered,
+                };
+                log(state, record.bot_id, attempt).await;
                 if let Some(reply) = answer.reply {
                     post_reply(state, &record, reply).await;
                 }
@@ -148,17 +180,20 @@ async fn deliver(state: &State, record: DeliveryRecord) {
             }
             Err(failure) => {
                 let give_up = failure.permanent || clock::now_ms() >= deadline;
-                state.bots.record(
-                    record.bot_id,
-                    Attempt {
-                        event_id: record.event_id,
-                        at,
-                        status: failure.status,
-                        latency_ms,
-                        error: Some(failure.error.clone()),
-                        outcome: if give_up { "gave_up" } else { "retrying" },
+                let attempt = DeliveryAttemptRecord {
+                    event_id: record.event_id,
+                    attempt: attempts,
+                    at,
+                    status: failure.status,
+                    error: Some(failure.error.clone()),
+                    latency_ms,
+                    outcome: if give_up {
+                        AttemptOutcome::GaveUp
+                    } else {
+                        AttemptOutcome::Retrying
                     },
-                );
+                };
+                log(state, record.bot_id, attempt).await;
                 if give_up {
                     tracing::warn!(
                         event_id = record.event_id,

@@ -110,6 +110,7 @@ async fn route(
         DeleteBot => bots::delete(call, p(0)).await,
         RotateBotKey => bots::rotate(call, p(0)).await,
         BotDeliveries => bots::deliveries(call, p(0)).await,
+        UpdateBot => bots::update(call, p(0)).await,
         RoomHooks => hooks::list(call, p(0)).await,
         CreateRoomHook => hooks::create(call, p(0)).await,
         DeleteRoomHook => hooks::delete(call, p(0), p(1)).await,

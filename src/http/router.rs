@@ -47,6 +47,7 @@ pub enum Route {
     IncomingHook,
     PasswordForgot,
     PasswordReset,
+    UpdateBot,
 }
 
 use Route::*;
@@ -101,6 +102,7 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("DELETE", "/api/bots/{name}", DeleteBot),
     ("POST", "/api/bots/{name}/key", RotateBotKey),
     ("GET", "/api/bots/{name}/deliveries", BotDeliveries),
+    ("PATCH", "/api/bots/{name}", UpdateBot),
     ("GET", "/api/rooms/{name}/hooks", RoomHooks),
     ("POST", "/api/rooms/{name}/hooks", CreateRoomHook),
     ("DELETE", "/api/rooms/{name}/hooks/{id}", DeleteRoomHook),

@@ -36,7 +36,17 @@ impl Session {
         let join_ref = channel.join_ref.clone();
         let access = channel.access.clone();
         crate::fault::on_channel_event(&msg.event);
-        if !self.bucket.take() {
+        // A bot's messages draw on its own bucket, shared with its REST
+        // posts and its other sockets (its rate limit, else that of people).
+        let allowed = if self.identity.user.bot && msg.event == "new_msg" {
+            let default = crate::bots::default_rate_limit(&self.state.cfg);
+            self.state
+                .bots
+                .take_post_token(self.identity.user.id, default)
+        } else {
+            self.bucket.take()
+        };
+        if !allowed {
             out.push(self.answer(&join_ref, &msg, reason("rate_limited")));
             return;
         }

@@ -22,6 +22,7 @@ use super::records::{
     AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord,
 };
 use super::records::{BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord};
+use super::records::{DeliveryAttemptRecord, RateLimit};
 use crate::error::Result;
 
 /// A store backend.
@@ -408,4 +409,33 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// The messages at `keys` ((topic id, seq)), with their views' needs.
     fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup>;
+
+    // --- Bot rate limits and the delivery log ---
+
+    /// The bots with a rate limit of their own, by user id (the others are
+    /// limited as people are).
+    fn bot_rate_limits(&self) -> impl Future<Output = Result<Vec<(u64, RateLimit)>>> + Send;
+
+    /// Sets a bot's own rate limit, or with `None` returns it to the one of
+    /// people; 404 for no such bot. Deleting the bot drops it.
+    fn set_bot_rate_limit(
+        &self,
+        user_id: u64,
+        limit: Option<RateLimit>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Adds an attempt to a bot's delivery log and drops the oldest beyond
+    /// the newest `keep`; 404 for no such bot. Deleting the bot drops its log.
+    fn log_delivery_attempt(
+        &self,
+        bot_id: u64,
+        attempt: DeliveryAttemptRecord,
+        keep: usize,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A bot's delivery log, newest (last added) first.
+    fn delivery_log(
+        &self,
+        bot_id: u64,
+    ) -> impl Future<Output = Result<Vec<DeliveryAttemptRecord>>> + Send;
 }

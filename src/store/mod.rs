@@ -30,6 +30,7 @@ use ops::{
 };
 use records::{AttachmentRecord, ConversationRecord, RoomRecord, Stored, TopicRecord, UserRecord};
 use records::{BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord};
+use records::{DeliveryAttemptRecord, RateLimit};
 
 use crate::error::{Error, Result};
 
@@ -287,6 +288,10 @@ impl Store {
         fn mail_attempt_failed(&self, id: u64, attempts: u32, next_attempt_at: i64) -> Result<()>;
         fn mail_queue_status(&self) -> Result<QueueStatus>;
         fn history_around(&self, topic_id: u64, seq: u64, limit: usize) -> Result<AroundPage>;
+        fn bot_rate_limits(&self) -> Result<Vec<(u64, RateLimit)>>;
+        fn set_bot_rate_limit(&self, user_id: u64, limit: Option<RateLimit>) -> Result<()>;
+        fn log_delivery_attempt(&self, bot_id: u64, attempt: DeliveryAttemptRecord, keep: usize) -> Result<()>;
+        fn delivery_log(&self, bot_id: u64) -> Result<Vec<DeliveryAttemptRecord>>;
     }
 }
 

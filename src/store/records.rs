@@ -244,3 +244,62 @@ pub struct MailRecord {
     /// When to try next, in milliseconds since the epoch.
     pub next_attempt_at: i64,
 }
+
+/// A message rate limit: a token bucket of `burst` messages at once,
+/// refilled by `refill_per_sec` a second (the shape of `push_burst` and
+/// `push_refill_per_sec`). A bot without one is limited as people are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// At least 1.
+    pub burst: u32,
+    /// At least 1.
+    pub refill_per_sec: u32,
+}
+
+/// How one delivery attempt of an outgoing webhook event ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx; the event is done.
+    Delivered,
+    /// It failed; another attempt follows.
+    Retrying,
+    /// It failed for good (refused target, or past `webhook_retry_hours`).
+    GaveUp,
+}
+
+impl AttemptOutcome {
+    /// The name the API and the database use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retrying => "retrying",
+            AttemptOutcome::GaveUp => "gave_up",
+        }
+    }
+
+    /// The outcome named `name` (see [`AttemptOutcome::as_str`]).
+    pub fn from_name(name: &str) -> Option<AttemptOutcome> {
+        match name {
+            "delivered" => Some(AttemptOutcome::Delivered),
+            "retrying" => Some(AttemptOutcome::Retrying),
+            "gave_up" => Some(AttemptOutcome::GaveUp),
+            _ => None,
+        }
+    }
+}
+
+/// One delivery attempt in a bot's delivery log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttemptRecord {
+    pub event_id: u64,
+    /// 1 for the first attempt at the event, then 2, 3, ...
+    pub attempt: u32,
+    /// When the attempt started, in milliseconds since the epoch.
+    pub at: i64,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub outcome: AttemptOutcome,
+}

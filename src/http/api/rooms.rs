@@ -249,6 +249,16 @@ struct PostInput {
 pub async fn post(call: &mut Call, topic_name: &str) -> Result<HttpResponse> {
     let identity = call.identity().await?;
     let access = topic::require(&call.state, &identity.user, topic_name).await?;
+    // A bot's messages draw on its own bucket, shared with its sockets.
+    let state = &call.state;
+    if identity.user.bot
+        && !state.bots.take_post_token(
+            identity.user.id,
+            crate::bots::default_rate_limit(&state.cfg),
+        )
+    {
+        return Err(Error::RateLimited(std::time::Duration::from_secs(1)));
+    }
     let input: PostInput = call.json().await?;
     let body = match input.body {
         Some(Value::String(body)) => body,

@@ -342,4 +342,32 @@ impl Backend for PgStore {
     fn lookup_messages_blocking(&self, keys: &[(u64, u64)]) -> Result<MessageLookup> {
         self.block_on(search_reads::lookup(self, keys))
     }
+
+    async fn bot_rate_limits(&self) -> Result<Vec<(u64, crate::store::records::RateLimit)>> {
+        super::bot_limits::all(self).await
+    }
+
+    async fn set_bot_rate_limit(
+        &self,
+        user_id: u64,
+        limit: Option<crate::store::records::RateLimit>,
+    ) -> Result<()> {
+        super::bot_limits::set(self, user_id, limit).await
+    }
+
+    async fn log_delivery_attempt(
+        &self,
+        bot_id: u64,
+        attempt: crate::store::records::DeliveryAttemptRecord,
+        keep: usize,
+    ) -> Result<()> {
+        super::delivery_log::add(self, bot_id, attempt, keep).await
+    }
+
+    async fn delivery_log(
+        &self,
+        bot_id: u64,
+    ) -> Result<Vec<crate::store::records::DeliveryAttemptRecord>> {
+        super::delivery_log::of_bot(self, bot_id).await
+    }
 }

@@ -10,9 +10,11 @@
 
 pub mod attachments;
 pub mod backend;
+pub mod bot_limits;
 pub mod bots;
 pub mod conversations;
 pub mod convert;
+pub mod delivery_log;
 pub mod error;
 pub mod export;
 pub mod history;

@@ -28,6 +28,7 @@ use crate::store::records::{
 use crate::store::records::{
     BotRecord, DeliveryRecord, HookRecord, MailRecord, PasswordLinkRecord,
 };
+use crate::store::records::{DeliveryAttemptRecord, RateLimit};
 use crate::store::Backend;
 
 /// A user's counts in a topic, read in `tx`.
@@ -493,5 +494,26 @@ impl Backend for EmbeddedStore {
             }
             Ok(out)
         })
+    }
+
+    async fn bot_rate_limits(&self) -> Result<Vec<(u64, RateLimit)>> {
+        EmbeddedStore::bot_rate_limits(self).await
+    }
+
+    async fn set_bot_rate_limit(&self, user_id: u64, limit: Option<RateLimit>) -> Result<()> {
+        EmbeddedStore::set_bot_rate_limit(self, user_id, limit).await
+    }
+
+    async fn log_delivery_attempt(
+        &self,
+        bot_id: u64,
+        attempt: DeliveryAttemptRecord,
+        keep: usize,
+    ) -> Result<()> {
+        EmbeddedStore::log_delivery_attempt(self, bot_id, attempt, keep).await
+    }
+
+    async fn delivery_log(&self, bot_id: u64) -> Result<Vec<DeliveryAttemptRecord>> {
+        EmbeddedStore::delivery_log(self, bot_id).await
     }
 }

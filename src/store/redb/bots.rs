@@ -1,13 +1,14 @@
 //! Bot accounts: `bots` (user id → [`BotRecord`]) and `bot_key_hashes`
 //! (SHA-256 of the API key → user id). A bot is also a user (with the `bot`
-//! flag), created, re-keyed and removed here in one write each.
+//! flag), created, re-keyed and removed here in one write each (removal
+//! also drops its rate limit and delivery log).
 
 use redb::{ReadTransaction, ReadableTable};
 
 use super::codec;
 use super::meta::next_id;
 use super::tables::{BOTS, BOT_KEY_HASHES, USERNAME_USER};
-use super::{users, EmbeddedStore, WriteCtx};
+use super::{bot_limits, delivery_log, users, EmbeddedStore, WriteCtx};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::store::ops::NewBot;
@@ -169,6 +170,8 @@ impl EmbeddedStore {
                 .open_table(BOT_KEY_HASHES)?
                 .remove(bot.key_hash.as_slice())?;
             ctx.tx().open_table(BOTS)?.remove(user_id)?;
+            bot_limits::forget_in(ctx, user_id)?;
+            delivery_log::forget_in(ctx, user_id)?;
             if let Some(mut user) = users::get_in(ctx, user_id)? {
                 user.disabled = true;
                 user.token_version = user.token_version.wrapping_add(1);

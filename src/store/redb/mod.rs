@@ -9,10 +9,12 @@
 pub mod attachments;
 pub mod backend;
 pub mod batch_tables;
+pub mod bot_limits;
 pub mod bots;
 pub mod codec;
 pub mod conversations;
 pub mod deliveries;
+pub mod delivery_log;
 mod error;
 pub mod export;
 pub mod hooks;

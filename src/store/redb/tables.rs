@@ -68,6 +68,12 @@ pub const REACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 pub const PASSWORD_LINKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("password_links");
 /// queued mail id → [`super::records::MailRecord`], until sent or given up.
 pub const MAIL_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_queue");
+/// bot user id → [`super::records::RateLimit`]: the bots limited otherwise
+/// than people.
+pub const BOT_RATE_LIMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("bot_rate_limits");
+/// (bot user id, n) → [`super::records::DeliveryAttemptRecord`]: the last
+/// delivery attempts of each bot, n counting up per bot.
+pub const DELIVERY_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("delivery_log");
 
 /// Opens every table once so later read transactions find them.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
@@ -98,5 +104,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(DELIVERIES)?;
     tx.open_table(PASSWORD_LINKS)?;
     tx.open_table(MAIL_QUEUE)?;
+    tx.open_table(BOT_RATE_LIMITS)?;
+    tx.open_table(DELIVERY_LOG)?;
     Ok(())
 }
