@@ -25,15 +25,16 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::convert::{from_db, owner_from_db, owner_to_db, to_db};
+use super::convert::{from_db, owner_to_db, to_db};
 use super::error::db;
-use super::{attachments, bots, describe, history, mail, migrations, pool, users, PgStore};
+use super::{
+    attachments, bots, conversations, describe, history, mail, migrations, pool, rooms, users,
+    PgStore,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::export_format::{self, Line, Reader, COUNTERS};
-use crate::store::records::{
-    ConversationRecord, ReactionEntry, ReactionsRecord, RoomRecord, TopicRecord,
-};
+use crate::store::records::{ReactionEntry, ReactionsRecord, TopicRecord};
 
 /// Each counter of the format and the sequence behind it, in
 /// [`COUNTERS`] order.
@@ -205,14 +206,13 @@ async fn stream(mut client: Object, chunks: mpsc::Sender<Vec<u8>>) -> Result<()>
         topic_line,
     )
     .await?;
-    section(
-        &tx,
-        "SELECT name, topic_id, private, description, owner_id, created_at FROM rooms \
-         ORDER BY name COLLATE \"C\"",
-        PAGE_ROWS,
-        &mut out,
-        room_line,
-    )
+    let sql = format!(
+        "SELECT {} FROM rooms ORDER BY name COLLATE \"C\"",
+        rooms::COLUMNS
+    );
+    section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
+        Ok(Line::Room(rooms::from_row(row)?))
+    })
     .await?;
     section(
         &tx,
@@ -227,13 +227,13 @@ async fn stream(mut client: Object, chunks: mpsc::Sender<Vec<u8>>) -> Result<()>
         },
     )
     .await?;
-    section(
-        &tx,
-        "SELECT id, user_low, user_high, topic_id, created_at FROM conversations ORDER BY id",
-        PAGE_ROWS,
-        &mut out,
-        conversation_line,
-    )
+    let sql = format!(
+        "SELECT {} FROM conversations ORDER BY id",
+        conversations::COLUMNS
+    );
+    section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
+        Ok(Line::Conversation(conversations::from_row(row, 0)?))
+    })
     .await?;
     let sql = format!(
         "SELECT {} FROM messages ORDER BY topic_id, seq",
@@ -438,26 +438,6 @@ fn topic_line(row: &Row) -> Result<Line> {
             created_at: row.try_get(3).map_err(db)?,
         },
     })
-}
-
-fn room_line(row: &Row) -> Result<Line> {
-    Ok(Line::Room(RoomRecord {
-        name: row.try_get(0).map_err(db)?,
-        topic_id: id_at(row, 1)?,
-        private: row.try_get(2).map_err(db)?,
-        description: row.try_get(3).map_err(db)?,
-        owner: owner_from_db(row.try_get(4).map_err(db)?),
-        created_at: row.try_get(5).map_err(db)?,
-    }))
-}
-
-fn conversation_line(row: &Row) -> Result<Line> {
-    Ok(Line::Conversation(ConversationRecord {
-        id: id_at(row, 0)?,
-        users: (id_at(row, 1)?, id_at(row, 2)?),
-        topic_id: id_at(row, 3)?,
-        created_at: row.try_get(4).map_err(db)?,
-    }))
 }
 
 // ---------------------------------------------------------------------------
