@@ -637,6 +637,24 @@ fn a_postgresql_store_moves_to_the_embedded_store_and_back() {
             .collect()
     };
     assert_eq!(not_mail(&online.body), not_mail(&beside));
+    // `confab export` on the server's data directory goes through its
+    // admin socket: the server's own snapshot again.
+    let socket_file = path_in(&files, "socket.jsonl");
+    let through_socket = run_confab_with(
+        files.path(),
+        &[("CONFAB_DATABASE_URL", &pg.url())],
+        &[
+            "export",
+            "--out",
+            socket_file.to_str().expect("UTF-8"),
+            "--data",
+            source.data_dir().to_str().expect("UTF-8"),
+        ],
+        None,
+    );
+    assert_success(&through_socket, "export through the admin socket");
+    let through_socket = std::fs::read_to_string(&socket_file).expect("export file");
+    assert_eq!(not_mail(&through_socket), not_mail(&beside));
     source.stop();
 
     let first_file = path_in(&files, "postgres.jsonl");
