@@ -450,6 +450,9 @@ const BATCH_LINES: usize = 500;
 /// Attachment bytes sent to the database together.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Lines parsed ahead of the database (few: a line may hold an image).
+const READ_AHEAD: usize = 16;
+
 /// One bind parameter, owned.
 type Value = Box<dyn ToSql + Sync + Send>;
 
@@ -470,7 +473,7 @@ where
     let location = pool::location(&cfg.database_url).map_err(|e| e.to_string())?;
     let mut client = connect(cfg).await?;
     // Parsed on a blocking thread, loaded here as the lines arrive.
-    let (lines, mut received) = mpsc::channel(BATCH_LINES);
+    let (lines, mut received) = mpsc::channel(READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || {
         for item in Reader::new(input) {
             if lines.blocking_send(item).is_err() {
