@@ -251,9 +251,11 @@ pub fn emit(out: &mut dyn Write, line: &Line) -> Result<()> {
 
 /// The lines of an export file, each with its line number (from 1),
 /// checked as they are read: the header comes first and is not newer than
-/// this build, and every topic's messages come in seq order from 1 without
-/// gaps. The header is handed out too. A problem is one line of text
-/// naming the line; after it the reader ends.
+/// this build, counters and topics are of known kinds, and every topic's
+/// messages come in seq order from 1 without gaps. The header is handed
+/// out too. A problem is one line of text naming the line; after it the
+/// reader ends. (On PostgreSQL the database also refuses a line naming a
+/// record no earlier line holds.)
 pub struct Reader<R> {
     lines: std::io::Lines<R>,
     number: usize,
@@ -295,6 +297,17 @@ impl<R: BufRead> Reader<R> {
                 self.saw_header = true;
             }
             _ if !self.saw_header => return Err("the first line must be the export header".into()),
+            Line::Counter { name, .. } if !COUNTERS.contains(&name.as_str()) => {
+                return Err(format!("unknown counter {name:?}"));
+            }
+            Line::Topic { topic, .. }
+                if !topic.name.starts_with("room:") && !topic.name.starts_with("dm:") =>
+            {
+                return Err(format!(
+                    "topic {:?} is neither a room nor a conversation",
+                    topic.name
+                ));
+            }
             Line::Message { topic_id, seq, .. } => {
                 let head = self.heads.entry(*topic_id).or_insert(0);
                 let expected = *head + 1;
@@ -481,5 +494,20 @@ mod tests {
         assert_eq!(gap, "line 3: topic 1: seq 3 where 2 was expected");
         let garbage = read(&format!("{HEADER_V1}\nnot json\n")).unwrap_err();
         assert!(garbage.starts_with("line 2: "), "{garbage}");
+        let counter = read(&format!(
+            "{HEADER_V1}\n{}\n",
+            r#"{"type":"counter","name":"next_thing_id","next":2}"#
+        ))
+        .unwrap_err();
+        assert_eq!(counter, r#"line 2: unknown counter "next_thing_id""#);
+        let topic = read(&format!(
+            "{HEADER_V1}\n{}\n",
+            r#"{"type":"topic","id":1,"name":"lobby","epoch":"e","created_at":0}"#
+        ))
+        .unwrap_err();
+        assert!(
+            topic.contains("neither a room nor a conversation"),
+            "{topic}"
+        );
     }
 }

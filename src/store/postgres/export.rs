@@ -25,18 +25,19 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::convert::{from_db, owner_from_db, owner_to_db, to_db};
+use super::convert::{from_db, owner_to_db, to_db};
 use super::error::db;
-use super::{attachments, bots, describe, history, mail, migrations, pool, users, PgStore};
+use super::{
+    attachments, bots, conversations, describe, history, mail, migrations, pool, rooms, users,
+    PgStore,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::export_format::{self, Line, Reader, COUNTERS};
-use crate::store::records::{
-    ConversationRecord, ReactionEntry, ReactionsRecord, RoomRecord, TopicRecord,
-};
+use crate::store::export_format::{self, Line, Reader};
+use crate::store::records::{ReactionEntry, ReactionsRecord, TopicRecord};
 
 /// Each counter of the format and the sequence behind it, in
-/// [`COUNTERS`] order.
+/// the order of `export_format::COUNTERS`.
 const SEQUENCES: &[(&str, &str)] = &[
     ("next_user_id", "users_id_seq"),
     ("next_topic_id", "topics_id_seq"),
@@ -205,14 +206,13 @@ async fn stream(mut client: Object, chunks: mpsc::Sender<Vec<u8>>) -> Result<()>
         topic_line,
     )
     .await?;
-    section(
-        &tx,
-        "SELECT name, topic_id, private, description, owner_id, created_at FROM rooms \
-         ORDER BY name COLLATE \"C\"",
-        PAGE_ROWS,
-        &mut out,
-        room_line,
-    )
+    let sql = format!(
+        "SELECT {} FROM rooms ORDER BY name COLLATE \"C\"",
+        rooms::COLUMNS
+    );
+    section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
+        Ok(Line::Room(rooms::from_row(row)?))
+    })
     .await?;
     section(
         &tx,
@@ -227,13 +227,13 @@ async fn stream(mut client: Object, chunks: mpsc::Sender<Vec<u8>>) -> Result<()>
         },
     )
     .await?;
-    section(
-        &tx,
-        "SELECT id, user_low, user_high, topic_id, created_at FROM conversations ORDER BY id",
-        PAGE_ROWS,
-        &mut out,
-        conversation_line,
-    )
+    let sql = format!(
+        "SELECT {} FROM conversations ORDER BY id",
+        conversations::COLUMNS
+    );
+    section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
+        Ok(Line::Conversation(conversations::from_row(row, 0)?))
+    })
     .await?;
     let sql = format!(
         "SELECT {} FROM messages ORDER BY topic_id, seq",
@@ -440,26 +440,6 @@ fn topic_line(row: &Row) -> Result<Line> {
     })
 }
 
-fn room_line(row: &Row) -> Result<Line> {
-    Ok(Line::Room(RoomRecord {
-        name: row.try_get(0).map_err(db)?,
-        topic_id: id_at(row, 1)?,
-        private: row.try_get(2).map_err(db)?,
-        description: row.try_get(3).map_err(db)?,
-        owner: owner_from_db(row.try_get(4).map_err(db)?),
-        created_at: row.try_get(5).map_err(db)?,
-    }))
-}
-
-fn conversation_line(row: &Row) -> Result<Line> {
-    Ok(Line::Conversation(ConversationRecord {
-        id: id_at(row, 0)?,
-        users: (id_at(row, 1)?, id_at(row, 2)?),
-        topic_id: id_at(row, 3)?,
-        created_at: row.try_get(4).map_err(db)?,
-    }))
-}
-
 // ---------------------------------------------------------------------------
 // Import
 // ---------------------------------------------------------------------------
@@ -469,6 +449,9 @@ const BATCH_LINES: usize = 500;
 
 /// Attachment bytes sent to the database together.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Lines parsed ahead of the database (few: a line may hold an image).
+const READ_AHEAD: usize = 16;
 
 /// One bind parameter, owned.
 type Value = Box<dyn ToSql + Sync + Send>;
@@ -490,7 +473,7 @@ where
     let location = pool::location(&cfg.database_url).map_err(|e| e.to_string())?;
     let mut client = connect(cfg).await?;
     // Parsed on a blocking thread, loaded here as the lines arrive.
-    let (lines, mut received) = mpsc::channel(BATCH_LINES);
+    let (lines, mut received) = mpsc::channel(READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || {
         for item in Reader::new(input) {
             if lines.blocking_send(item).is_err() {
@@ -542,9 +525,9 @@ async fn refuse_unless_empty(
     let other: bool = row.try_get(2).map_err(|e| describe(&e))?;
     if users > 0 || topics > 0 || other {
         return Err(format!(
-            "the database {location} already holds data ({users} users, {topics} rooms and \
-             conversations): import only into an empty database, made with createdb and never \
-             served from (a server creates the lobby when it starts)"
+            "the database {location} already holds data (accounts: {users}, rooms and \
+             conversations: {topics}): import only into an empty database, made with createdb \
+             and never served from (a server creates the lobby when it starts)"
         ));
     }
     Ok(())
@@ -573,9 +556,6 @@ impl Loader {
         let (sql, values): (&'static str, Vec<Value>) = match line {
             Line::Header { .. } => return Ok(()),
             Line::Counter { name, next } => {
-                if !COUNTERS.contains(&name.as_str()) {
-                    return Err(bad(format!("unknown counter {name:?}")));
-                }
                 self.counters.insert(name, next);
                 return Ok(());
             }
@@ -597,15 +577,11 @@ impl Loader {
                 ],
             ),
             Line::Topic { id, topic } => {
-                let kind = if topic.name.starts_with("room:") {
-                    "room"
-                } else if topic.name.starts_with("dm:") {
+                // The reader let only these two kinds through.
+                let kind = if topic.name.starts_with("dm:") {
                     "dm"
                 } else {
-                    return Err(bad(format!(
-                        "topic {:?} is neither a room nor a conversation",
-                        topic.name
-                    )));
+                    "room"
                 };
                 (
                     "INSERT INTO topics (id, kind, name, epoch, created_at) \
@@ -918,6 +894,7 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::export_format::COUNTERS;
     use crate::store::records::LinkPurpose;
 
     #[test]
