@@ -37,13 +37,13 @@ fn migrate_applies_the_initial_schema_once() {
     assert!(output.status.success(), "{}", describe_output(&output));
     assert_eq!(
         stdout(&output).trim(),
-        "PostgreSQL schema is at version 4 (applied: 1, 2, 4)"
+        "PostgreSQL schema is at version 3 (applied: 1, 2, 3)"
     );
     let again = migrate(&pg.url());
     assert!(again.status.success(), "{}", describe_output(&again));
     assert_eq!(
         stdout(&again).trim(),
-        "PostgreSQL schema is up to date at version 4"
+        "PostgreSQL schema is up to date at version 3"
     );
 
     pg.with_client(async |client| {
@@ -57,7 +57,7 @@ fn migrate_applies_the_initial_schema_once() {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 4]);
+        assert_eq!(versions, [1, 2, 3]);
         let tables: Vec<String> = client
             .query(
                 "SELECT table_name::text FROM information_schema.tables
@@ -172,8 +172,8 @@ fn concurrent_migrations_apply_once() {
     assert_eq!(
         lines,
         [
-            "PostgreSQL schema is at version 4 (applied: 1, 2, 4)",
-            "PostgreSQL schema is up to date at version 4",
+            "PostgreSQL schema is at version 3 (applied: 1, 2, 3)",
+            "PostgreSQL schema is up to date at version 3",
         ]
     );
     let rows: i64 = pg.with_client(async |client| {
@@ -213,7 +213,7 @@ fn a_newer_schema_is_refused() {
         assert!(!output.status.success(), "{}", describe_output(&output));
         let text = stderr(&output);
         assert!(
-            text.contains("schema is at version 999, newer than this binary knows (version 4)"),
+            text.contains("schema is at version 999, newer than this binary knows (version 3)"),
             "{command}: {text}"
         );
     }

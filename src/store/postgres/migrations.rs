@@ -37,9 +37,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0002_integrations.sql"),
     },
     Migration {
-        version: 4,
+        version: 3,
         name: "bot_settings",
-        sql: include_str!("migrations/0004_bot_settings.sql"),
+        sql: include_str!("migrations/0003_bot_settings.sql"),
     },
 ];
 
@@ -99,8 +99,7 @@ pub async fn apply(client: &mut Client) -> Result<Outcome, PgError> {
         });
     }
     let mut applied = Vec::new();
-    // Every migration not applied yet, also one numbered below the newest
-    // applied (numbers are taken ahead by changes made side by side).
+    // Every migration not recorded yet, in order.
     for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         let failed = |e: tokio_postgres::Error| PgError::Query {
             context: format!(
