@@ -11,6 +11,9 @@
 #   KEEP=1 bench/history.sh              keep the data directory (path printed)
 #   DATA=/tmp/confab-history.X/data bench/history.sh
 #                                        measure again on a kept store
+#   BENCH_POSTGRES=1 bench/history.sh    the same store in a private
+#                                        PostgreSQL (bench/postgres.sh),
+#                                        filled by SQL (generate_series)
 #
 # The generated export goes through the same import as a restore, so the
 # store is what a real one with this much history looks like on disk.
@@ -35,7 +38,37 @@ trap cleanup EXIT
 
 # One user with a known password (lib.sh makes hashing cheap and lifts the
 # push rate limit, so requests go back to back).
-if [[ -n "${DATA:-}" ]]; then
+if [[ "${BENCH_POSTGRES:-0}" == 1 ]]; then
+  # The same rooms and messages as the export below, written by the
+  # database itself (an import row by row would take far longer than the
+  # measurement). The search index is off for this server: with it on, the
+  # server would spend the run indexing every message.
+  [[ "${REACTED:-0}" == 0 ]] || { echo "REACTED is not supported with BENCH_POSTGRES" >&2; exit 2; }
+  data="$work/data"
+  pg_fresh_database
+  export CONFAB_SEARCH_INDEX=false
+  echo "history-password" | "$SERVER" --data "$data" user add reader --password-stdin >/dev/null
+  log "writing $MESSAGES messages in $ROOMS rooms into PostgreSQL"
+  started=$(date +%s)
+  per_room=$(( MESSAGES / ROOMS ))
+  "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U confab \
+    -d "${CONFAB_DATABASE_URL##*/}" <<SQL
+INSERT INTO topics (kind, name, epoch, last_seq, created_at)
+  SELECT 'room', 'room:h' || r, 'histepoch' || lpad(r::text, 4, '0'), $per_room, 1795000000000
+  FROM generate_series(0, $ROOMS - 1) r;
+INSERT INTO rooms (name, topic_id, created_at)
+  SELECT substr(name, 6), id, created_at FROM topics WHERE name LIKE 'room:h%';
+INSERT INTO messages (topic_id, seq, author_id, body, inserted_at)
+  SELECT t.id, s, 1, 'message ' || s || ' of room ' || substr(t.name, 6) || ', long enough to look like chat',
+         1795000000000 + s
+  FROM topics t CROSS JOIN generate_series(1, $per_room) s
+  WHERE t.name LIKE 'room:h%'
+  ORDER BY t.id, s;
+VACUUM ANALYZE;
+SQL
+  import_s=$(( $(date +%s) - started ))
+  log "written in $import_s s"
+elif [[ -n "${DATA:-}" ]]; then
   data="$DATA"
   import_s="(kept store)"
 else
@@ -96,7 +129,12 @@ import_s=$(( $(date +%s) - started ))
 rm -f "$work/big.jsonl"
 log "imported in $import_s s"
 fi
-store_size=$(du -h "$data/confab.redb" | cut -f1)
+if [[ "${BENCH_POSTGRES:-0}" == 1 ]]; then
+  store_size="$("$PG_BIN/psql" -tA -h 127.0.0.1 -p "$PG_PORT" -U confab -d "${CONFAB_DATABASE_URL##*/}" \
+    -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+else
+  store_size=$(du -h "$data/confab.redb" | cut -f1)
+fi
 log "store $store_size"
 
 start_server "$work/server.log" "$data"
