@@ -386,6 +386,14 @@ fn populate(server: &TestServer, outside: &Outside) -> Fixture {
     );
     made.assert_status(201, "bot");
     let bot_key = made.json()["key"].as_str().expect("key").to_string();
+    server
+        .send_json(
+            "PATCH",
+            "/api/bots/robot",
+            Some(&people.ada),
+            &json!({"rate_limit": {"burst": 7, "refill_per_sec": 3}}),
+        )
+        .assert_status(200, "the bot's own rate limit");
     server.post_message("lobby", &people.ada, &json!({"body": "@robot status?"}));
 
     let hook = server.post_json(
@@ -634,6 +642,7 @@ fn format_one(export: &str) -> String {
     const ADDED: &[&str] = &[
         "mention",
         "bot",
+        "bot_limit",
         "hook",
         "delivery",
         "password_link",

@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     AttachmentRecord, BotRecord, ConversationRecord, DeliveryRecord, HookRecord, MailRecord,
-    MessageRecord, PasswordLinkRecord, ReactionsRecord, RoomRecord, TopicRecord, UserRecord,
+    MessageRecord, PasswordLinkRecord, RateLimit, ReactionsRecord, RoomRecord, TopicRecord,
+    UserRecord,
 };
 use crate::error::{Error, Result};
 
@@ -128,6 +129,12 @@ pub enum Line {
         seq: u64,
     },
     Bot(BotLine),
+    /// A bot's own message rate limit (after its `bot` line).
+    BotLimit {
+        user_id: u64,
+        #[serde(flatten)]
+        limit: RateLimit,
+    },
     Hook(HookLine),
     Delivery(DeliveryRecord),
     PasswordLink {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::store::records::RateLimit;
 
 /// A u32 setting read back from a `bigint` column (CHECKed to fit).
-fn setting(value: i64) -> u32 {
+pub fn setting(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 

@@ -25,6 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
+use super::bot_limits;
 use super::convert::{from_db, owner_to_db, to_db};
 use super::error::db;
 use super::{
@@ -34,7 +35,7 @@ use super::{
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::export_format::{self, Line, Reader};
-use crate::store::records::{ReactionEntry, ReactionsRecord, TopicRecord};
+use crate::store::records::{RateLimit, ReactionEntry, ReactionsRecord, TopicRecord};
 
 /// Each counter of the format and the sequence behind it, in
 /// the order of `export_format::COUNTERS`.
@@ -320,6 +321,22 @@ async fn stream(mut client: Object, chunks: mpsc::Sender<Vec<u8>>) -> Result<()>
     section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
         Ok(Line::Bot(bots::bot_from_row(row, 0)?.into()))
     })
+    .await?;
+    section(
+        &tx,
+        "SELECT user_id, burst, refill_per_sec FROM bot_rate_limits ORDER BY user_id",
+        PAGE_ROWS,
+        &mut out,
+        |row| {
+            Ok(Line::BotLimit {
+                user_id: id_at(row, 0)?,
+                limit: RateLimit {
+                    burst: bot_limits::setting(row.try_get(1).map_err(db)?),
+                    refill_per_sec: bot_limits::setting(row.try_get(2).map_err(db)?),
+                },
+            })
+        },
+    )
     .await?;
     let sql = format!("SELECT {} FROM hooks ORDER BY id", bots::HOOK_COLUMNS);
     section(&tx, &sql, PAGE_ROWS, &mut out, |row| {
@@ -740,6 +757,14 @@ impl Loader {
                     Box::new(b.all_messages),
                     Box::new(to_db(b.created_by)),
                     Box::new(b.created_at),
+                ],
+            ),
+            Line::BotLimit { user_id, limit } => (
+                "INSERT INTO bot_rate_limits (user_id, burst, refill_per_sec) VALUES ($1, $2, $3)",
+                vec![
+                    Box::new(to_db(user_id)),
+                    Box::new(i64::from(limit.burst)),
+                    Box::new(i64::from(limit.refill_per_sec)),
                 ],
             ),
             Line::Hook(h) => (

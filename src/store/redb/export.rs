@@ -165,6 +165,16 @@ fn export_integrations(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> 
         let bot: BotRecord = codec::decode(entry?.1.value())?;
         emit(out, &Line::Bot(bot.into()))?;
     }
+    for entry in tx.open_table(BOT_RATE_LIMITS)?.iter()? {
+        let (user_id, value) = entry?;
+        emit(
+            out,
+            &Line::BotLimit {
+                user_id: user_id.value(),
+                limit: codec::decode(value.value())?,
+            },
+        )?;
+    }
     for entry in tx.open_table(HOOKS)?.iter()? {
         let hook: HookRecord = codec::decode(entry?.1.value())?;
         emit(out, &Line::Hook(hook.into()))?;
@@ -364,6 +374,10 @@ fn put(tx: &WriteTransaction, line: Line) -> Result<()> {
                 .insert(bot.key_hash.as_slice(), bot.user_id)?;
             tx.open_table(BOTS)?
                 .insert(bot.user_id, codec::encode(&bot).as_slice())?;
+        }
+        Line::BotLimit { user_id, limit } => {
+            tx.open_table(BOT_RATE_LIMITS)?
+                .insert(user_id, codec::encode(&limit).as_slice())?;
         }
         Line::Hook(line) => {
             let hook = HookRecord::from(line);
