@@ -181,7 +181,7 @@ fn concurrent_migrations_apply_once() {
             .unwrap()
             .get(0)
     });
-    assert_eq!(rows, 1);
+    assert_eq!(rows, 2, "each migration recorded once");
 }
 
 #[test]
