@@ -455,7 +455,13 @@ fn settings_precedence_file_env_flags() {
         77,
         "token_ttl_secs from the file still applies: {claims}"
     );
-    assert!(server.data_dir().join("confab.redb").exists());
+    // The embedded store, or the search index beside a database.
+    let kept = if common::on_postgres() {
+        "search"
+    } else {
+        "confab.redb"
+    };
+    assert!(server.data_dir().join(kept).exists());
     drop(server);
 
     // --config replaces ./config.toml entirely.
