@@ -392,7 +392,7 @@ async fn post_run(
     let mut context = read_context(tx, topics, posts).await?;
     let rows = query(
         tx,
-        "SELECT nextval('messages_id_seq') FROM generate_series(1, $1)",
+        "SELECT nextval('messages_id_seq') FROM generate_series(1, $1::bigint)",
         &[&(posts.len() as i64)],
     )
     .await?;
