@@ -349,21 +349,17 @@ async fn room_list_on(state: &AppState) -> Result<String, String> {
 
 /// `confab export`: the JSON Lines backup of the store, to `out` or stdout:
 /// streamed from the running server's admin socket if one answers, else read
-/// from the stopped server's store. Written to a temporary file first so a
-/// failed export never leaves a truncated backup behind.
+/// from the store (`database_url`'s PostgreSQL database, which a running
+/// server may share, or the stopped server's data directory). Written to a
+/// temporary file first so a failed export never leaves a truncated backup
+/// behind.
 pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResult {
     let live = admin::client::connect(&cfg.data_dir)?;
-    let write = |writer: &mut dyn Write| -> Result<i32, String> {
-        match live {
-            Some(stream) => admin::client::export(stream, writer),
-            None => crate::store::export_offline(&cfg.data_dir, writer).map(|()| 0),
-        }
-    };
     match out {
         None => {
             let stdout = std::io::stdout();
             let mut writer = std::io::BufWriter::new(stdout.lock());
-            let exit = write(&mut writer)?;
+            let exit = write_export(cfg, live, &mut writer).await?;
             writer
                 .flush()
                 .map_err(|e| format!("cannot write the export: {e}"))?;
@@ -375,7 +371,7 @@ pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResul
             let file = std::fs::File::create(&partial)
                 .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            let result = write(&mut writer).and_then(|exit| {
+            let result = write_export(cfg, live, &mut writer).await.and_then(|exit| {
                 writer.flush().map_err(|e| e.to_string())?;
                 writer.get_ref().sync_all().map_err(|e| e.to_string())?;
                 Ok(exit)
@@ -399,16 +395,30 @@ pub async fn export(cfg: &Config, out: Option<&std::path::Path>) -> CommandResul
     }
 }
 
-/// `confab import FILE`: loads an export into an empty data directory.
-pub fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
+/// The export through the running server's admin socket (`live`), else
+/// from the store itself; the exit code the server reported (0 offline).
+async fn write_export(
+    cfg: &Config,
+    live: Option<std::os::unix::net::UnixStream>,
+    writer: &mut dyn Write,
+) -> Result<i32, String> {
+    match live {
+        Some(stream) => admin::client::export(stream, writer),
+        None => crate::store::export_configured(cfg, writer)
+            .await
+            .map(|()| 0),
+    }
+}
+
+/// `confab import FILE`: loads an export into an empty store: a new data
+/// directory, or with `database_url` set an empty PostgreSQL database.
+pub async fn import(cfg: &Config, file: &std::path::Path) -> CommandResult {
     let input =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-    let count = crate::store::import(&cfg.data_dir, std::io::BufReader::new(input))
+    let (count, location) = crate::store::import_configured(cfg, std::io::BufReader::new(input))
+        .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    println!(
-        "imported {count} records into {}",
-        crate::store::import_location(&cfg.data_dir).display()
-    );
+    println!("imported {count} records into {location}");
     Ok(())
 }
 

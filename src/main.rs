@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Load a backup into an empty data directory
+    /// Load a backup into an empty data directory (or empty PostgreSQL database)
     Import {
         /// The export file
         file: PathBuf,
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
             Command::Hook(hook) => commands::run(&cfg, hook_request(hook)).await,
             Command::Migrate => commands::migrate(&cfg).await,
             Command::Export { out } => commands::export(&cfg, out.as_deref()).await,
-            Command::Import { file } => commands::import(&cfg, &file),
+            Command::Import { file } => commands::import(&cfg, &file).await,
             Command::Healthcheck { url } => commands::healthcheck(&cfg, url.as_deref()).await,
             Command::Room(RoomCommand::Add {
                 name,

@@ -10,6 +10,7 @@
 //! hub, HTTP or sockets.
 
 pub mod backend;
+pub mod export_format;
 pub mod ops;
 pub mod postgres;
 pub mod records;
@@ -303,4 +304,37 @@ pub fn import(data_dir: &Path, input: impl BufRead) -> std::result::Result<usize
 /// Where [`import`] puts the data, for the operator.
 pub fn import_location(data_dir: &Path) -> PathBuf {
     redb::store_file(data_dir)
+}
+
+/// `confab export` without a running server: the export of the store `cfg`
+/// names (PostgreSQL when `database_url` is set, else the embedded store in
+/// the data directory), written to `out`.
+pub async fn export_configured(
+    cfg: &crate::config::Config,
+    out: &mut dyn Write,
+) -> std::result::Result<(), String> {
+    if cfg.uses_postgres() {
+        postgres::export::export_offline(cfg, out).await
+    } else {
+        export_offline(&cfg.data_dir, out)
+    }
+}
+
+/// `confab import`: loads an export into the empty store `cfg` names (an
+/// empty PostgreSQL database when `database_url` is set, else a new store
+/// in the data directory); returns the number of records loaded and where
+/// they went.
+pub async fn import_configured<R>(
+    cfg: &crate::config::Config,
+    input: R,
+) -> std::result::Result<(usize, String), String>
+where
+    R: BufRead + Send + 'static,
+{
+    if cfg.uses_postgres() {
+        postgres::export::import(cfg, input).await
+    } else {
+        let count = import(&cfg.data_dir, input)?;
+        Ok((count, import_location(&cfg.data_dir).display().to_string()))
+    }
 }

@@ -31,6 +31,7 @@
 
 pub mod phx;
 pub mod postgres;
+pub mod receiver;
 pub mod reliability;
 pub mod smtp;
 pub mod ws_frames;

@@ -36,3 +36,13 @@ pub fn ids_from_db(values: Vec<i64>) -> Vec<u64> {
 
 /// One bind parameter.
 pub type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// `columns` (comma-separated) each prefixed with `alias.`, for the same
+/// column list read from a join.
+pub fn prefixed(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

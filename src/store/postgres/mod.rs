@@ -171,8 +171,3 @@ impl PgStore {
         self.inner.runtime.block_on(future)
     }
 }
-
-/// Placeholder answer of operations still to be written.
-pub(crate) fn not_yet() -> crate::error::Error {
-    crate::error::Error::Unavailable("not available on PostgreSQL yet".into())
-}

@@ -20,10 +20,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 
-use super::convert::{from_db, ids_to_db, to_db, Param};
+use super::convert::{from_db, ids_to_db, prefixed, to_db, Param};
 use super::error::{db, is_retryable};
 use super::writer::{Outcome, Request};
-use super::{attachments, history, users, PgStore};
+use super::{attachments, bots, history, users, PgStore};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::store::ops::{
@@ -361,15 +361,6 @@ async fn read_context(
     Ok(context)
 }
 
-/// `columns` (comma-separated) each prefixed with `alias.`.
-fn prefixed(columns: &str, alias: &str) -> String {
-    columns
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What a run writes once its posts are worked out.
 #[derive(Default)]
 struct RunWrites {
@@ -567,11 +558,7 @@ async fn work_out(
                 if if_member && !context.is_member(post.topic_id, bot) {
                     continue;
                 }
-                let rows = query(tx, "SELECT nextval('deliveries_event_id_seq')", &[]).await?;
-                let event_id = match rows.first() {
-                    Some(row) => from_db(get(row, 0)?),
-                    None => return Err(BatchError::Failed(Error::Store("no event id".into()))),
-                };
+                let event_id = bots::next_event_id(tx).await.map_err(fail)?;
                 let event = DeliveryRecord {
                     event_id,
                     bot_id: bot,
@@ -725,27 +712,12 @@ async fn write_run(
         )
         .await?;
     }
-    if !writes.events.is_empty() {
-        let e = &writes.events;
-        let id: Vec<i64> = e.iter().map(|d| to_db(d.event_id)).collect();
-        let bot: Vec<i64> = e.iter().map(|d| to_db(d.bot_id)).collect();
-        let topic: Vec<&str> = e.iter().map(|d| d.topic.as_str()).collect();
-        let body: Vec<&str> = e.iter().map(|d| d.body.as_str()).collect();
-        let at: Vec<i64> = e.iter().map(|d| d.created_at).collect();
-        execute(
-            tx,
-            "INSERT INTO deliveries (event_id, bot_id, topic, body, created_at) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-             $5::bigint[])",
-            &[&id, &bot, &topic, &body, &at],
-        )
-        .await?;
-    }
+    bots::enqueue_in(tx, &writes.events).await.map_err(fail)?;
     Ok(())
 }
 
 /// `{1,2,3}`: ids as an array literal, cast to `bigint[]` in SQL.
-fn array_literal(ids: &[u64]) -> String {
+pub fn array_literal(ids: &[u64]) -> String {
     let items: Vec<String> = ids.iter().map(u64::to_string).collect();
     format!("{{{}}}", items.join(","))
 }

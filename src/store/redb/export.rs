@@ -1,118 +1,28 @@
-//! Backup as JSON Lines: one header line, then every record of every table
-//! in key order, read inside ONE read transaction (a consistent snapshot).
-//! Import loads such a file into a new store in one write transaction.
-//!
-//! The JWT secret is deliberately not exported: a restored server makes a
-//! new one, so tokens issued before the backup stop working. Password hashes
-//! are exported (a restore keeps everyone's password); guard the file.
+//! The embedded store's export and import in the shared format
+//! ([`crate::store::export_format`]): the export reads every table in key
+//! order inside ONE read transaction (a consistent snapshot); the import
+//! loads a file into a new store in one write transaction.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use base64::Engine;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable,
     WriteTransaction,
 };
-use serde::{Deserialize, Serialize};
 
 use super::codec;
-use base64::Engine;
-
 use super::tables::*;
-use crate::clock;
 use crate::error::{Error, Result};
+use crate::store::export_format::{self, emit, Line, Reader, COUNTERS};
 use crate::store::records::{
-    AttachmentRecord, ConversationRecord, MessageRecord, ReactionsRecord, RoomRecord, TopicRecord,
-    UserRecord,
+    BotRecord, DeliveryRecord, HookRecord, MailRecord, MessageRecord, PasswordLinkRecord,
 };
-
-/// Format of the export file.
-pub const EXPORT_FORMAT: u32 = 1;
-
-/// One line of an export.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Line {
-    Header {
-        confab_export: u32,
-        schema_version: u32,
-        exported_at: String,
-    },
-    Counter {
-        name: String,
-        next: u64,
-    },
-    User(UserRecord),
-    Topic {
-        id: u64,
-        #[serde(flatten)]
-        topic: TopicRecord,
-    },
-    Room(RoomRecord),
-    Member {
-        topic_id: u64,
-        user_id: u64,
-    },
-    Conversation(ConversationRecord),
-    Message {
-        topic_id: u64,
-        seq: u64,
-        #[serde(flatten)]
-        message: MessageRecord,
-    },
-    Read {
-        user_id: u64,
-        topic_id: u64,
-        seq: u64,
-    },
-    /// The reactions on one message (a later line than the message).
-    Reactions {
-        topic_id: u64,
-        seq: u64,
-        #[serde(flatten)]
-        reactions: ReactionsRecord,
-    },
-    Ignore {
-        user_id: u64,
-        ignored: u64,
-    },
-    Revoked {
-        jti: String,
-        expires_at: u64,
-    },
-    Attachment {
-        #[serde(flatten)]
-        record: AttachmentRecord,
-        /// The bytes, standard base64.
-        data: String,
-    },
-}
-
-const COUNTERS: &[&str] = &[
-    "next_user_id",
-    "next_topic_id",
-    "next_message_id",
-    "next_conversation_id",
-    "next_attachment_id",
-];
-
-fn emit(out: &mut dyn Write, line: &Line) -> Result<()> {
-    serde_json::to_writer(&mut *out, line).map_err(|e| Error::Internal(e.to_string()))?;
-    out.write_all(b"\n")
-        .map_err(|e| Error::Internal(format!("cannot write the export: {e}")))
-}
 
 /// Writes every record visible in `tx` to `out`.
 pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
-    emit(
-        out,
-        &Line::Header {
-            confab_export: EXPORT_FORMAT,
-            schema_version: super::SCHEMA_VERSION,
-            exported_at: clock::rfc3339_ms(clock::now_ms()),
-        },
-    )?;
+    emit(out, &export_format::header())?;
     let meta = tx.open_table(META)?;
     for name in COUNTERS {
         if let Some(value) = meta.get(*name)? {
@@ -233,6 +143,56 @@ pub fn export(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
             },
         )?;
     }
+    export_integrations(tx, out)
+}
+
+/// The sections after `revoked`: unread mentions, bots, hooks, deliveries,
+/// password links and queued mail.
+fn export_integrations(tx: &ReadTransaction, out: &mut dyn Write) -> Result<()> {
+    for entry in tx.open_table(UNREAD_MENTIONS)?.iter()? {
+        let (key, _) = entry?;
+        let (user_id, topic_id, seq) = key.value();
+        emit(
+            out,
+            &Line::Mention {
+                user_id,
+                topic_id,
+                seq,
+            },
+        )?;
+    }
+    for entry in tx.open_table(BOTS)?.iter()? {
+        let bot: BotRecord = codec::decode(entry?.1.value())?;
+        emit(out, &Line::Bot(bot.into()))?;
+    }
+    for entry in tx.open_table(HOOKS)?.iter()? {
+        let hook: HookRecord = codec::decode(entry?.1.value())?;
+        emit(out, &Line::Hook(hook.into()))?;
+    }
+    for entry in tx.open_table(DELIVERIES)?.iter()? {
+        let delivery: DeliveryRecord = codec::decode(entry?.1.value())?;
+        emit(out, &Line::Delivery(delivery))?;
+    }
+    for entry in tx.open_table(PASSWORD_LINKS)?.iter()? {
+        let (hash, value) = entry?;
+        emit(
+            out,
+            &Line::PasswordLink {
+                hash: hash.value().to_vec(),
+                link: codec::decode::<PasswordLinkRecord>(value.value())?,
+            },
+        )?;
+    }
+    for entry in tx.open_table(MAIL_QUEUE)?.iter()? {
+        let (id, value) = entry?;
+        emit(
+            out,
+            &Line::Mail {
+                id: id.value(),
+                mail: codec::decode::<MailRecord>(value.value())?,
+            },
+        )?;
+    }
     Ok(())
 }
 
@@ -282,133 +242,148 @@ pub fn import(data_dir: &Path, input: impl BufRead) -> std::result::Result<usize
 }
 
 fn load(tx: &WriteTransaction, input: impl BufRead) -> std::result::Result<usize, String> {
-    let store_err = |e: Error| e.to_string();
     let mut count = 0;
-    let mut saw_header = false;
-    let mut heads: BTreeMap<u64, u64> = BTreeMap::new();
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| format!("line {number}: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: Line =
-            serde_json::from_str(&line).map_err(|e| format!("line {number}: {e}"))?;
-        let result: Result<()> = (|| {
-            match parsed {
-                Line::Header {
-                    confab_export,
-                    schema_version,
-                    ..
-                } => {
-                    if confab_export > EXPORT_FORMAT || schema_version > super::SCHEMA_VERSION {
-                        return Err(Error::Internal(format!(
-                            "the export is newer (format {confab_export}, schema {schema_version}) than this build"
-                        )));
-                    }
-                    tx.open_table(META)?.insert(
-                        "schema_version",
-                        &u64::from(super::SCHEMA_VERSION).to_be_bytes()[..],
-                    )?;
-                    saw_header = true;
-                }
-                _ if !saw_header => {
-                    return Err(Error::Internal(
-                        "the first line must be the export header".into(),
-                    ))
-                }
-                Line::Counter { name, next } => {
-                    tx.open_table(META)?
-                        .insert(name.as_str(), &next.to_be_bytes()[..])?;
-                }
-                Line::User(user) => {
-                    tx.open_table(USERNAME_USER)?
-                        .insert(user.username.to_lowercase().as_str(), user.id)?;
-                    tx.open_table(USERS)?
-                        .insert(user.id, codec::encode(&user).as_slice())?;
-                }
-                Line::Topic { id, topic } => {
-                    tx.open_table(TOPIC_IDS)?.insert(topic.name.as_str(), id)?;
-                    tx.open_table(TOPICS)?
-                        .insert(id, codec::encode(&topic).as_slice())?;
-                }
-                Line::Room(room) => {
-                    tx.open_table(ROOMS)?
-                        .insert(room.name.as_str(), codec::encode(&room).as_slice())?;
-                }
-                Line::Member { topic_id, user_id } => {
-                    super::topics::add_member(tx, topic_id, user_id)?;
-                }
-                Line::Conversation(c) => {
-                    tx.open_table(USER_PAIR_CONVERSATION)?
-                        .insert(c.users, c.id)?;
-                    tx.open_table(CONVERSATIONS)?
-                        .insert(c.id, codec::encode(&c).as_slice())?;
-                }
-                Line::Message {
-                    topic_id,
-                    seq,
-                    message,
-                } => {
-                    let expected = heads.get(&topic_id).copied().unwrap_or(0) + 1;
-                    if seq != expected {
-                        return Err(Error::Internal(format!(
-                            "topic {topic_id}: seq {seq} where {expected} was expected"
-                        )));
-                    }
-                    heads.insert(topic_id, seq);
-                    if let Some(client_id) = message.client_id.as_deref() {
-                        tx.open_table(CLIENT_ID_SEQ)?
-                            .insert((topic_id, message.user_id, client_id), seq)?;
-                    }
-                    tx.open_table(MESSAGES)?
-                        .insert((topic_id, seq), codec::encode(&message).as_slice())?;
-                }
-                Line::Read {
-                    user_id,
-                    topic_id,
-                    seq,
-                } => {
-                    tx.open_table(READ_POSITIONS)?
-                        .insert((user_id, topic_id), seq)?;
-                }
-                Line::Ignore { user_id, ignored } => {
-                    tx.open_multimap_table(USER_IGNORES)?
-                        .insert(user_id, ignored)?;
-                }
-                Line::Revoked { jti, expires_at } => {
-                    tx.open_table(REVOKED_JTI_EXPIRY)?
-                        .insert(jti.as_str(), expires_at)?;
-                }
-                Line::Reactions {
-                    topic_id,
-                    seq,
-                    reactions,
-                } => {
-                    tx.open_table(REACTIONS)?
-                        .insert((topic_id, seq), codec::encode(&reactions).as_slice())?;
-                }
-                Line::Attachment { record, data } => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(data.as_bytes())
-                        .map_err(|_| Error::Internal("attachment data is not base64".into()))?;
-                    if let Some(seq) = record.linked_seq {
-                        tx.open_table(MESSAGE_ATTACHMENT)?
-                            .insert((record.topic_id, seq), record.id)?;
-                    }
-                    tx.open_table(ATTACHMENT_BYTES)?
-                        .insert(record.id, bytes.as_slice())?;
-                    tx.open_table(ATTACHMENTS)?
-                        .insert(record.id, codec::encode(&record).as_slice())?;
-                }
-            }
-            Ok(())
-        })();
-        result.map_err(|e| format!("line {number}: {}", store_err(e)))?;
+    for item in Reader::new(input) {
+        let (number, line) = item?;
+        put(tx, line).map_err(|e| format!("line {number}: {e}"))?;
         count += 1;
     }
-    if !saw_header {
-        return Err("the file is empty or not a confab export".into());
-    }
     Ok(count)
+}
+
+/// Stores one line of an export (checked by the [`Reader`]).
+fn put(tx: &WriteTransaction, line: Line) -> Result<()> {
+    match line {
+        Line::Header { .. } => {
+            tx.open_table(META)?.insert(
+                "schema_version",
+                &u64::from(super::SCHEMA_VERSION).to_be_bytes()[..],
+            )?;
+        }
+        Line::Counter { name, next } => {
+            tx.open_table(META)?
+                .insert(name.as_str(), &next.to_be_bytes()[..])?;
+        }
+        Line::User(user) => {
+            tx.open_table(USERNAME_USER)?
+                .insert(user.username.to_lowercase().as_str(), user.id)?;
+            tx.open_table(USERS)?
+                .insert(user.id, codec::encode(&user).as_slice())?;
+        }
+        Line::Topic { id, topic } => {
+            tx.open_table(TOPIC_IDS)?.insert(topic.name.as_str(), id)?;
+            tx.open_table(TOPICS)?
+                .insert(id, codec::encode(&topic).as_slice())?;
+        }
+        Line::Room(room) => {
+            tx.open_table(ROOMS)?
+                .insert(room.name.as_str(), codec::encode(&room).as_slice())?;
+        }
+        Line::Member { topic_id, user_id } => {
+            super::topics::add_member(tx, topic_id, user_id)?;
+        }
+        Line::Conversation(c) => {
+            tx.open_table(USER_PAIR_CONVERSATION)?
+                .insert(c.users, c.id)?;
+            tx.open_table(CONVERSATIONS)?
+                .insert(c.id, codec::encode(&c).as_slice())?;
+        }
+        Line::Message {
+            topic_id,
+            seq,
+            message,
+        } => {
+            if let Some(client_id) = message.client_id.as_deref() {
+                tx.open_table(CLIENT_ID_SEQ)?
+                    .insert((topic_id, message.user_id, client_id), seq)?;
+            }
+            tx.open_table(MESSAGES)?
+                .insert((topic_id, seq), codec::encode(&message).as_slice())?;
+        }
+        Line::Read {
+            user_id,
+            topic_id,
+            seq,
+        } => {
+            tx.open_table(READ_POSITIONS)?
+                .insert((user_id, topic_id), seq)?;
+        }
+        Line::Ignore { user_id, ignored } => {
+            tx.open_multimap_table(USER_IGNORES)?
+                .insert(user_id, ignored)?;
+        }
+        Line::Revoked { jti, expires_at } => {
+            tx.open_table(REVOKED_JTI_EXPIRY)?
+                .insert(jti.as_str(), expires_at)?;
+        }
+        Line::Reactions {
+            topic_id,
+            seq,
+            reactions,
+        } => {
+            tx.open_table(REACTIONS)?
+                .insert((topic_id, seq), codec::encode(&reactions).as_slice())?;
+        }
+        Line::Attachment { record, data } => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .map_err(|_| Error::Internal("attachment data is not base64".into()))?;
+            if let Some(seq) = record.linked_seq {
+                tx.open_table(MESSAGE_ATTACHMENT)?
+                    .insert((record.topic_id, seq), record.id)?;
+            }
+            tx.open_table(ATTACHMENT_BYTES)?
+                .insert(record.id, bytes.as_slice())?;
+            tx.open_table(ATTACHMENTS)?
+                .insert(record.id, codec::encode(&record).as_slice())?;
+        }
+        Line::Mention {
+            user_id,
+            topic_id,
+            seq,
+        } => {
+            // The table keeps the author too; it comes from the message.
+            let author = {
+                let messages = tx.open_table(MESSAGES)?;
+                let found = messages.get((topic_id, seq))?;
+                match found {
+                    Some(value) => codec::decode::<MessageRecord>(value.value())?.user_id,
+                    None => {
+                        return Err(Error::Internal(format!(
+                            "a mention of message {topic_id}/{seq}, which is not in the file"
+                        )))
+                    }
+                }
+            };
+            tx.open_table(UNREAD_MENTIONS)?
+                .insert((user_id, topic_id, seq), author)?;
+        }
+        Line::Bot(line) => {
+            let bot = BotRecord::from(line);
+            tx.open_table(BOT_KEY_HASHES)?
+                .insert(bot.key_hash.as_slice(), bot.user_id)?;
+            tx.open_table(BOTS)?
+                .insert(bot.user_id, codec::encode(&bot).as_slice())?;
+        }
+        Line::Hook(line) => {
+            let hook = HookRecord::from(line);
+            tx.open_table(HOOK_TOKEN_HASHES)?
+                .insert(hook.token_hash.as_slice(), hook.id)?;
+            tx.open_table(HOOKS)?
+                .insert(hook.id, codec::encode(&hook).as_slice())?;
+        }
+        Line::Delivery(delivery) => {
+            tx.open_table(DELIVERIES)?
+                .insert(delivery.event_id, codec::encode(&delivery).as_slice())?;
+        }
+        Line::PasswordLink { hash, link } => {
+            tx.open_table(PASSWORD_LINKS)?
+                .insert(hash.as_slice(), codec::encode(&link).as_slice())?;
+        }
+        Line::Mail { id, mail } => {
+            tx.open_table(MAIL_QUEUE)?
+                .insert(id, codec::encode(&mail).as_slice())?;
+        }
+    }
+    Ok(())
 }
