@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,12 @@ const NO_RATE_LIMIT: [(&str, &str); 2] = [
 const PROMPT: Duration = Duration::from_secs(6);
 /// How long confab may take to notice the database is back.
 const RECOVERY: Duration = Duration::from_secs(30);
+/// How long the database stays away at least: long enough for several
+/// rounds of failed reconnects.
+const OUTAGE: Duration = Duration::from_secs(2);
+/// Pushes in flight per publishing socket, so that several batches are
+/// being committed when the database goes.
+const WINDOW: usize = 8;
 /// A client's pause after an `unavailable` answer before trying again, as
 /// a real client backs off (not a synchronisation).
 const BACKOFF: Duration = Duration::from_millis(50);
@@ -120,43 +126,17 @@ struct Push {
 /// Every publisher's pushes so far, by publisher.
 type Log = Vec<Vec<Push>>;
 
-/// A publisher on a socket: pushes `new_msg` to the lobby one at a time
-/// until `stop`, recording every answer in `log[index]`.
+/// A publisher on a socket: pushes `new_msg` to the lobby, up to
+/// [`WINDOW`] in flight, until `stop`, recording every answer in
+/// `log[index]`.
 async fn socket_publisher(
     mut client: PhxClient,
     index: usize,
     stop: Arc<AtomicBool>,
     log: watch::Sender<Log>,
 ) {
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let body = format!("socket{index}-{n}");
-        n += 1;
-        let sent = Instant::now();
-        let reply = client
-            .try_push(LOBBY, "new_msg", json!({"body": body}), RECOVERY)
-            .await;
+    let record = |body: String, sent: Instant, outcome: Outcome| {
         let took = sent.elapsed();
-        // The other publishers' broadcasts are not this test's business.
-        client.take_buffered();
-        let outcome = match &reply {
-            Some((status, response)) if status == "ok" => Outcome::Ok {
-                id: response["id"].as_u64().expect("ack id"),
-                seq: response["seq"].as_u64().expect("ack seq"),
-            },
-            Some((status, response))
-                if status == "error" && response["reason"] == "unavailable" =>
-            {
-                Outcome::Unavailable
-            }
-            Some((status, response)) => Outcome::Other(format!("{status} {response}")),
-            None => Outcome::Other(format!(
-                "no answer within {RECOVERY:?} (connection end: {:?})",
-                client.end()
-            )),
-        };
-        let failed = outcome != Outcome::Unavailable && !matches!(outcome, Outcome::Ok { .. });
-        let unavailable = outcome == Outcome::Unavailable;
         log.send_modify(|log| {
             log[index].push(Push {
                 body,
@@ -165,6 +145,58 @@ async fn socket_publisher(
                 outcome,
             })
         });
+    };
+    let join_ref = client.join_ref(LOBBY).expect("joined").to_owned();
+    let mut pending: HashMap<String, (String, Instant)> = HashMap::new();
+    let mut n = 0;
+    loop {
+        while !stop.load(Ordering::Relaxed) && pending.len() < WINDOW {
+            let body = format!("socket{index}-{n}");
+            n += 1;
+            let msg_ref = client.make_ref();
+            let payload = json!({"body": body});
+            let sent = Instant::now();
+            if let Err(e) = client
+                .send(Some(&join_ref), Some(&msg_ref), LOBBY, "new_msg", payload)
+                .await
+            {
+                record(body, sent, Outcome::Other(format!("send failed: {e}")));
+                return;
+            }
+            pending.insert(msg_ref, (body, sent));
+        }
+        if pending.is_empty() {
+            break;
+        }
+        let Some(frame) = client.next_frame(RECOVERY).await else {
+            for (body, sent) in pending.into_values() {
+                let end = client.end().cloned();
+                let why = format!("no answer within {RECOVERY:?} (connection end: {end:?})");
+                record(body, sent, Outcome::Other(why));
+            }
+            return;
+        };
+        // The publishers' broadcasts are not this test's business.
+        let Some((body, sent)) = frame
+            .msg_ref
+            .as_ref()
+            .filter(|_| frame.event == "phx_reply")
+            .and_then(|msg_ref| pending.remove(msg_ref))
+        else {
+            continue;
+        };
+        let (status, response) = frame.reply_parts();
+        let outcome = match status.as_str() {
+            "ok" => Outcome::Ok {
+                id: response["id"].as_u64().expect("ack id"),
+                seq: response["seq"].as_u64().expect("ack seq"),
+            },
+            "error" if response["reason"] == "unavailable" => Outcome::Unavailable,
+            _ => Outcome::Other(format!("{status} {response}")),
+        };
+        let failed = matches!(outcome, Outcome::Other(_));
+        let unavailable = outcome == Outcome::Unavailable;
+        record(body, sent, outcome);
         if failed {
             return;
         }
@@ -272,12 +304,14 @@ fn is_unavailable(outcome: &Outcome) -> bool {
     *outcome == Outcome::Unavailable
 }
 
-/// Several clients (three sockets, one REST) post continuously while
-/// PostgreSQL is stopped with a fast shutdown and, a little later, started
-/// again. During the outage every post answers `unavailable` promptly;
-/// afterwards posting works again on the same sockets without restarting
-/// confab, every acknowledged message is in the history with its id and
-/// seq, seqs are gapless, and nothing is stored twice or invented.
+/// Several clients (three sockets with pushes in flight, one REST) post
+/// continuously while PostgreSQL is stopped with a fast shutdown and, at
+/// least [`OUTAGE`] later, started again. During the outage every post
+/// answers `unavailable` promptly; afterwards posting works again on the
+/// same sockets without restarting confab, every acknowledged message is
+/// in the history with its id and seq, seqs are gapless, each publisher's
+/// messages are in the order pushed, and nothing is stored twice or
+/// invented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     const SOCKETS: usize = 3;
@@ -330,6 +364,7 @@ async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     .await;
     let (status, _) = blocking(|| readyz(&server));
     assert_eq!(status, 503, "/readyz during the outage");
+    tokio::time::sleep_until((down + OUTAGE).into()).await;
 
     let resuming = Instant::now();
     blocking(|| pg.resume());
@@ -396,6 +431,19 @@ async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     for body in &bodies {
         assert!(pushed.contains(body.as_str()), "never pushed: {body}");
     }
+    // Each publisher's messages are stored in the order it pushed them.
+    let mut last_stored: HashMap<&str, u64> = HashMap::new();
+    for message in &history {
+        let body = message["body"].as_str().expect("body");
+        let (publisher, n) = body.rsplit_once('-').expect("publisher-n body");
+        let n: u64 = n.parse().expect("push number");
+        if let Some(before) = last_stored.insert(publisher, n) {
+            assert!(
+                before < n,
+                "{publisher}: push {n} stored after push {before}"
+            );
+        }
+    }
     let mut acked = 0;
     for push in log.iter().flatten() {
         if let Outcome::Ok { id, seq } = push.outcome {
@@ -410,6 +458,24 @@ async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     assert!(
         acked >= 30 * (SOCKETS + 1),
         "only {acked} acknowledged posts"
+    );
+    let unavailable = log
+        .iter()
+        .flatten()
+        .filter(|p| p.outcome == Outcome::Unavailable)
+        .count();
+    let slowest = log
+        .iter()
+        .flatten()
+        .map(|p| p.took)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "{} posts: {acked} acknowledged, {unavailable} unavailable, {} stored; \
+         database down for {:?}; slowest answer {slowest:?}",
+        pushed.len(),
+        history.len(),
+        up - stopping
     );
     assert!(server.is_running(), "confab exited:\n{}", server.logs());
     assert_eq!(server.pid(), pid, "confab was not restarted");
