@@ -431,19 +431,6 @@ async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     for body in &bodies {
         assert!(pushed.contains(body.as_str()), "never pushed: {body}");
     }
-    // Each publisher's messages are stored in the order it pushed them.
-    let mut last_stored: HashMap<&str, u64> = HashMap::new();
-    for message in &history {
-        let body = message["body"].as_str().expect("body");
-        let (publisher, n) = body.rsplit_once('-').expect("publisher-n body");
-        let n: u64 = n.parse().expect("push number");
-        if let Some(before) = last_stored.insert(publisher, n) {
-            assert!(
-                before < n,
-                "{publisher}: push {n} stored after push {before}"
-            );
-        }
-    }
     let mut acked = 0;
     for push in log.iter().flatten() {
         if let Outcome::Ok { id, seq } = push.outcome {
@@ -479,4 +466,17 @@ async fn a_database_restart_while_publishing_loses_no_acknowledged_message() {
     );
     assert!(server.is_running(), "confab exited:\n{}", server.logs());
     assert_eq!(server.pid(), pid, "confab was not restarted");
+    // Each publisher's messages are stored in the order it pushed them.
+    let mut last_stored: HashMap<&str, u64> = HashMap::new();
+    for message in &history {
+        let body = message["body"].as_str().expect("body");
+        let (publisher, n) = body.rsplit_once('-').expect("publisher-n body");
+        let n: u64 = n.parse().expect("push number");
+        if let Some(before) = last_stored.insert(publisher, n) {
+            assert!(
+                before < n,
+                "{publisher}: push {n} stored after push {before}"
+            );
+        }
+    }
 }
