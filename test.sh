@@ -2,12 +2,17 @@
 # Runs every test of confab: the Rust unit and integration tests (real server
 # binary on loopback, temporary data directories), then the protocol
 # conformance tests with the official phoenix JS client, then the browser
-# tests of the web UI when Chromium is installed.
+# tests of the web UI when Chromium is installed; then the Rust integration
+# tests and the phoenix-client tests again with confab on PostgreSQL (a
+# private server per test binary, or per suite, started and stopped by the
+# harness).
 #
 #   ./test.sh            everything
 #   ./test.sh rust       only the Rust tests
 #   ./test.sh js         only the phoenix-client tests
 #   ./test.sh browser    only the browser tests
+#   ./test.sh rust-pg    only the Rust integration tests on PostgreSQL
+#   ./test.sh js-pg      only the phoenix-client tests on PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,7 +30,8 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust "* ]]; then
   run_suite "rust tests" cargo test --locked --no-fail-fast
 fi
 
-if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]] || [[ " $ONLY " == *" browser "* ]]; then
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]] || [[ " $ONLY " == *" browser "* ]] \
+  || [[ " $ONLY " == *" js-pg "* ]]; then
   if ! command -v node >/dev/null; then
     echo "node is not installed: the phoenix-client and browser tests need Node.js 20+" >&2
     exit 1
@@ -47,6 +53,24 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" browser "* ]]; then
       failed=$((failed + 1))
     fi
   fi
+fi
+
+# On PostgreSQL: every integration test binary but those that test framing
+# or parsing only (the store plays no part) and those that run PostgreSQL
+# themselves.
+PG_SKIP=" websocket_conformance websocket_framing websocket_deflate fuzz_regressions login_flood "
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust-pg "* ]]; then
+  pg_tests=()
+  for file in tests/*.rs; do
+    name=$(basename "$file" .rs)
+    [[ "$PG_SKIP" == *" $name "* || "$name" == postgres_* ]] || pg_tests+=(--test "$name")
+  done
+  run_suite "rust tests on PostgreSQL" \
+    env CONFAB_TEST_BACKEND=postgres cargo test --locked --no-fail-fast "${pg_tests[@]}"
+fi
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" js-pg "* ]]; then
+  run_suite "phoenix client conformance on PostgreSQL" bash -c 'cd tests/js && npm run --silent test:pg'
 fi
 
 echo "suites: $passed passed, $failed failed"

@@ -221,6 +221,9 @@ fn password_stdin_and_passwd() {
 
 #[test]
 fn a_running_server_locks_the_data_directory() {
+    if common::skip_on_postgres("the lock is the embedded store's, on its file") {
+        return;
+    }
     let server = TestServer::start();
     let data = server.data_dir().to_path_buf();
 
@@ -455,7 +458,13 @@ fn settings_precedence_file_env_flags() {
         77,
         "token_ttl_secs from the file still applies: {claims}"
     );
-    assert!(server.data_dir().join("confab.redb").exists());
+    // The embedded store, or the search index beside a database.
+    let kept = if common::on_postgres() {
+        "search"
+    } else {
+        "confab.redb"
+    };
+    assert!(server.data_dir().join(kept).exists());
     drop(server);
 
     // --config replaces ./config.toml entirely.

@@ -15,6 +15,14 @@
 //! the working directory is a private temporary directory so the repository's
 //! `./config.toml` is never picked up.
 //!
+//! With `CONFAB_TEST_BACKEND=postgres` every server and offline command of
+//! the harness keeps its data in PostgreSQL instead of the embedded store:
+//! a private server per test binary with a fresh database per data
+//! directory (see [`postgres::database_url_for`]), passed as
+//! `CONFAB_DATABASE_URL` unless the test sets a database itself. The few
+//! tests that look at the embedded store's files skip themselves there
+//! ([`skip_on_postgres`]).
+//!
 //! Nothing here sleeps to synchronise: waits are on events (a line of output,
 //! a process exit polled with `try_wait`), each with a deadline that fails the
 //! test with the output collected so far.
@@ -61,6 +69,51 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("CONFAB_ARGON2_ITERATIONS", "1"),
     ("CONFAB_LOG", "warn"),
 ];
+
+// ---------------------------------------------------------------------------
+// Storage backend
+// ---------------------------------------------------------------------------
+
+/// The variable that selects the backend the harness runs confab on:
+/// `postgres`, or unset (or `redb`) for the embedded store.
+pub const BACKEND_VAR: &str = "CONFAB_TEST_BACKEND";
+
+/// Whether this run keeps confab's data in PostgreSQL
+/// (`CONFAB_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VAR) {
+        Ok(value) if value == "postgres" => true,
+        Ok(value) if value.is_empty() || value == "redb" => false,
+        Ok(value) => panic!("{BACKEND_VAR}={value:?}: use `postgres` or `redb`"),
+        Err(_) => false,
+    }
+}
+
+/// For a test that only makes sense on the embedded store (it reads its
+/// files): on PostgreSQL says why it is skipped and returns `true`, so the
+/// test returns early.
+pub fn skip_on_postgres(reason: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {reason}");
+    }
+    on_postgres()
+}
+
+/// The environment that points confab at the backend of this run for data
+/// directory `data_dir`: on PostgreSQL `CONFAB_DATABASE_URL` of its
+/// database, unless `env` already names a database; else nothing.
+fn backend_env(data_dir: &Path, env: &[(String, String)]) -> Option<(String, String)> {
+    let names_database = env
+        .iter()
+        .any(|(key, _)| key == "CONFAB_DATABASE_URL" || key == "CONFAB_DATABASE_URL_FILE");
+    if !on_postgres() || names_database {
+        return None;
+    }
+    Some((
+        "CONFAB_DATABASE_URL".to_string(),
+        postgres::database_url_for(data_dir),
+    ))
+}
 
 // ---------------------------------------------------------------------------
 // Processes
@@ -244,10 +297,14 @@ impl ServerOptions {
     pub fn try_start(self) -> Result<TestServer, StartFailure> {
         let (data, data_dir) = given_or_temp(self.data_dir);
         let (cwd_dir, cwd) = given_or_temp(self.cwd);
+        let mut env = self.env;
+        if let Some(database) = backend_env(&data_dir, &env) {
+            env.insert(0, database);
+        }
         let mut server = TestServer {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            env: self.env,
+            env,
             args: self.args,
             data_dir,
             cwd,
@@ -685,12 +742,18 @@ impl Cli {
         &self.data
     }
 
-    /// Runs `confab ARGS --data DIR`, feeding `stdin` if given.
+    /// Runs `confab ARGS --data DIR`, feeding `stdin` if given (on the
+    /// PostgreSQL backend with the data directory's database).
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let data = self.data.to_str().expect("UTF-8 data directory");
         let mut all = args.to_vec();
         all.extend(["--data", data]);
-        run_confab(self.cwd(), &all, stdin)
+        let database = backend_env(&self.data, &[]);
+        let env: Vec<(&str, &str)> = database
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_confab_with(self.cwd(), &env, &all, stdin)
     }
 
     /// [`Cli::run`], asserting exit 0.

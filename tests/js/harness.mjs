@@ -4,10 +4,15 @@
 // REST (fetch) and over the Phoenix Channels protocol, both with the official
 // `phoenix` client (transport: `ws`) and with raw `ws` sockets.
 //
+// Under `npm run test:pg` (postgres.mjs sets CONFAB_TEST_PG_URL and
+// CONFAB_TEST_PG_BIN) every server keeps its data in PostgreSQL: a fresh
+// database per server (per data directory, kept across restarts), passed
+// as CONFAB_DATABASE_URL unless the test sets a database itself.
+//
 // Synchronisation is always event driven: helpers resolve when a frame,
 // reply or event arrives. Timeouts are failure deadlines only.
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { after, before } from "node:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,6 +36,26 @@ const FAST_ENV = {
   // One test user often holds several sockets.
   CONFAB_MAX_SOCKETS_PER_USER: "50",
 };
+
+/** The PostgreSQL server of `npm run test:pg`, or null (the embedded store). */
+const POSTGRES = process.env.CONFAB_TEST_PG_URL
+  ? { url: new URL(process.env.CONFAB_TEST_PG_URL), bin: process.env.CONFAB_TEST_PG_BIN || "" }
+  : null;
+
+let databases = 0;
+/** Creates a fresh database on the PostgreSQL server; resolves with its URL. */
+function createDatabase() {
+  databases += 1;
+  const name = `confab_${process.pid}_${databases}`;
+  const { hostname, port, username } = POSTGRES.url;
+  const createdb = POSTGRES.bin ? path.join(POSTGRES.bin, "createdb") : "createdb";
+  return new Promise((resolve, reject) => {
+    execFile(createdb, ["-h", hostname, "-p", port, "-U", username, name], (error, _stdout, stderr) => {
+      if (error) reject(new Error(`createdb ${name} failed: ${error.message}\n${stderr}`));
+      else resolve(`postgres://${username}@${hostname}:${port}/${name}`);
+    });
+  });
+}
 
 let counter = 0;
 /** A name unique within this process (usernames, room names, client ids). */
@@ -225,6 +250,7 @@ export class Server {
     this.sockets = new Set();
     this.raws = new Set();
     this.starts = 0;
+    this.databaseUrl = null;
   }
 
   get url() {
@@ -247,6 +273,8 @@ export class Server {
 
   async start() {
     if (!this.dataDir) this.dataDir = await mkdtemp(path.join(tmpdir(), "confab-js-"));
+    const namesDatabase = "CONFAB_DATABASE_URL" in this.extraEnv || "CONFAB_DATABASE_URL_FILE" in this.extraEnv;
+    if (POSTGRES && !namesDatabase && !this.databaseUrl) this.databaseUrl = await createDatabase();
     const listen = `127.0.0.1:${this.port ?? 0}`;
     // Restarting on a just-freed port can race with the kernel: retry briefly.
     for (let attempt = 1; ; attempt++) {
@@ -267,6 +295,7 @@ export class Server {
     const env = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("CONFAB_")) env[k] = v;
     Object.assign(env, FAST_ENV, this.extraEnv);
+    if (this.databaseUrl) env.CONFAB_DATABASE_URL = this.databaseUrl;
     this.starts += 1;
     this.log(`start #${this.starts}: ${BINARY} serve --listen ${listen} --data ${this.dataDir}`);
     const proc = spawn(BINARY, ["serve", "--listen", listen, "--data", this.dataDir], {
