@@ -1,6 +1,7 @@
 //! Log output through `tracing`: human-readable text by default, JSON on
 //! request, stdout only. The filter comes from `CONFAB_LOG`, else `RUST_LOG`,
-//! else the configured `log_level`; noisy dependencies are kept at warn.
+//! else the configured `log_level`; noisy dependencies are kept at warn
+//! (the PostgreSQL client among them: at debug it logs statement parameters).
 //! Passwords, tokens and message bodies are never logged.
 
 use tracing_subscriber::EnvFilter;
@@ -13,7 +14,8 @@ pub fn init(level: &str, format: LogFormat) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| level.to_string());
     let filter = EnvFilter::try_new(format!(
-        "{directive},hyper=warn,hyper_util=warn,tungstenite=warn,tokio_tungstenite=warn"
+        "{directive},hyper=warn,hyper_util=warn,tungstenite=warn,tokio_tungstenite=warn,\
+         tokio_postgres=warn,postgres_protocol=warn,deadpool_postgres=warn"
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -19,6 +19,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool, Transaction};
+use tokio::sync::oneshot;
 
 use super::convert::{from_db, ids_to_db, prefixed, to_db, Param};
 use super::error::{db, is_retryable};
@@ -110,16 +111,47 @@ struct TopicState {
     open_to_all: bool,
 }
 
+/// A batch's place in the order in which batches lock their topics: it
+/// locks after the batch before it has locked (or has given up), and lets
+/// the batch after it go once its own locks are held.
+#[derive(Default)]
+pub struct LockTurn {
+    /// Resolves (or is dropped) once the previous batch holds its locks.
+    pub after: Option<oneshot::Receiver<()>>,
+    /// Fired once this batch holds its locks; dropped if it never does.
+    pub then: Option<oneshot::Sender<()>>,
+}
+
+impl LockTurn {
+    /// Whether this batch has taken its locks (and let the next one go).
+    pub fn has_locked(&self) -> bool {
+        self.then.is_none()
+    }
+}
+
 /// Applies the operations of one batch in one transaction and commits;
-/// returns each operation's outcome, in order.
-pub async fn apply_batch(pool: &Pool, requests: &[Request]) -> Step<Vec<Outcome>> {
+/// returns each operation's outcome, in order. The connection and the
+/// transaction are made before the batch's turn comes; the topic locks are
+/// taken in turn.
+pub async fn apply_batch(
+    pool: &Pool,
+    requests: &[Request],
+    turn: &mut LockTurn,
+) -> Step<Vec<Outcome>> {
     let mut client = pool
         .get()
         .await
         .map_err(|e| BatchError::Failed(super::error::pool(e)))?;
     let tx = client.transaction().await.map_err(fail)?;
     let topic_ids: BTreeSet<u64> = requests.iter().map(topic_of).collect();
+    if let Some(previous) = turn.after.take() {
+        // An error only means the previous batch ended without locking.
+        let _ = previous.await;
+    }
     let mut topics = lock_topics(&tx, &topic_ids).await?;
+    if let Some(next) = turn.then.take() {
+        let _ = next.send(());
+    }
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut at = 0;
     while at < requests.len() {

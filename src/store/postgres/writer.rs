@@ -15,20 +15,29 @@
 //!   therefore waits until the earlier one has committed (or rolled back)
 //!   and continues from the seq it left: seqs are gapless and increase in
 //!   commit order;
+//! - batches take their locks in queue order ([`posting::LockTurn`]): batch
+//!   N+1 sends its lock statement only once batch N holds its locks (or has
+//!   failed without them). Without this, N+1's statement could reach the
+//!   server first on its own connection and take a topic's next seqs ahead
+//!   of the older batch, so one socket's pushes would get seqs out of push
+//!   order;
 //! - completions are taken from an ordered queue ([`FuturesOrdered`]): the
 //!   operations of batch N+1 complete only after every operation of batch N
 //!   has, whatever finished first on the server. The callers broadcast from
 //!   their completion, so a topic's broadcasts leave in seq order.
 //!
-//! A batch that fails with a deadlock or serialization error is run again
-//! once on a new transaction; any other failure fails the operations of that
-//! batch (nothing of it was committed) and not the others.
+//! A batch that fails with a deadlock or serialization error while taking
+//! its locks is run again once on a new transaction (its successor still
+//! waits for it); any other failure, and any failure once the successor has
+//! been let go, fails the operations of that batch (nothing of it was
+//! committed) and not the others: running it again then would give it seqs
+//! after its successor's.
 
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::posting;
 use crate::error::{Error, Result};
@@ -179,6 +188,8 @@ struct Finished {
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, observer: Option<Arc<dyn CommitObserver>>) {
     let mut in_flight = FuturesOrdered::new();
     let mut stopping = false;
+    // Resolves once the newest batch in flight holds its topic locks.
+    let mut newest_locked: Option<oneshot::Receiver<()>> = None;
     loop {
         let room = in_flight.len() < PIPELINE && !stopping;
         tokio::select! {
@@ -207,7 +218,12 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, observer: Option<Arc<dyn C
                     }
                 }
                 if !ops.is_empty() {
-                    in_flight.push_back(execute(pool.clone(), requests, ops));
+                    let (then, locked) = oneshot::channel();
+                    let turn = posting::LockTurn {
+                        after: newest_locked.replace(locked),
+                        then: Some(then),
+                    };
+                    in_flight.push_back(execute(pool.clone(), requests, ops, turn));
                 }
             }
             else => break,
@@ -246,13 +262,19 @@ fn complete(finished: Finished, observer: Option<&dyn CommitObserver>) {
     }
 }
 
-/// Applies `ops` in one transaction (once more after a deadlock) and commits.
-async fn execute(pool: Pool, requests: Vec<Request>, ops: Vec<Op>) -> Finished {
+/// Applies `ops` in one transaction (once more after a deadlock while
+/// locking) and commits.
+async fn execute(
+    pool: Pool,
+    requests: Vec<Request>,
+    ops: Vec<Op>,
+    mut turn: posting::LockTurn,
+) -> Finished {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match posting::apply_batch(&pool, &requests).await {
+        match posting::apply_batch(&pool, &requests, &mut turn).await {
             Ok(outcomes) => {
                 return Finished {
                     ops,
@@ -261,7 +283,7 @@ async fn execute(pool: Pool, requests: Vec<Request>, ops: Vec<Op>) -> Finished {
                     seconds: started.elapsed().as_secs_f64(),
                 }
             }
-            Err(posting::BatchError::Retry(_)) if attempt < 2 => continue,
+            Err(posting::BatchError::Retry(_)) if attempt < 2 && !turn.has_locked() => continue,
             Err(e) => {
                 return Finished {
                     ops,
