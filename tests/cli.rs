@@ -221,9 +221,6 @@ fn password_stdin_and_passwd() {
 
 #[test]
 fn a_running_server_locks_the_data_directory() {
-    if common::skip_on_postgres("the lock is the embedded store's, on its file") {
-        return;
-    }
     let server = TestServer::start();
     let data = server.data_dir().to_path_buf();
 

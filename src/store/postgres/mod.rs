@@ -62,6 +62,10 @@ pub enum PgError {
         /// The highest migration built into this binary.
         binary: i32,
     },
+    /// The data directory (search index, admin socket) cannot be made, or
+    /// another server holds it.
+    #[error("{0}")]
+    DataDir(String),
     /// A statement failed while migrating.
     #[error("{context}: {reason}")]
     Query {
@@ -113,15 +117,44 @@ struct Inner {
     /// The runtime the pool lives on, for the blocking reads of threads
     /// outside it (the search indexer).
     runtime: tokio::runtime::Handle,
+    /// Held while the store is open: the data directory keeps this
+    /// process's search index and admin socket, so one process uses it.
+    _dir_lock: std::fs::File,
+}
+
+/// Takes the lock on `<data_dir>/confab.lock` that keeps a second process
+/// off the data directory, as the embedded store's file lock does.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, PgError> {
+    let unusable = |e: std::io::Error| {
+        PgError::DataDir(format!(
+            "cannot use the data directory {}: {e}",
+            data_dir.display()
+        ))
+    };
+    std::fs::create_dir_all(data_dir).map_err(unusable)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("confab.lock"))
+        .map_err(unusable)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PgError::DataDir(
+            crate::store::OpenError::Locked(data_dir.to_path_buf()).to_string(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(unusable(e)),
+    }
 }
 
 impl PgStore {
-    /// Connects, applies the migrations, creates `lobby` if missing and
-    /// starts the writer. Must be called inside the tokio runtime.
+    /// Locks the data directory, connects, applies the migrations, creates
+    /// `lobby` if missing and starts the writer. Must be called inside the tokio runtime.
     pub async fn open(
         cfg: &Config,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<PgStore, PgError> {
+        let dir_lock = lock_data_dir(&cfg.data_dir)?;
         let pool = pool::connect(&cfg.database_url, cfg.database_pool_size).await?;
         {
             let mut client = pool::get(&pool, &cfg.database_url).await?;
@@ -135,6 +168,7 @@ impl PgStore {
                 location,
                 writer,
                 runtime: tokio::runtime::Handle::current(),
+                _dir_lock: dir_lock,
             }),
         };
         rooms::ensure_lobby(&store)
