@@ -19,6 +19,7 @@ use confab::store::ops::{NewRoom, NewUser, ProfileChange};
 use confab::store::records::UserRecord;
 use confab::store::Store;
 use serde_json::{json, Value};
+use tempfile::TempDir;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -890,21 +891,26 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `n` stores opened at once on the database at `url` (as `n` nodes
-/// would), each with a pool of its own.
-async fn stores_at_once(n: usize, url: &str) -> Vec<Store> {
-    let data = temp_dir();
-    let cfg = Config {
-        data_dir: data.path().to_path_buf(),
-        database_url: url.to_owned(),
-        database_pool_size: 16,
-        ..Config::default()
-    };
-    let opens = (0..n).map(|_| Store::open_configured(&cfg, None));
-    futures_util::future::join_all(opens)
+/// would), each with a pool and a data directory of its own (kept until
+/// the returned directories drop).
+async fn stores_at_once(n: usize, url: &str) -> (Vec<TempDir>, Vec<Store>) {
+    let dirs: Vec<TempDir> = (0..n).map(|_| temp_dir()).collect();
+    let configs: Vec<Config> = dirs
+        .iter()
+        .map(|dir| Config {
+            data_dir: dir.path().to_path_buf(),
+            database_url: url.to_owned(),
+            database_pool_size: 16,
+            ..Config::default()
+        })
+        .collect();
+    let opens = configs.iter().map(|cfg| Store::open_configured(cfg, None));
+    let stores = futures_util::future::join_all(opens)
         .await
         .into_iter()
         .map(|opened| opened.expect("store opens"))
-        .collect()
+        .collect();
+    (dirs, stores)
 }
 
 #[test]
@@ -914,7 +920,7 @@ fn stores_racing_make_one_admin_one_lobby_one_conversation_per_pair() {
     let runtime = runtime();
     let (admins, lobbies, pairs, distinct, created) = runtime.block_on(async {
         // Opening at once: each store makes the lobby if it finds none.
-        let stores = stores_at_once(6, &pg.url()).await;
+        let (_dirs, stores) = stores_at_once(6, &pg.url()).await;
         let lobbies = stores[0].rooms().await.expect("rooms").len();
         // Accounts created at once across the stores, no hashing between:
         // the first ones race for the empty table.
