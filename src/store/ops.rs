@@ -360,3 +360,20 @@ mod tests {
         assert_eq!(sniff(b""), None);
     }
 }
+
+/// What an edit changes in a message's mentions: the users named now and
+/// not before (`added`, to notify), and those named before and not now
+/// (`removed`, whose unread mention goes).
+pub fn mention_changes(before: &[u64], after: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    let added = after
+        .iter()
+        .copied()
+        .filter(|u| !before.contains(u))
+        .collect();
+    let removed = before
+        .iter()
+        .copied()
+        .filter(|u| !after.contains(u))
+        .collect();
+    (added, removed)
+}

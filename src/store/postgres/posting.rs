@@ -327,21 +327,7 @@ async fn read_context(
     }
     let mut candidates: Vec<u64> = Vec::new();
     if !names.is_empty() || !present.is_empty() {
-        let rows = query(
-            tx,
-            "SELECT id, lower(username), disabled FROM users \
-             WHERE lower(username) = ANY($1) OR id = ANY($2)",
-            &[&names, &present],
-        )
-        .await?;
-        for row in &rows {
-            let id = from_db(get(row, 0)?);
-            let name: String = get(row, 1)?;
-            let disabled: bool = get(row, 2)?;
-            context.names.insert(name, (id, disabled));
-            context.disabled.insert(id, disabled);
-            candidates.push(id);
-        }
+        candidates = context.look_up_accounts(tx, &names, &present).await?;
         let authors: Vec<i64> = posts.iter().map(|p| to_db(p.user_id)).collect();
         let rows = query(
             tx,
@@ -798,18 +784,8 @@ async fn change_one(
         }
     }
     let before = std::mem::replace(&mut stored.record.mentions, named);
-    let after = &stored.record.mentions;
-    let added: Vec<u64> = after
-        .iter()
-        .copied()
-        .filter(|u| !before.contains(u))
-        .collect();
-    let removed: Vec<i64> = before
-        .iter()
-        .copied()
-        .filter(|u| !after.contains(u))
-        .map(to_db)
-        .collect();
+    let (added, removed) = crate::store::ops::mention_changes(&before, &stored.record.mentions);
+    let removed: Vec<i64> = removed.into_iter().map(to_db).collect();
     execute(
         tx,
         "UPDATE messages SET body = $3, edited_at = $4, deleted = $5, mentions = $6 \
@@ -882,6 +858,35 @@ async fn change_one(
     }))
 }
 
+impl RunContext {
+    /// Reads the accounts named (lowercase usernames) or present (ids) into
+    /// `names` and `disabled`; returns the ids found.
+    async fn look_up_accounts(
+        &mut self,
+        tx: &Transaction<'_>,
+        names: &[String],
+        present: &[i64],
+    ) -> Step<Vec<u64>> {
+        let rows = query(
+            tx,
+            "SELECT id, lower(username), disabled FROM users \
+             WHERE lower(username) = ANY($1) OR id = ANY($2)",
+            &[&names, &present],
+        )
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = from_db(get(row, 0)?);
+            let name: String = get(row, 1)?;
+            let disabled: bool = get(row, 2)?;
+            self.names.insert(name, (id, disabled));
+            self.disabled.insert(id, disabled);
+            found.push(id);
+        }
+        Ok(found)
+    }
+}
+
 /// What resolving an edit's mentions needs (accounts, members, ignores).
 async fn mention_context(
     tx: &Transaction<'_>,
@@ -896,20 +901,7 @@ async fn mention_context(
         ),
         None => (Vec::new(), Vec::new()),
     };
-    let rows = query(
-        tx,
-        "SELECT id, lower(username), disabled FROM users \
-         WHERE lower(username) = ANY($1) OR id = ANY($2)",
-        &[&names, &present],
-    )
-    .await?;
-    for row in &rows {
-        let id = from_db(get(row, 0)?);
-        let name: String = get(row, 1)?;
-        let disabled: bool = get(row, 2)?;
-        context.names.insert(name, (id, disabled));
-        context.disabled.insert(id, disabled);
-    }
+    context.look_up_accounts(tx, &names, &present).await?;
     let rows = query(
         tx,
         "SELECT user_id FROM topic_members WHERE topic_id = $1 ORDER BY user_id",

@@ -122,17 +122,7 @@ pub fn change(ctx: &mut WriteCtx<'_>, request: ChangeRequest) -> Result<ChangeOu
         before = std::mem::replace(&mut m.mentions, named);
         Ok(())
     })?;
-    let after = &stored.record.mentions;
-    let added: Vec<u64> = after
-        .iter()
-        .copied()
-        .filter(|u| !before.contains(u))
-        .collect();
-    let removed: Vec<u64> = before
-        .iter()
-        .copied()
-        .filter(|u| !after.contains(u))
-        .collect();
+    let (added, removed) = crate::store::ops::mention_changes(&before, &stored.record.mentions);
     let mentioned = mentions::record(ctx, topic_id, seq, stored.record.user_id, &added, &removed)?;
     if stored.record.deleted {
         attachments::erase_of_message(ctx, topic_id, seq)?;
