@@ -345,22 +345,6 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffs_images_only() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
-        assert_eq!(sniff(b"GIF89a..."), Some("image/gif"));
-        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(sniff(b"<svg onload=alert(1)>"), None);
-        assert_eq!(sniff(b"<html>"), None);
-        assert_eq!(sniff(b""), None);
-    }
-}
-
 /// What an edit changes in a message's mentions: the users named now and
 /// not before (`added`, to notify), and those named before and not now
 /// (`removed`, whose unread mention goes).
@@ -376,4 +360,20 @@ pub fn mention_changes(before: &[u64], after: &[u64]) -> (Vec<u64>, Vec<u64>) {
         .filter(|u| !after.contains(u))
         .collect();
     (added, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_images_only() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest"), Some("image/png"));
+        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
+        assert_eq!(sniff(b"GIF89a..."), Some("image/gif"));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff(b"<svg onload=alert(1)>"), None);
+        assert_eq!(sniff(b"<html>"), None);
+        assert_eq!(sniff(b""), None);
+    }
 }
