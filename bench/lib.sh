@@ -13,7 +13,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${OUT_DIR:-$ROOT/bench/out}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-SERVER="$ROOT/target/release/confab"
+SERVER="${SERVER:-$ROOT/target/release/confab}"
 LOADGEN="$ROOT/target/release/confab-load"
 
 export CONFAB_PUSH_BURST="${CONFAB_PUSH_BURST:-1000000}"

@@ -26,7 +26,7 @@
 #
 # Other knobs: LOADGEN_ARGS (extra confab-load options for every run, e.g.
 # --deflate with CONFAB_WEBSOCKET_COMPRESSION=true), LOADGEN_THREADS (default 1), BENCH_PORT (default: a free
-# port), SKIP_BUILD=1, OUT_DIR (default bench/out), DURATION / WARMUP,
+# port), SKIP_BUILD=1, SERVER (the server binary, default target/release/confab; e.g. an older build to compare), OUT_DIR (default bench/out), DURATION / WARMUP,
 # CONNECT_SOCKETS (19000), FANOUT_SUBS (1000), FANOUT_RATES ("100 300"),
 # FANOUT10K_SUBS (10000), FANOUT10K_RATE (50), PUBLISH_INFLIGHT (16),
 # PUBLISH_RATE (10000),

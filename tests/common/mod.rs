@@ -19,9 +19,9 @@
 //! the harness keeps its data in PostgreSQL instead of the embedded store:
 //! a private server per test binary with a fresh database per data
 //! directory (see [`postgres::database_url_for`]), passed as
-//! `CONFAB_DATABASE_URL` unless the test sets a database itself. The few
-//! tests that look at the embedded store's files skip themselves there
-//! ([`skip_on_postgres`]).
+//! `CONFAB_DATABASE_URL` unless the test sets a database itself. Every
+//! test runs on both; a test that looks at the embedded store's files checks
+//! [`on_postgres`] and looks at the database instead.
 //!
 //! Nothing here sleeps to synchronise: waits are on events (a line of output,
 //! a process exit polled with `try_wait`), each with a deadline that fails the
@@ -87,16 +87,6 @@ pub fn on_postgres() -> bool {
         Ok(value) => panic!("{BACKEND_VAR}={value:?}: use `postgres` or `redb`"),
         Err(_) => false,
     }
-}
-
-/// For a test that only makes sense on the embedded store (it reads its
-/// files): on PostgreSQL says why it is skipped and returns `true`, so the
-/// test returns early.
-pub fn skip_on_postgres(reason: &str) -> bool {
-    if on_postgres() {
-        eprintln!("skipped on PostgreSQL: {reason}");
-    }
-    on_postgres()
 }
 
 /// The environment that points confab at the backend of this run for data
