@@ -108,6 +108,10 @@ const KEYS: &[&str] = &[
     "public_url",
     "welcome_link_hours",
     "reset_link_minutes",
+    "nats_url",
+    "node_name",
+    "cluster_heartbeat_ms",
+    "cluster_down_after",
 ];
 
 /// A key set in the config file and the 1-based line where it is set.
@@ -220,6 +224,17 @@ pub struct Config {
     pub welcome_link_hours: u64,
     /// Validity of a password-reset link, in minutes; at least 1.
     pub reset_link_minutes: u64,
+    /// NATS servers of the cluster bus (`nats://host:port`, several for
+    /// failover); empty = a single node. Needs `database_url` and
+    /// `jwt_secret`, shared by every node.
+    pub nats_url: Vec<String>,
+    /// This node's name in the cluster; empty = host name and process id.
+    pub node_name: String,
+    /// Milliseconds between a node's presence heartbeats.
+    pub cluster_heartbeat_ms: u64,
+    /// Heartbeats a node may miss before it counts as down and its
+    /// presences leave.
+    pub cluster_down_after: u32,
 }
 
 impl Default for Config {
@@ -269,6 +284,10 @@ impl Default for Config {
             public_url: String::new(),
             welcome_link_hours: 72,
             reset_link_minutes: 60,
+            nats_url: Vec::new(),
+            node_name: String::new(),
+            cluster_heartbeat_ms: 1000,
+            cluster_down_after: 5,
         }
     }
 }
@@ -334,6 +353,10 @@ impl fmt::Debug for Config {
             public_url,
             welcome_link_hours,
             reset_link_minutes,
+            nats_url,
+            node_name,
+            cluster_heartbeat_ms,
+            cluster_down_after,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -380,6 +403,10 @@ impl fmt::Debug for Config {
             .field("public_url", public_url)
             .field("welcome_link_hours", welcome_link_hours)
             .field("reset_link_minutes", reset_link_minutes)
+            .field("nats_url", nats_url)
+            .field("node_name", node_name)
+            .field("cluster_heartbeat_ms", cluster_heartbeat_ms)
+            .field("cluster_down_after", cluster_down_after)
             .finish()
     }
 }
@@ -835,6 +862,10 @@ impl Config {
             "public_url" => self.public_url = text.trim().to_owned(),
             "welcome_link_hours" => self.welcome_link_hours = parse_int(text)?,
             "reset_link_minutes" => self.reset_link_minutes = parse_int(text)?,
+            "nats_url" => self.nats_url = parse_list(text),
+            "node_name" => self.node_name = text.trim().to_owned(),
+            "cluster_heartbeat_ms" => self.cluster_heartbeat_ms = parse_int(text)?,
+            "cluster_down_after" => self.cluster_down_after = parse_int(text)?,
             _ => return Err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -919,6 +950,9 @@ impl Config {
                 reason,
             ));
         }
+        if let Some((key, value, reason)) = self.cluster_problem() {
+            return Err(ConfigError::invalid(key, value.map(|v| quoted(&v)), reason));
+        }
         if let Some((key, value, reason)) = crate::mail::settings::problem(self) {
             return Err(ConfigError::invalid(key, value.map(|v| quoted(&v)), reason));
         }
@@ -935,7 +969,7 @@ impl Config {
         }
         // Every numeric setting: (key, value, min, max).
         #[rustfmt::skip]
-        let ranges: [(&str, u64, u64, u64); 26] = [
+        let ranges: [(&str, u64, u64, u64); 28] = [
             ("token_ttl_secs",           wide(self.token_ttl_secs),            1,    NO_MAX),
             ("heartbeat_timeout_secs",   wide(self.heartbeat_timeout_secs),    1,    NO_MAX),
             ("shutdown_grace_secs",      wide(self.shutdown_grace_secs),       1,    300),
@@ -962,6 +996,8 @@ impl Config {
             ("webhook_max_in_flight",    wide(self.webhook_max_in_flight),     1,    NO_MAX),
             ("welcome_link_hours",       wide(self.welcome_link_hours),        1,    NO_MAX),
             ("reset_link_minutes",       wide(self.reset_link_minutes),        1,    NO_MAX),
+            ("cluster_heartbeat_ms",     wide(self.cluster_heartbeat_ms),      50,   60_000),
+            ("cluster_down_after",       wide(self.cluster_down_after),        2,    100),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -987,6 +1023,47 @@ impl Config {
     /// The redb file: `data_dir/confab.redb`.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join(STORE_FILE)
+    }
+
+    /// Why the cluster settings cannot work, if they cannot: a cluster
+    /// needs one shared database and one shared token secret.
+    fn cluster_problem(&self) -> Option<(&'static str, Option<String>, &'static str)> {
+        if self.nats_url.is_empty() {
+            return None;
+        }
+        for url in &self.nats_url {
+            let rest = url
+                .strip_prefix("nats://")
+                .or_else(|| url.strip_prefix("tls://"))
+                .unwrap_or(url);
+            if rest.is_empty() || rest.contains(char::is_whitespace) || !rest.contains(':') {
+                return Some((
+                    "nats_url",
+                    Some(url.clone()),
+                    "not a NATS address (e.g. \"nats://10.0.0.5:4222\")",
+                ));
+            }
+        }
+        if self.database_url.is_empty() {
+            return Some((
+                "nats_url",
+                None,
+                "a cluster needs database_url: every node must use the same PostgreSQL database",
+            ));
+        }
+        if self.jwt_secret.is_empty() {
+            return Some((
+                "nats_url",
+                None,
+                "a cluster needs jwt_secret: every node must sign and check tokens with the same secret",
+            ));
+        }
+        None
+    }
+
+    /// Whether this node is one of a cluster (`nats_url` is set).
+    pub fn clustered(&self) -> bool {
+        !self.nats_url.is_empty()
     }
 
     /// Whether the store is PostgreSQL (`database_url` is set) rather than
@@ -1492,7 +1569,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("reset_link_minutes)"), "{text}");
+        assert!(text.ends_with("cluster_down_after)"), "{text}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`hub`]: subscriptions, presence and fan-out of shared frames.
 //! - [`socket`]: the Phoenix Channels protocol over WebSocket.
 //! - [`search`]: the full-text index of messages (tantivy, in `data_dir/search`).
+//! - [`cluster`]: several nodes on one PostgreSQL, joined by a NATS bus.
 //! - [`commands`]: the CLI subcommands other than `serve`.
 //! - [`admin`]: the local admin socket that runs them on a live server.
 //! - [`state`], [`error`], [`clock`], [`random`], [`logging`], [`shutdown`]: shared plumbing.
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod bots;
 pub mod chat;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -83,12 +85,20 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     } else {
         None
     };
-    let state = Arc::new(
-        AppState::new(cfg, store.clone(), shutdown.clone(), metrics)
-            .await
-            .map_err(|e| format!("cannot start: {e}"))?
-            .with_search(search.clone()),
-    );
+    let state = AppState::new(cfg, store.clone(), shutdown.clone(), metrics)
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?
+        .with_search(search.clone());
+    let cluster = if state.cfg.clustered() {
+        Some(cluster::Cluster::connect(&state.cfg, state.hub.clone(), store.clone()).await?)
+    } else {
+        None
+    };
+    let state = Arc::new(state.with_cluster(cluster.clone()));
+    let cluster_task = match &cluster {
+        Some(cluster) => Some(cluster.start(on_control(&state), shutdown.clone()).await?),
+        None => None,
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data = %state.cfg.data_dir.display(),
@@ -119,6 +129,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     tokio::spawn(state.hub.clone().run_presence(shutdown.clone()));
     server::serve(state.clone(), listener).await;
+    if let Some(task) = cluster_task {
+        // The goodbye to the other nodes, so this node's presences leave at once.
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
     #[cfg(unix)]
     drop(admin_socket);
     drop(state);
@@ -151,6 +165,22 @@ fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFil
             );
             None
         }
+    }
+}
+
+/// Applies what other nodes of the cluster announce to this node's sockets.
+fn on_control(state: &state::State) -> impl Fn(cluster::envelope::Control) + Send + Sync + 'static {
+    let state = state.clone();
+    move |control| match control {
+        cluster::envelope::Control::BotsChanged => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = state.bots.reload(&state.store).await {
+                    tracing::warn!(error = %e, "cannot read the bots again");
+                }
+            });
+        }
+        control => state.apply_here(control),
     }
 }
 

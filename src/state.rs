@@ -1,6 +1,7 @@
 //! The shared application state, built once in `serve` and handed to every
 //! connection behind an `Arc`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::password::PasswordHashing;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::TokenKeys;
+use crate::cluster::envelope::Control;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::Result;
 use crate::hub::{Hub, Out, Relay};
@@ -41,6 +44,8 @@ pub struct AppState {
     pub search: Option<Arc<SearchIndex>>,
     /// Live LongPoll sessions.
     pub longpoll: LongPollSessions,
+    /// This node's part in a cluster (`nats_url` set).
+    pub cluster: Option<Arc<Cluster>>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Socket sessions, awaited on shutdown.
@@ -96,6 +101,7 @@ impl AppState {
             bots: Arc::default(),
             search: None,
             longpoll: LongPollSessions::default(),
+            cluster: None,
             shutdown,
             sessions: TaskTracker::new(),
             socket_capacity: AtomicUsize::new(usize::MAX),
@@ -110,16 +116,75 @@ impl AppState {
         self
     }
 
+    /// The state as one node of `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> AppState {
+        self.cluster = cluster;
+        self
+    }
+
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A user's credentials changed (password, disabled, logout): their live
-    /// sockets re-check their tokens and close if now refused.
+    /// sockets, on every node, re-check their tokens and close if now refused.
     pub fn sessions_changed(&self, user_id: u64) {
-        for conn in self.hub.connections_of(user_id) {
-            conn.send(Out::Recheck);
+        self.apply(Control::Recheck { user_id });
+    }
+
+    /// A user's ignore list changed: their sockets on every node filter by it.
+    pub fn ignores_changed(&self, user_id: u64, ignored: &HashSet<u64>) {
+        self.apply(Control::Ignores {
+            user_id,
+            ignored: ignored.iter().copied().collect(),
+        });
+    }
+
+    /// A user left a private room: their sockets on every node leave it.
+    pub fn eject(&self, topic: &str, user_id: u64) {
+        self.apply(Control::Eject {
+            topic: topic.to_owned(),
+            user_id,
+        });
+    }
+
+    /// Bots or their settings changed: read them again here and on every
+    /// other node.
+    pub async fn bots_changed(&self) -> Result<()> {
+        self.bots.reload(&self.store).await?;
+        if let Some(cluster) = &self.cluster {
+            cluster.announce(Control::BotsChanged);
+        }
+        Ok(())
+    }
+
+    /// Applies `control` here and announces it to the other nodes.
+    fn apply(&self, control: Control) {
+        if let Some(cluster) = &self.cluster {
+            cluster.announce(control.clone());
+        }
+        self.apply_here(control);
+    }
+
+    /// Applies a [`Control`] to this node's sockets (one made here, or one
+    /// announced by another node).
+    pub fn apply_here(&self, control: Control) {
+        match control {
+            Control::Recheck { user_id } => {
+                for conn in self.hub.connections_of(user_id) {
+                    conn.send(Out::Recheck);
+                }
+            }
+            Control::Ignores { user_id, ignored } => {
+                let set: Arc<HashSet<u64>> = Arc::new(ignored.into_iter().collect());
+                for conn in self.hub.connections_of(user_id) {
+                    conn.send(Out::Ignores(set.clone()));
+                }
+            }
+            Control::Eject { topic, user_id } => self.hub.eject(&topic, user_id),
+            // Read by the caller (it is async); see `lib::on_control`.
+            Control::BotsChanged => {}
         }
     }
 }

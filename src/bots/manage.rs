@@ -77,7 +77,7 @@ pub async fn create_bot(
             created_by,
         })
         .await?;
-    state.bots.reload(&state.store).await?;
+    state.bots_changed().await?;
     Ok((user, bot, secrets))
 }
 
@@ -111,7 +111,7 @@ pub async fn rotate_key(state: &AppState, user: &UserRecord) -> Result<Secrets> 
 pub async fn delete_bot(state: &AppState, user: &UserRecord) -> Result<()> {
     state.store.delete_bot(user.id).await?;
     state.sessions_changed(user.id);
-    state.bots.reload(&state.store).await?;
+    state.bots_changed().await?;
     state.bots.forget(user.id);
     Ok(())
 }
@@ -133,7 +133,7 @@ pub async fn set_rate_limit(
         return Err(Error::field("rate_limit", problem));
     }
     state.store.set_bot_rate_limit(user.id, limit).await?;
-    state.bots.reload(&state.store).await
+    state.bots_changed().await
 }
 
 /// The room named `name`.

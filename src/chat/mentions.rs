@@ -117,7 +117,7 @@ pub fn notify(hub: &Hub, users: &[u64], topic: &str, seq: u64, author: &UserBrie
     });
     for &user in users {
         let personal: Arc<str> = Arc::from(personal(user));
-        if hub.subscriber_count(&personal) == 0 {
+        if !hub.is_heard(&personal) {
             continue;
         }
         let mut broadcast = Broadcast::new(personal, "mention", &payload);

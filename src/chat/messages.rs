@@ -443,3 +443,43 @@ pub async fn snapshot(
         truncated,
     })
 }
+
+/// The `new_msg` broadcasts of `topic`'s messages after `after`, oldest
+/// first, at most `limit`, and whether more follow: what a node of a
+/// cluster delivers when the bus lost a message or was down (a message
+/// deleted meanwhile arrives as it is now, without its body).
+pub async fn broadcasts_after(
+    store: &crate::store::Store,
+    topic: &Arc<str>,
+    topic_id: u64,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Arc<Broadcast>>, bool)> {
+    let query = HistoryQuery {
+        before: None,
+        after: Some(after),
+        limit,
+    };
+    let page = store.history(topic_id, query).await?;
+    let broadcasts = page
+        .messages
+        .iter()
+        .zip(&page.attachments)
+        .map(|(message, attachment)| {
+            let id = message.record.user_id;
+            let author = page
+                .authors
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| UserBrief::unknown(id));
+            let view = MessageView::new(topic, message, &author)
+                .with_attachment(attachment.as_ref())
+                .with_reactions(page.reactions.get(&message.seq));
+            let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
+            broadcast.seq = Some(message.seq);
+            broadcast.author = Some(id);
+            Arc::new(broadcast)
+        })
+        .collect();
+    Ok((broadcasts, page.has_more))
+}

@@ -14,7 +14,7 @@ use crate::hub::{Broadcast, Hub};
 /// when none of their sockets has joined it).
 pub fn send(hub: &Hub, user_id: u64, event: &'static str, payload: &Value) {
     let topic: Arc<str> = Arc::from(personal(user_id));
-    if hub.subscriber_count(&topic) == 0 {
+    if !hub.is_heard(&topic) {
         return;
     }
     hub.publish(Arc::new(Broadcast::new(topic, event, payload)));

@@ -10,10 +10,19 @@ pub fn healthz() -> HttpResponse {
 }
 
 /// 200 `ready` when the store answers, 503 otherwise or while shutting down.
+/// A node of a cluster adds the bus state (`ready; bus up` or `ready; bus
+/// down`): without the bus it still stores and serves, and its sockets
+/// still get every message, later (read from the database).
 pub async fn readyz(call: &Call) -> HttpResponse {
-    if !call.state.shutdown.is_cancelled() && call.state.store.ready().await {
-        reply::text(200, "ready")
-    } else {
-        reply::text(503, "not ready")
-    }
+    let ready = !call.state.shutdown.is_cancelled() && call.state.store.ready().await;
+    let bus = call.state.cluster.as_ref().map(|c| c.bus_connected());
+    let text = match (ready, bus) {
+        (true, None) => "ready",
+        (true, Some(true)) => "ready; bus up",
+        (true, Some(false)) => "ready; bus down",
+        (false, None) => "not ready",
+        (false, Some(true)) => "not ready; bus up",
+        (false, Some(false)) => "not ready; bus down",
+    };
+    reply::text(if ready { 200 } else { 503 }, text)
 }

@@ -13,7 +13,10 @@ pub fn serve(call: &Call) -> Result<HttpResponse> {
     if !required.is_empty() && call.bearer_token() != Some(required.as_str()) {
         return Err(Error::Unauthorized);
     }
-    let text = call.state.metrics.render(&call.state.hub);
+    let mut text = call.state.metrics.render(&call.state.hub);
+    if let Some(cluster) = &call.state.cluster {
+        cluster.render_metrics(&mut text);
+    }
     let mut response = reply::empty(200);
     *response.body_mut() = reply::body(text);
     response.headers_mut().insert(

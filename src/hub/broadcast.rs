@@ -39,6 +39,25 @@ pub struct Broadcast {
 impl Broadcast {
     /// Serializes `payload` once for `topic`/`event`.
     pub fn new(topic: Arc<str>, event: &'static str, payload: &impl serde::Serialize) -> Broadcast {
+        Broadcast::framed(topic, event, |bytes| {
+            serde_json::to_writer(bytes, payload).map_err(|_| ())
+        })
+    }
+
+    /// A broadcast whose payload is already serialized JSON (a broadcast
+    /// that arrived from another node); the text is used as it is.
+    pub fn from_payload_json(topic: Arc<str>, event: &'static str, payload: &str) -> Broadcast {
+        Broadcast::framed(topic, event, |bytes| {
+            bytes.extend_from_slice(payload.as_bytes());
+            Ok(())
+        })
+    }
+
+    fn framed(
+        topic: Arc<str>,
+        event: &'static str,
+        write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), ()>,
+    ) -> Broadcast {
         // One buffer: `[null,null,"topic","event",` payload `]`.
         let mut v2 = String::with_capacity(FRAME_CAPACITY + topic.len());
         v2.push_str("[null,null,");
@@ -48,7 +67,7 @@ impl Broadcast {
         v2.push(',');
         let start = v2.len();
         let mut bytes = v2.into_bytes();
-        if serde_json::to_writer(&mut bytes, payload).is_err() {
+        if write_payload(&mut bytes).is_err() {
             bytes.truncate(start);
             bytes.extend_from_slice(b"{}");
         }
@@ -104,7 +123,7 @@ impl Broadcast {
     }
 
     /// The serialized payload object.
-    fn payload(&self) -> &str {
+    pub fn payload(&self) -> &str {
         self.v2.as_str().get(self.payload.clone()).unwrap_or("{}")
     }
 

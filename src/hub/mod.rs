@@ -11,17 +11,19 @@
 
 pub mod broadcast;
 pub mod conn;
+pub mod outlet;
 pub mod presence;
 pub mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub use broadcast::Broadcast;
 pub use conn::{CloseReason, ConnTx, LateReply, Out, Outbox};
+pub use outlet::Outlet;
 use presence::{Meta, Presence};
 pub use relay::Relay;
 
@@ -55,6 +57,8 @@ pub struct Hub {
     ref_prefix: String,
     broadcasts: AtomicU64,
     deliveries: AtomicU64,
+    /// The cluster, when this node is one of several.
+    outlet: OnceLock<Arc<dyn Outlet>>,
 }
 
 impl Default for Hub {
@@ -71,6 +75,7 @@ impl Default for Hub {
             ref_prefix: crate::auth::random_token(6),
             broadcasts: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
+            outlet: OnceLock::new(),
         }
     }
 }
@@ -114,8 +119,10 @@ impl Hub {
         let Some(entry) = shard.get_mut(topic) else {
             return;
         };
-        entry.subs.remove(&conn_id);
-        if entry.presence.untrack(conn_id) {
+        let was_subscribed = entry.subs.remove(&conn_id).is_some();
+        let idle = was_subscribed && entry.subs.is_empty();
+        let left = entry.presence.untrack_meta(conn_id);
+        if left.is_some() {
             self.presences.fetch_sub(1, Ordering::Relaxed);
             if let Some((name, _)) = shard.get_key_value(topic) {
                 lock(&self.dirty).insert(name.clone());
@@ -127,6 +134,15 @@ impl Hub {
         {
             shard.remove(topic);
         }
+        drop(shard);
+        if let Some(outlet) = self.outlet.get() {
+            if let Some((key, meta)) = &left {
+                outlet.untracked(topic, key, meta);
+            }
+            if idle {
+                outlet.idle(topic);
+            }
+        }
     }
 
     /// Removes the presence of connection `conn_id` on `topic` but keeps its
@@ -137,11 +153,72 @@ impl Hub {
         let Some(entry) = shard.get_mut(topic) else {
             return;
         };
-        if entry.presence.untrack(conn_id) {
+        let left = entry.presence.untrack_meta(conn_id);
+        if left.is_some() {
             self.presences.fetch_sub(1, Ordering::Relaxed);
             if let Some((name, _)) = shard.get_key_value(topic) {
                 lock(&self.dirty).insert(name.clone());
             }
+        }
+        drop(shard);
+        if let (Some(outlet), Some((key, meta))) = (self.outlet.get(), &left) {
+            outlet.untracked(topic, key, meta);
+        }
+    }
+
+    /// Makes `outlet` the cluster this hub belongs to (once, at start).
+    pub fn set_outlet(&self, outlet: Arc<dyn Outlet>) {
+        let _ = self.outlet.set(outlet);
+    }
+
+    /// Whether this node is one of several (broadcasts cross nodes).
+    pub fn clustered(&self) -> bool {
+        self.outlet.get().is_some()
+    }
+
+    /// Whether a broadcast on `topic` may reach anyone: a subscriber here,
+    /// or, in a cluster, possibly one on another node.
+    pub fn is_heard(&self, topic: &str) -> bool {
+        self.clustered() || self.subscriber_count(topic) > 0
+    }
+
+    /// A socket here joined `topic` with a snapshot up to `last_seq`; in a
+    /// cluster, the topic's messages after it are delivered in order.
+    pub fn joined(&self, topic: &Arc<str>, topic_id: u64, last_seq: u64) {
+        if let Some(outlet) = self.outlet.get() {
+            outlet.joined(topic, topic_id, last_seq);
+        }
+    }
+
+    /// Tracks a presence of another node (its `phx_ref` kept) under the
+    /// local id `replica_id`, which must not be a connection id of this
+    /// node; nobody here needs to be subscribed.
+    pub fn track_replica(&self, topic: &Arc<str>, key: String, mut meta: Meta, replica_id: u64) {
+        meta.conn_id = replica_id;
+        let mut shard = lock(self.shard(topic));
+        let entry = shard.entry(topic.clone()).or_default();
+        entry.presence.track(key, meta);
+        self.presences.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirty).insert(topic.clone());
+    }
+
+    /// Removes the presence of another node tracked as `replica_id`.
+    pub fn untrack_replica(&self, topic: &str, replica_id: u64) {
+        let mut shard = lock(self.shard(topic));
+        let Some(entry) = shard.get_mut(topic) else {
+            return;
+        };
+        if entry.presence.untrack(replica_id) {
+            self.presences.fetch_sub(1, Ordering::Relaxed);
+            if let Some((name, _)) = shard.get_key_value(topic) {
+                lock(&self.dirty).insert(name.clone());
+            }
+        }
+        if shard
+            .get(topic)
+            .is_some_and(|t| t.subs.is_empty() && t.presence.is_empty())
+        {
+            shard.remove(topic);
         }
     }
 
@@ -160,6 +237,9 @@ impl Hub {
             self.ref_prefix,
             self.next_ref.fetch_add(1, Ordering::Relaxed)
         );
+        if let Some(outlet) = self.outlet.get() {
+            outlet.tracked(topic, &key, &meta);
+        }
         let mut shard = lock(self.shard(topic));
         let entry = shard.entry(topic.clone()).or_default();
         entry.presence.track(key, meta);
@@ -223,9 +303,21 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Delivers `broadcast` to every subscriber of its topic. Returns how
-    /// many queues accepted it.
-    pub fn publish(&self, broadcast: Arc<Broadcast>) -> usize {
+    /// Publishes `broadcast` to its topic: delivers it to the subscribers
+    /// here at once, or, in a cluster, hands it to the cluster, which sends
+    /// it to the other nodes and delivers it here in `seq` order.
+    pub fn publish(&self, broadcast: Arc<Broadcast>) {
+        match self.outlet.get() {
+            Some(outlet) => outlet.publish(broadcast),
+            None => {
+                self.deliver(broadcast);
+            }
+        }
+    }
+
+    /// Delivers `broadcast` to every subscriber of its topic here. Returns
+    /// how many queues accepted it.
+    pub fn deliver(&self, broadcast: Arc<Broadcast>) -> usize {
         let shard = lock(self.shard(broadcast.topic()));
         let delivered = match shard.get(broadcast.topic()) {
             Some(entry) => fan_out(&entry.subs, &broadcast),

@@ -80,21 +80,20 @@ impl Presence {
 
     /// Removes the meta tracked by `conn_id`, if any.
     pub fn untrack(&mut self, conn_id: u64) -> bool {
-        let Some(key) = self.by_conn.remove(&conn_id) else {
-            return false;
-        };
-        let Some(metas) = self.entries.get_mut(&key) else {
-            return false;
-        };
-        let Some(index) = metas.iter().position(|m| m.conn_id == conn_id) else {
-            return false;
-        };
+        self.untrack_meta(conn_id).is_some()
+    }
+
+    /// Removes the meta tracked by `conn_id` and returns it with its key.
+    pub fn untrack_meta(&mut self, conn_id: u64) -> Option<(String, Meta)> {
+        let key = self.by_conn.remove(&conn_id)?;
+        let metas = self.entries.get_mut(&key)?;
+        let index = metas.iter().position(|m| m.conn_id == conn_id)?;
         let meta = metas.remove(index);
         if metas.is_empty() {
             self.entries.remove(&key);
         }
-        self.leaves.push((key, meta));
-        true
+        self.leaves.push((key.clone(), meta.clone()));
+        Some((key, meta))
     }
 
     /// Whether nothing is present and nothing is pending.

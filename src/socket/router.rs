@@ -201,6 +201,9 @@ impl Session {
                     return;
                 }
             };
+        self.state
+            .hub
+            .joined(&access.name, access.topic_id, snapshot.last_seq);
         out.push(self.reply(&msg.join_ref, &msg.msg_ref, &msg.topic, "ok", &snapshot));
         let user = &self.identity.user;
         let meta = Meta {

@@ -3,7 +3,6 @@
 //! sockets on the way out; the change applies to live sockets at once.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde_json::json;
 
@@ -11,7 +10,6 @@ use super::views;
 use crate::error::{Error, Result};
 use crate::http::call::Call;
 use crate::http::reply::{self, HttpResponse};
-use crate::hub::Out;
 
 /// The users the caller ignores.
 pub async fn list(call: &mut Call) -> Result<HttpResponse> {
@@ -43,9 +41,6 @@ pub async fn set(call: &mut Call, username: &str, ignore: bool) -> Result<HttpRe
         .store
         .set_ignore(identity.user.id, other.id, ignore)
         .await?;
-    let set = Arc::new(set);
-    for conn in call.state.hub.connections_of(identity.user.id) {
-        conn.send(Out::Ignores(set.clone()));
-    }
+    call.state.ignores_changed(identity.user.id, &set);
     Ok(reply::empty(204))
 }

@@ -159,9 +159,7 @@ pub async fn remove_member(call: &mut Call, name: &str, username: &str) -> Resul
         );
     }
     if room.private {
-        call.state
-            .hub
-            .eject(&format!("room:{}", room.name), user.id);
+        call.state.eject(&format!("room:{}", room.name), user.id);
     }
     Ok(reply::empty(204))
 }

@@ -1,0 +1,402 @@
+//! Cluster mode: several nodes sharing one PostgreSQL (the record) and a
+//! NATS bus (the fast path between them).
+//!
+//! - [`bus`]: the NATS connection and its subjects.
+//! - [`envelope`]: what crosses the bus and its encoding.
+//! - [`sequencer`]: per-topic order on each node; gaps are read from the
+//!   database, never left.
+//! - [`presence`]: presence replication with heartbeats and a silence bound.
+//! - [`events`]: event names of broadcasts from other nodes.
+//!
+//! A broadcast made here goes once onto the bus (each node receives it
+//! once, whatever its number of subscribers) and through the local
+//! sequencer; one from another node goes through the sequencer only.
+//! Acks never wait for the bus: a post is acked after its commit, and a
+//! node that missed its broadcast reads it from the database.
+
+pub mod bus;
+pub mod envelope;
+pub mod events;
+pub mod presence;
+pub mod sequencer;
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hub::presence::Meta;
+use crate::hub::{Broadcast, Hub, Outlet, PRESENCE_INTERVAL};
+use crate::store::Store;
+use bus::{Bus, Link};
+use envelope::{Control, Envelope, PresenceMessage, WireBroadcast};
+use presence::{Replication, Then};
+use sequencer::Sequencer;
+
+/// How long a node waits for another's presence state.
+const STATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This node's part in the cluster.
+pub struct Cluster {
+    /// `name#run`: the configured name and a random id of this run.
+    node: String,
+    bus: Arc<Bus>,
+    sequencer: Arc<Sequencer>,
+    presence: Arc<Replication>,
+    heartbeat: Duration,
+    down_after: u32,
+    links: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Link>>>,
+}
+
+/// A node name made safe for NATS subjects.
+fn subject_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The node name when none is configured: host name and process id.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "confab".into());
+    format!("{host}-{}", std::process::id())
+}
+
+impl Cluster {
+    /// Connects this node to the bus (`nats_url`); fails, with the reason,
+    /// when no NATS server answers.
+    pub async fn connect(
+        cfg: &Config,
+        hub: Arc<Hub>,
+        store: Store,
+    ) -> Result<Arc<Cluster>, String> {
+        let name = if cfg.node_name.is_empty() {
+            default_node_name()
+        } else {
+            cfg.node_name.clone()
+        };
+        let node = format!("{}#{}", subject_safe(&name), crate::random::random_token(6));
+        let (bus, links) = Bus::connect(&cfg.nats_url, &node).await?;
+        let cluster = Arc::new(Cluster {
+            sequencer: Sequencer::new(hub.clone(), store),
+            presence: Arc::new(Replication::new(node.clone(), hub.clone())),
+            node,
+            bus,
+            heartbeat: Duration::from_millis(cfg.cluster_heartbeat_ms),
+            down_after: cfg.cluster_down_after,
+            links: tokio::sync::Mutex::new(Some(links)),
+        });
+        hub.set_outlet(cluster.clone());
+        tracing::info!(node = %cluster.node, nats = %cfg.nats_url.join(","), "joined the cluster bus");
+        Ok(cluster)
+    }
+
+    /// This node's id (`name#run`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the bus is connected now.
+    pub fn bus_connected(&self) -> bool {
+        self.bus.is_connected()
+    }
+
+    /// Applies `control` on every other node (the caller applies it here).
+    pub fn announce(&self, control: Control) {
+        self.bus
+            .send(bus::CONTROL, envelope::encode(&Envelope::Control(control)));
+    }
+
+    /// Starts receiving from the bus, the presence ticker and the reaction
+    /// to reconnects; `on_control` applies other nodes' [`Control`]s here.
+    /// At `stop` the node says goodbye; the returned task ends after that.
+    pub async fn start(
+        self: &Arc<Self>,
+        on_control: impl Fn(Control) + Send + Sync + 'static,
+        stop: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, String> {
+        let client = self.bus.client().clone();
+        let subscribe = |subject: String| {
+            let client = client.clone();
+            async move {
+                client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(|e| format!("cannot subscribe to {subject}: {e}"))
+            }
+        };
+        let broadcasts = subscribe(bus::BROADCASTS.into()).await?;
+        let controls = subscribe(bus::CONTROL.into()).await?;
+        let presences = subscribe(bus::PRESENCE.into()).await?;
+        let requests = subscribe(bus::state_subject(&self.node)).await?;
+        let _ = client.flush().await;
+        if let Some(links) = self.links.lock().await.take() {
+            tokio::spawn(self.clone().watch_links(links));
+        }
+        let cluster = self.clone();
+        Ok(tokio::spawn(async move {
+            cluster
+                .receive(broadcasts, controls, presences, requests, on_control, stop)
+                .await
+        }))
+    }
+
+    async fn receive(
+        self: Arc<Self>,
+        mut broadcasts: async_nats::Subscriber,
+        mut controls: async_nats::Subscriber,
+        mut presences: async_nats::Subscriber,
+        mut requests: async_nats::Subscriber,
+        on_control: impl Fn(Control) + Send + Sync + 'static,
+        stop: CancellationToken,
+    ) {
+        let mut delta_tick = tokio::time::interval(PRESENCE_INTERVAL);
+        delta_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let silence = self.heartbeat * self.down_after;
+        loop {
+            tokio::select! {
+                Some(message) = broadcasts.next() => self.received(&message.payload, &on_control),
+                Some(message) = controls.next() => self.received(&message.payload, &on_control),
+                Some(message) = presences.next() => self.received(&message.payload, &on_control),
+                Some(request) = requests.next() => self.answer_state(request),
+                _ = delta_tick.tick() => self.send_delta(),
+                _ = heartbeat.tick() => {
+                    self.send_delta();
+                    self.send_presence(&self.presence.heartbeat());
+                    self.presence.expire(silence);
+                }
+                () = stop.cancelled() => break,
+            }
+        }
+        self.send_presence(&self.presence.goodbye());
+        self.bus.close().await;
+    }
+
+    fn received(self: &Arc<Self>, bytes: &[u8], on_control: &impl Fn(Control)) {
+        self.bus.counts.received.fetch_add(1, Ordering::Relaxed);
+        let envelope = match envelope::decode(bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropped a bus message");
+                return;
+            }
+        };
+        match envelope {
+            Envelope::Broadcast(wire) => {
+                if let Some(broadcast) = remote_broadcast(wire) {
+                    self.sequencer.offer(Arc::new(broadcast));
+                }
+            }
+            Envelope::Control(control) => on_control(control),
+            Envelope::Presence(message) => self.presence_received(message),
+        }
+    }
+
+    fn presence_received(self: &Arc<Self>, message: PresenceMessage) {
+        if let Then::AskState(node) = self.presence.receive(message) {
+            let cluster = self.clone();
+            tokio::spawn(async move { cluster.ask_state(node).await });
+        }
+    }
+
+    async fn ask_state(self: Arc<Self>, node: String) {
+        let request = self
+            .bus
+            .client()
+            .request(bus::state_subject(&node), Vec::new().into());
+        let answer = match tokio::time::timeout(STATE_TIMEOUT, request).await {
+            Ok(Ok(message)) => envelope::decode(&message.payload),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer in time".into()),
+        };
+        match answer {
+            Ok(Envelope::Presence(state @ PresenceMessage::State { .. })) => {
+                self.presence.receive(state);
+            }
+            Ok(_) => self.presence.state_failed(&node),
+            Err(e) => {
+                tracing::debug!(node = %node, error = %e, "presence state request failed");
+                self.presence.state_failed(&node);
+            }
+        }
+    }
+
+    fn answer_state(&self, request: async_nats::Message) {
+        let Some(reply) = request.reply else {
+            return;
+        };
+        let (delta, state) = self.presence.state();
+        if let Some(delta) = delta {
+            self.send_presence(&delta);
+        }
+        let bytes = envelope::encode(&Envelope::Presence(state));
+        let client = self.bus.client().clone();
+        tokio::spawn(async move {
+            let _ = client.publish(reply, bytes.into()).await;
+        });
+    }
+
+    fn send_delta(&self) {
+        if let Some(delta) = self.presence.delta() {
+            self.send_presence(&delta);
+        }
+    }
+
+    fn send_presence(&self, message: &PresenceMessage) {
+        self.bus.send(
+            bus::PRESENCE,
+            envelope::encode(&Envelope::Presence(message.clone())),
+        );
+    }
+
+    /// After the bus comes back: every lane reads what it may have missed,
+    /// and the others hear this node's presence digest at once.
+    async fn watch_links(self: Arc<Self>, mut links: tokio::sync::mpsc::UnboundedReceiver<Link>) {
+        let mut was_down = false;
+        while let Some(link) = links.recv().await {
+            match link {
+                Link::Down => was_down = true,
+                Link::Up if was_down => {
+                    was_down = false;
+                    self.sequencer.sweep();
+                    self.send_presence(&self.presence.heartbeat());
+                }
+                Link::Up => {}
+            }
+        }
+    }
+
+    /// Cluster lines for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let counts = &self.bus.counts;
+        let seq = &self.sequencer.counts;
+        let lines: [(&str, &str, &str, u64); 9] = [
+            (
+                "confab_cluster_peers",
+                "gauge",
+                "Other nodes heard from within the silence bound.",
+                self.presence.peers() as u64,
+            ),
+            (
+                "confab_bus_connected",
+                "gauge",
+                "1 while the NATS connection is up.",
+                u64::from(self.bus.is_connected()),
+            ),
+            (
+                "confab_bus_published_total",
+                "counter",
+                "Messages this node sent on the bus.",
+                counts.published.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_bus_received_total",
+                "counter",
+                "Messages this node received from the bus.",
+                counts.received.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_bus_publish_failures_total",
+                "counter",
+                "Bus sends that failed.",
+                counts.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_gap_fills_total",
+                "counter",
+                "Reads of missed messages from the database.",
+                seq.gap_fills.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_gap_fill_messages_total",
+                "counter",
+                "Messages delivered from those reads.",
+                seq.gap_messages.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_bus_duplicates_total",
+                "counter",
+                "Message broadcasts dropped as already delivered.",
+                seq.duplicates.load(Ordering::Relaxed),
+            ),
+            (
+                "confab_presence_replication_lag_ms",
+                "gauge",
+                "Age of the last presence delta applied from another node, in ms.",
+                self.presence.lag_ms.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+}
+
+/// A broadcast from another node, ready for the hub (`None` for an event
+/// this build does not know).
+fn remote_broadcast(wire: WireBroadcast) -> Option<Broadcast> {
+    let Some(event) = events::known(&wire.event) else {
+        tracing::warn!(event = %wire.event, "dropped a broadcast of an unknown event");
+        return None;
+    };
+    let topic: Arc<str> = Arc::from(wire.topic);
+    let mut broadcast = match wire.binary {
+        Some(frame) => Broadcast::binary(topic, event, frame.into()),
+        None => Broadcast::from_payload_json(topic, event, &wire.payload),
+    };
+    broadcast.seq = wire.seq;
+    broadcast.author = wire.author;
+    Some(broadcast)
+}
+
+impl Outlet for Cluster {
+    fn publish(&self, broadcast: Arc<Broadcast>) {
+        let wire = WireBroadcast {
+            topic: broadcast.topic().to_owned(),
+            event: broadcast.event().to_owned(),
+            payload: broadcast.payload().to_owned(),
+            seq: broadcast.seq,
+            author: broadcast.author,
+            binary: broadcast.binary_frame().map(|b| b.to_vec()),
+        };
+        self.bus.send(
+            bus::BROADCASTS,
+            envelope::encode(&Envelope::Broadcast(wire)),
+        );
+        self.sequencer.offer(broadcast);
+    }
+
+    fn joined(&self, topic: &Arc<str>, topic_id: u64, last_seq: u64) {
+        self.sequencer.joined(topic, topic_id, last_seq);
+    }
+
+    fn idle(&self, topic: &str) {
+        self.sequencer.idle(topic);
+    }
+
+    fn tracked(&self, topic: &Arc<str>, key: &str, meta: &Meta) {
+        self.presence.tracked(topic, key, meta);
+    }
+
+    fn untracked(&self, topic: &str, _key: &str, meta: &Meta) {
+        self.presence.untracked(topic, meta);
+    }
+}
