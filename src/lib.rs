@@ -96,7 +96,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     let state = Arc::new(state.with_cluster(cluster.clone()));
     let cluster_task = match &cluster {
-        Some(cluster) => Some(cluster.start(on_control(&state), shutdown.clone()).await?),
+        Some(cluster) => Some(
+            cluster
+                .start(ClusterHooks(state.clone()), shutdown.clone())
+                .await?,
+        ),
         None => None,
     };
     tracing::info!(
@@ -168,19 +172,29 @@ fn spawn_admin_socket(state: &state::State) -> Option<admin::listener::SocketFil
     }
 }
 
-/// Applies what other nodes of the cluster announce to this node's sockets.
-fn on_control(state: &state::State) -> impl Fn(cluster::envelope::Control) + Send + Sync + 'static {
-    let state = state.clone();
-    move |control| match control {
-        cluster::envelope::Control::BotsChanged => {
-            let state = state.clone();
-            tokio::spawn(async move {
-                if let Err(e) = state.bots.reload(&state.store).await {
-                    tracing::warn!(error = %e, "cannot read the bots again");
-                }
-            });
+/// Applies what other nodes of the cluster announce to this node.
+struct ClusterHooks(state::State);
+
+impl cluster::Hooks for ClusterHooks {
+    fn control(&self, control: cluster::envelope::Control) {
+        let state = &self.0;
+        match control {
+            cluster::envelope::Control::BotsChanged => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = state.bots.reload(&state.store).await {
+                        tracing::warn!(error = %e, "cannot read the bots again");
+                    }
+                });
+            }
+            control => state.apply_here(control),
         }
-        control => state.apply_here(control),
+    }
+
+    fn message(&self, topic_id: u64, event: &str, payload: &str) {
+        if let Some(search) = &self.0.search {
+            search.remote_change(topic_id, event, payload);
+        }
     }
 }
 

@@ -160,6 +160,7 @@ where
                         let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
                         broadcast.seq = Some(stored.seq);
                         broadcast.author = Some(brief.id);
+                        broadcast.topic_id = Some(stored.topic_id);
                         hub.publish(Arc::new(broadcast));
                         for (member, count) in unread {
                             notify::unread(&hub, member, &topic, stored.seq, count);
@@ -273,6 +274,7 @@ pub async fn change(
                     };
                     // Ignoring a user hides their edits and deletions too.
                     broadcast.author = Some(stored.record.user_id);
+                    broadcast.topic_id = Some(stored.topic_id);
                     hub.publish(Arc::new(broadcast));
                     mentions::notify(
                         &hub,
@@ -478,6 +480,7 @@ pub async fn broadcasts_after(
             let mut broadcast = Broadcast::new(topic.clone(), "new_msg", &view);
             broadcast.seq = Some(message.seq);
             broadcast.author = Some(id);
+            broadcast.topic_id = Some(topic_id);
             Arc::new(broadcast)
         })
         .collect();

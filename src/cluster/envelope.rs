@@ -30,6 +30,8 @@ pub struct WireBroadcast {
     pub payload: String,
     pub seq: Option<u64>,
     pub author: Option<u64>,
+    /// The topic's id, for message events.
+    pub topic_id: Option<u64>,
     /// A V2 binary broadcast frame, for binary pushes.
     pub binary: Option<Vec<u8>>,
 }
@@ -153,6 +155,7 @@ mod tests {
             payload: "{\"seq\":3}".into(),
             seq: Some(3),
             author: Some(7),
+            topic_id: Some(2),
             binary: None,
         });
         let bytes = encode(&envelope);

@@ -40,6 +40,15 @@ use sequencer::Sequencer;
 /// How long a node waits for another's presence state.
 const STATE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What a node does with what other nodes announce.
+pub trait Hooks: Send + Sync + 'static {
+    /// Applies a [`Control`] to this node's sockets.
+    fn control(&self, control: Control);
+    /// A message event (`new_msg`, `msg_updated`, `msg_deleted`) of topic
+    /// `topic_id` stored by another node.
+    fn message(&self, topic_id: u64, event: &str, payload: &str);
+}
+
 /// This node's part in the cluster.
 pub struct Cluster {
     /// `name#run`: the configured name and a random id of this run.
@@ -121,11 +130,11 @@ impl Cluster {
     }
 
     /// Starts receiving from the bus, the presence ticker and the reaction
-    /// to reconnects; `on_control` applies other nodes' [`Control`]s here.
+    /// to reconnects; `hooks` apply what other nodes announce here.
     /// At `stop` the node says goodbye; the returned task ends after that.
     pub async fn start(
         self: &Arc<Self>,
-        on_control: impl Fn(Control) + Send + Sync + 'static,
+        hooks: impl Hooks,
         stop: CancellationToken,
     ) -> Result<tokio::task::JoinHandle<()>, String> {
         let client = self.bus.client().clone();
@@ -149,7 +158,7 @@ impl Cluster {
         let cluster = self.clone();
         Ok(tokio::spawn(async move {
             cluster
-                .receive(broadcasts, controls, presences, requests, on_control, stop)
+                .receive(broadcasts, controls, presences, requests, hooks, stop)
                 .await
         }))
     }
@@ -160,7 +169,7 @@ impl Cluster {
         mut controls: async_nats::Subscriber,
         mut presences: async_nats::Subscriber,
         mut requests: async_nats::Subscriber,
-        on_control: impl Fn(Control) + Send + Sync + 'static,
+        hooks: impl Hooks,
         stop: CancellationToken,
     ) {
         let mut delta_tick = tokio::time::interval(PRESENCE_INTERVAL);
@@ -170,9 +179,9 @@ impl Cluster {
         let silence = self.heartbeat * self.down_after;
         loop {
             tokio::select! {
-                Some(message) = broadcasts.next() => self.received(&message.payload, &on_control),
-                Some(message) = controls.next() => self.received(&message.payload, &on_control),
-                Some(message) = presences.next() => self.received(&message.payload, &on_control),
+                Some(message) = broadcasts.next() => self.received(&message.payload, &hooks),
+                Some(message) = controls.next() => self.received(&message.payload, &hooks),
+                Some(message) = presences.next() => self.received(&message.payload, &hooks),
                 Some(request) = requests.next() => self.answer_state(request),
                 _ = delta_tick.tick() => self.send_delta(),
                 _ = heartbeat.tick() => {
@@ -187,7 +196,7 @@ impl Cluster {
         self.bus.close().await;
     }
 
-    fn received(self: &Arc<Self>, bytes: &[u8], on_control: &impl Fn(Control)) {
+    fn received(self: &Arc<Self>, bytes: &[u8], hooks: &impl Hooks) {
         self.bus.counts.received.fetch_add(1, Ordering::Relaxed);
         let envelope = match envelope::decode(bytes) {
             Ok(envelope) => envelope,
@@ -199,10 +208,13 @@ impl Cluster {
         match envelope {
             Envelope::Broadcast(wire) => {
                 if let Some(broadcast) = remote_broadcast(wire) {
+                    if let Some(topic_id) = broadcast.topic_id {
+                        hooks.message(topic_id, broadcast.event(), broadcast.payload());
+                    }
                     self.sequencer.offer(Arc::new(broadcast));
                 }
             }
-            Envelope::Control(control) => on_control(control),
+            Envelope::Control(control) => hooks.control(control),
             Envelope::Presence(message) => self.presence_received(message),
         }
     }
@@ -364,6 +376,7 @@ fn remote_broadcast(wire: WireBroadcast) -> Option<Broadcast> {
     };
     broadcast.seq = wire.seq;
     broadcast.author = wire.author;
+    broadcast.topic_id = wire.topic_id;
     Some(broadcast)
 }
 
@@ -375,6 +388,7 @@ impl Outlet for Cluster {
             payload: broadcast.payload().to_owned(),
             seq: broadcast.seq,
             author: broadcast.author,
+            topic_id: broadcast.topic_id,
             binary: broadcast.binary_frame().map(|b| b.to_vec()),
         };
         self.bus.send(

@@ -122,6 +122,9 @@ impl Sequencer {
                     lanes.entry(topic.clone()).or_insert_with(Lane::new)
                 }
             };
+            if lane.topic_id.is_none() {
+                lane.topic_id = broadcast.topic_id;
+            }
             if lane.filling || (lane.next.is_none() && broadcast.seq.is_some()) {
                 lane.held.push_back(broadcast);
                 if lane.next.is_none() && lane.held.len() > HELD_WITHOUT_BASE {

@@ -26,6 +26,9 @@ pub struct Broadcast {
     pub seq: Option<u64>,
     /// Who caused it, for per-recipient ignore filtering.
     pub author: Option<u64>,
+    /// The topic's id, for message events (`new_msg`, `msg_updated`,
+    /// `msg_deleted`): other nodes of a cluster read gaps and index by it.
+    pub topic_id: Option<u64>,
     /// A connection that must not receive it (broadcast-from).
     pub exclude_conn: Option<u64>,
     /// A V2 binary broadcast frame (kind 2) instead of a text frame; only
@@ -89,6 +92,7 @@ impl Broadcast {
             v1: OnceLock::new(),
             seq: None,
             author: None,
+            topic_id: None,
             exclude_conn: None,
             binary: None,
             deflated: Default::default(),

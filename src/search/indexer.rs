@@ -9,7 +9,7 @@
 //! searchable after the restart. After an unclean stop it also re-applies
 //! deletions and recent edits, which the seq progress cannot see.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,6 +44,12 @@ pub enum Feed {
     Replace(Stored),
     /// A deleted message, by id.
     Remove(u64),
+    /// Another node of a cluster stored messages in this topic: index what
+    /// the store has beyond the topic's progress (before the next commit).
+    Touched(u64),
+    /// Another node edited or deleted the message `(topic id, seq)`: read
+    /// it again.
+    Reread(u64, u64),
     /// Commit now and answer.
     Flush(mpsc::Sender<()>),
     /// Drop every document and index the whole store again; answers with
@@ -191,6 +197,8 @@ struct Indexer {
     reader: Option<IndexReader>,
     pending: usize,
     last_commit: Instant,
+    /// Topics to catch up before the next commit.
+    touched: BTreeSet<u64>,
 }
 
 impl Indexer {
@@ -204,6 +212,7 @@ impl Indexer {
             reader,
             pending: 0,
             last_commit: Instant::now(),
+            touched: BTreeSet::new(),
         }
     }
 
@@ -303,7 +312,7 @@ impl Indexer {
     fn run(mut self, feed: mpsc::Receiver<Feed>, store: &Store) {
         loop {
             let wait = COMMIT_INTERVAL.saturating_sub(self.last_commit.elapsed());
-            let next = if self.pending == 0 {
+            let next = if self.pending == 0 && self.touched.is_empty() {
                 feed.recv()
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             } else {
@@ -312,15 +321,23 @@ impl Indexer {
             match next {
                 Ok(Feed::Put(stored)) => {
                     let head = self.progress.heads.entry(stored.topic_id).or_insert(0);
-                    if stored.seq > *head {
+                    if stored.seq == *head + 1 {
                         *head = stored.seq;
                         if !stored.record.deleted {
                             self.add(&stored);
                         }
+                    } else if stored.seq > *head {
+                        // Messages of other nodes lie between: read them all
+                        // in order rather than skip past them.
+                        self.touched.insert(stored.topic_id);
                     }
                 }
                 Ok(Feed::Replace(stored)) => self.replace(&stored),
                 Ok(Feed::Remove(id)) => self.remove(id),
+                Ok(Feed::Touched(topic_id)) => {
+                    self.touched.insert(topic_id);
+                }
+                Ok(Feed::Reread(topic_id, seq)) => self.reread(store, topic_id, seq),
                 Ok(Feed::Flush(done)) => {
                     self.commit_logged();
                     let _ = done.send(());
@@ -335,10 +352,60 @@ impl Indexer {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if self.pending > 0
-                && (self.pending >= COMMIT_DOCS || self.last_commit.elapsed() >= COMMIT_INTERVAL)
-            {
+            let due = self.last_commit.elapsed() >= COMMIT_INTERVAL;
+            if due && !self.touched.is_empty() {
+                self.catch_up_touched(store);
+            }
+            if self.pending > 0 && (self.pending >= COMMIT_DOCS || due) {
                 self.commit_logged();
+            }
+        }
+    }
+
+    /// Indexes what the store has beyond the progress of each touched topic.
+    fn catch_up_touched(&mut self, store: &Store) {
+        for topic_id in std::mem::take(&mut self.touched) {
+            loop {
+                let head = self.progress.heads.get(&topic_id).copied().unwrap_or(0);
+                let (chunk, more) = match store.messages_after_blocking(
+                    topic_id,
+                    head,
+                    CATCH_UP_CHUNK,
+                ) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic_id, "search cannot read new messages; later");
+                        self.touched.insert(topic_id);
+                        break;
+                    }
+                };
+                for stored in &chunk {
+                    if !stored.record.deleted {
+                        self.add(stored);
+                    }
+                }
+                if let Some(last) = chunk.last() {
+                    self.progress.heads.insert(topic_id, last.seq);
+                }
+                if !more || chunk.is_empty() {
+                    break;
+                }
+            }
+        }
+        // A commit follows even when nothing was new, so the wait ends.
+        self.pending = self.pending.max(1);
+    }
+
+    /// Reads one message again (edited or deleted elsewhere).
+    fn reread(&mut self, store: &Store, topic_id: u64, seq: u64) {
+        match store.messages_after_blocking(topic_id, seq.saturating_sub(1), 1) {
+            Ok((found, _)) => {
+                if let Some(stored) = found.first().filter(|s| s.seq == seq) {
+                    self.replace(stored);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic_id, seq, "search cannot read an edited message")
             }
         }
     }

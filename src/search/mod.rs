@@ -181,6 +181,28 @@ impl SearchIndex {
         let _ = self.feed.send(indexer::Feed::Remove(message_id));
     }
 
+    /// A message broadcast by another node of a cluster: `new_msg` makes
+    /// the indexer read the topic's new messages from the store,
+    /// `msg_updated` and `msg_deleted` the one message (its `seq` is in
+    /// the payload).
+    pub fn remote_change(&self, topic_id: u64, event: &str, payload: &str) {
+        let feed = match event {
+            "new_msg" => indexer::Feed::Touched(topic_id),
+            "msg_updated" | "msg_deleted" => {
+                #[derive(serde::Deserialize)]
+                struct Seq {
+                    seq: u64,
+                }
+                match serde_json::from_str::<Seq>(payload) {
+                    Ok(Seq { seq }) => indexer::Feed::Reread(topic_id, seq),
+                    Err(_) => return,
+                }
+            }
+            _ => return,
+        };
+        let _ = self.feed.send(feed);
+    }
+
     /// Waits until everything fed before this call is searchable.
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
