@@ -2035,6 +2035,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_needs_a_shared_database_and_secret() {
+        let secret = "s".repeat(MIN_SECRET_BYTES);
+        let nats = ("CONFAB_NATS_URL", "nats://10.0.0.5:4222, nats://10.0.0.6:4222");
+        let text = message(load_env(&[nats]));
+        assert!(text.contains("a cluster needs database_url"), "{text}");
+        let text = message(load_env(&[nats, ("CONFAB_DATABASE_URL", PG_URL)]));
+        assert!(text.contains("a cluster needs jwt_secret"), "{text}");
+        let config = load_env(&[
+            nats,
+            ("CONFAB_DATABASE_URL", PG_URL),
+            ("CONFAB_JWT_SECRET", &secret),
+            ("CONFAB_NODE_NAME", "chat-1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.nats_url,
+            ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"]
+        );
+        assert!(config.clustered());
+        assert_eq!(config.node_name, "chat-1");
+        let text = message(load_env(&[
+            ("CONFAB_NATS_URL", "nats://no-port"),
+            ("CONFAB_DATABASE_URL", PG_URL),
+            ("CONFAB_JWT_SECRET", &secret),
+        ]));
+        assert!(text.contains("not a NATS address"), "{text}");
+        let text = message(load_env(&[("CONFAB_CLUSTER_HEARTBEAT_MS", "10")]));
+        assert!(text.contains("between 50 and 60000"), "{text}");
+        assert!(!Config::default().clustered());
+    }
+
+    #[test]
     fn database_url_scheme_is_checked_without_echoing_the_password() {
         for good in [
             PG_URL,

@@ -196,6 +196,10 @@ impl cluster::Hooks for ClusterHooks {
             search.remote_change(topic_id, event, payload);
         }
     }
+
+    fn unread(&self, topic: &str, last_seq: u64, counts: &[(u64, u64)]) {
+        chat::notify::unread_here(&self.0.hub, topic, last_seq, counts);
+    }
 }
 
 fn spawn_purger(state: state::State) {

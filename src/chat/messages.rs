@@ -162,9 +162,7 @@ where
                         broadcast.author = Some(brief.id);
                         broadcast.topic_id = Some(stored.topic_id);
                         hub.publish(Arc::new(broadcast));
-                        for (member, count) in unread {
-                            notify::unread(&hub, member, &topic, stored.seq, count);
-                        }
+                        notify::unread_counts(&hub, &topic, stored.seq, &unread);
                         mentions::notify(
                             &hub,
                             &mentioned,

@@ -20,14 +20,32 @@ pub fn send(hub: &Hub, user_id: u64, event: &'static str, payload: &Value) {
     hub.publish(Arc::new(Broadcast::new(topic, event, payload)));
 }
 
-/// `unread {topic, last_seq, unread}` for one user.
-pub fn unread(hub: &Hub, user_id: u64, topic: &str, last_seq: u64, unread: u64) {
-    send(
-        hub,
-        user_id,
-        "unread",
-        &json!({"topic": topic, "last_seq": last_seq, "unread": unread}),
-    );
+/// `unread {topic, last_seq, unread}` for each `(user id, unread)` after a
+/// post. In a cluster the counts cross the bus as one message, not one
+/// per member, and every node tells its own sockets.
+pub fn unread_counts(hub: &Hub, topic: &Arc<str>, last_seq: u64, counts: &[(u64, u64)]) {
+    if counts.is_empty() {
+        return;
+    }
+    if let Some(outlet) = hub.outlet() {
+        outlet.unread(topic, last_seq, counts);
+    }
+    unread_here(hub, topic, last_seq, counts);
+}
+
+/// [`unread_counts`] for the sockets of this node only.
+pub fn unread_here(hub: &Hub, topic: &str, last_seq: u64, counts: &[(u64, u64)]) {
+    for &(user_id, unread) in counts {
+        let personal: Arc<str> = Arc::from(personal(user_id));
+        if hub.subscriber_count(&personal) == 0 {
+            continue;
+        }
+        hub.deliver(Arc::new(Broadcast::new(
+            personal,
+            "unread",
+            &json!({"topic": topic, "last_seq": last_seq, "unread": unread}),
+        )));
+    }
 }
 
 /// `unread {topic, last_seq, unread, unread_mentions}` for one user (after

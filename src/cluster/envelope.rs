@@ -19,6 +19,12 @@ pub enum Envelope {
     Control(Control),
     /// Presence replication between nodes.
     Presence(PresenceMessage),
+    /// Unread counts `(user id, unread)` of a topic's members after a post.
+    Unread {
+        topic: String,
+        last_seq: u64,
+        counts: Vec<(u64, u64)>,
+    },
 }
 
 /// A broadcast as it crosses the bus.

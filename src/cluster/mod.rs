@@ -47,6 +47,8 @@ pub trait Hooks: Send + Sync + 'static {
     /// A message event (`new_msg`, `msg_updated`, `msg_deleted`) of topic
     /// `topic_id` stored by another node.
     fn message(&self, topic_id: u64, event: &str, payload: &str);
+    /// Unread counts after another node stored a post.
+    fn unread(&self, topic: &str, last_seq: u64, counts: &[(u64, u64)]);
 }
 
 /// This node's part in the cluster.
@@ -215,6 +217,11 @@ impl Cluster {
                 }
             }
             Envelope::Control(control) => hooks.control(control),
+            Envelope::Unread {
+                topic,
+                last_seq,
+                counts,
+            } => hooks.unread(&topic, last_seq, &counts),
             Envelope::Presence(message) => self.presence_received(message),
         }
     }
@@ -412,5 +419,14 @@ impl Outlet for Cluster {
 
     fn untracked(&self, topic: &str, _key: &str, meta: &Meta) {
         self.presence.untracked(topic, meta);
+    }
+
+    fn unread(&self, topic: &str, last_seq: u64, counts: &[(u64, u64)]) {
+        let envelope = Envelope::Unread {
+            topic: topic.to_owned(),
+            last_seq,
+            counts: counts.to_vec(),
+        };
+        self.bus.send(bus::BROADCASTS, envelope::encode(&envelope));
     }
 }

@@ -171,6 +171,11 @@ impl Hub {
         let _ = self.outlet.set(outlet);
     }
 
+    /// The cluster, when this node is one of several.
+    pub fn outlet(&self) -> Option<&Arc<dyn Outlet>> {
+        self.outlet.get()
+    }
+
     /// Whether this node is one of several (broadcasts cross nodes).
     pub fn clustered(&self) -> bool {
         self.outlet.get().is_some()

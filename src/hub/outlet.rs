@@ -29,4 +29,8 @@ pub trait Outlet: Send + Sync {
 
     /// A presence here left.
     fn untracked(&self, topic: &str, key: &str, meta: &Meta);
+
+    /// Unread counts `(user id, unread)` after a post in `topic` up to
+    /// `last_seq`, for the other nodes' sockets (one message for all).
+    fn unread(&self, topic: &str, last_seq: u64, counts: &[(u64, u64)]);
 }
