@@ -2037,7 +2037,10 @@ mod tests {
     #[test]
     fn a_cluster_needs_a_shared_database_and_secret() {
         let secret = "s".repeat(MIN_SECRET_BYTES);
-        let nats = ("CONFAB_NATS_URL", "nats://10.0.0.5:4222, nats://10.0.0.6:4222");
+        let nats = (
+            "CONFAB_NATS_URL",
+            "nats://10.0.0.5:4222, nats://10.0.0.6:4222",
+        );
         let text = message(load_env(&[nats]));
         assert!(text.contains("a cluster needs database_url"), "{text}");
         let text = message(load_env(&[nats, ("CONFAB_DATABASE_URL", PG_URL)]));

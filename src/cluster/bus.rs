@@ -30,6 +30,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// Longest pause between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Messages waiting to be sent, at most (while NATS is unreachable they
+/// wait here; past this the newest are dropped, which costs nothing that
+/// matters: the other nodes read missed messages from the database after
+/// the outage and ask for presence states that disagree).
+const QUEUE: usize = 100_000;
 
 /// Counters of bus traffic for `/metrics`.
 #[derive(Default)]
@@ -43,7 +48,7 @@ pub struct BusCounts {
 /// A connected bus.
 pub struct Bus {
     client: async_nats::Client,
-    outgoing: mpsc::UnboundedSender<(&'static str, Vec<u8>)>,
+    outgoing: mpsc::Sender<(&'static str, Vec<u8>)>,
     connected: Arc<AtomicBool>,
     pub counts: Arc<BusCounts>,
 }
@@ -109,7 +114,7 @@ impl Bus {
             .await
             .map_err(|e| format!("cannot reach NATS at {}: {e}", urls.join(", ")))?;
         connected.store(true, Ordering::Relaxed);
-        let (outgoing, mut queue) = mpsc::unbounded_channel::<(&'static str, Vec<u8>)>();
+        let (outgoing, mut queue) = mpsc::channel::<(&'static str, Vec<u8>)>(QUEUE);
         let sender = client.clone();
         let published = counts.clone();
         tokio::spawn(async move {
@@ -137,9 +142,17 @@ impl Bus {
     }
 
     /// Sends `bytes` on `subject`, in order with earlier sends, without
-    /// waiting (the client buffers while it reconnects).
+    /// waiting (messages wait in a bounded queue while NATS is away).
     pub fn send(&self, subject: &'static str, bytes: Vec<u8>) {
-        let _ = self.outgoing.send((subject, bytes));
+        if self.outgoing.try_send((subject, bytes)).is_err()
+            && self
+                .counts
+                .dropped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(10_000)
+        {
+            tracing::warn!("the bus queue is full: dropping messages for the other nodes");
+        }
     }
 
     /// Whether the connection to NATS is up now.

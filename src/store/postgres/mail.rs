@@ -248,15 +248,29 @@ pub async fn enqueue(store: &PgStore, mail: MailRecord) -> Result<u64> {
     enqueue_on(&client, &mail).await
 }
 
-/// Up to `limit` queued mails due by `now_ms`, oldest (lowest id) first.
+/// How long a mail taken from the queue is left to the node that took it:
+/// several nodes of a cluster share the queue, and a mail is sent by one
+/// of them; if that node dies mid-send, another takes the mail after this.
+const CLAIM_MS: i64 = 5 * 60 * 1000;
+
+/// Up to `limit` queued mails due by `now_ms`, oldest (lowest id) first,
+/// claimed for this node: their next attempt moves [`CLAIM_MS`] ahead (the
+/// sender then removes each or records its failure), and rows another
+/// node is claiming right now are skipped.
 pub async fn due(store: &PgStore, now_ms: i64, limit: usize) -> Result<Vec<(u64, MailRecord)>> {
     let client = store.client().await?;
     let sql = format!(
-        "SELECT {MAIL_COLUMNS} FROM mail_queue WHERE next_attempt_at <= $1 ORDER BY id LIMIT $2"
+        "UPDATE mail_queue SET next_attempt_at = $3 WHERE id IN ( \
+             SELECT id FROM mail_queue WHERE next_attempt_at <= $1 \
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING {MAIL_COLUMNS}"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = query(&client, &sql, &[&now_ms, &limit]).await?;
-    rows.iter().map(mail_from_row).collect()
+    let claimed_until = now_ms.saturating_add(CLAIM_MS);
+    let rows = query(&client, &sql, &[&now_ms, &limit, &claimed_until]).await?;
+    let mut due: Vec<(u64, MailRecord)> = rows.iter().map(mail_from_row).collect::<Result<_>>()?;
+    due.sort_by_key(|(id, _)| *id);
+    Ok(due)
 }
 
 /// Removes a mail from the queue (sent, or given up).
