@@ -403,7 +403,7 @@ impl fmt::Debug for Config {
             .field("public_url", public_url)
             .field("welcome_link_hours", welcome_link_hours)
             .field("reset_link_minutes", reset_link_minutes)
-            .field("nats_url", nats_url)
+            .field("nats_url", &crate::cluster::bus::shown(nats_url))
             .field("node_name", node_name)
             .field("cluster_heartbeat_ms", cluster_heartbeat_ms)
             .field("cluster_down_after", cluster_down_after)

@@ -23,6 +23,31 @@ pub fn state_subject(node: &str) -> String {
     format!("confab.node.{node}.state")
 }
 
+/// `urls` for logs and errors: a password in a URL (`nats://user:pw@host`)
+/// is replaced by `<redacted>`.
+pub fn shown(urls: &[String]) -> String {
+    urls.iter()
+        .map(|url| {
+            let Some((head, host)) = url.rsplit_once('@') else {
+                return url.clone();
+            };
+            let (scheme, credentials) = head.split_once("://").unwrap_or(("", head));
+            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            if credentials.contains(':') {
+                format!("{scheme}{user}:<redacted>@{host}")
+            } else {
+                format!("{scheme}<redacted>@{host}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How long connecting at start may take before start fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the client pings the server (a dead server is noticed within
@@ -112,7 +137,7 @@ impl Bus {
         let client = options
             .connect(urls)
             .await
-            .map_err(|e| format!("cannot reach NATS at {}: {e}", urls.join(", ")))?;
+            .map_err(|e| format!("cannot reach NATS at {}: {e}", shown(urls)))?;
         connected.store(true, Ordering::Relaxed);
         let (outgoing, mut queue) = mpsc::channel::<(&'static str, Vec<u8>)>(QUEUE);
         let sender = client.clone();
@@ -168,5 +193,21 @@ impl Bus {
     /// Sends what is queued and closes the connection.
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_and_tokens_are_not_shown() {
+        let urls = [
+            "nats://10.0.0.5:4222".to_string(),
+            "nats://app:hunter2@10.0.0.6:4222".to_string(),
+            "nats://s3cr3t-token@10.0.0.7:4222".to_string(),
+        ];
+        assert_eq!(
+            super::shown(&urls),
+            "nats://10.0.0.5:4222, nats://app:<redacted>@10.0.0.6:4222, nats://<redacted>@10.0.0.7:4222"
+        );
     }
 }

@@ -111,7 +111,7 @@ impl Cluster {
             links: tokio::sync::Mutex::new(Some(links)),
         });
         hub.set_outlet(cluster.clone());
-        tracing::info!(node = %cluster.node, nats = %cfg.nats_url.join(","), "joined the cluster bus");
+        tracing::info!(node = %cluster.node, nats = %bus::shown(&cfg.nats_url), "joined the cluster bus");
         Ok(cluster)
     }
 
