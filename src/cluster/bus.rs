@@ -6,7 +6,9 @@
 //!   received once by every node;
 //! - `confab.ctl`: [`super::envelope::Control`] changes;
 //! - `confab.presence`: presence deltas, heartbeats and goodbyes;
-//! - `confab.node.<node>.state`: requests for one node's presence state.
+//! - `confab.node.<node>.state`: requests for one node's presence state;
+//! - `confab.node.<node>.<service>`: other requests to one node (see
+//!   [`super::Cluster::ask`] and [`super::Cluster::serve`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,24 @@ pub const PRESENCE: &str = "confab.presence";
 
 /// The subject on which `node` answers requests for its presence state.
 pub fn state_subject(node: &str) -> String {
-    format!("confab.node.{node}.state")
+    service_subject(node, "state")
+}
+
+/// The subject on which `node` answers requests to `service`.
+pub fn service_subject(node: &str, service: &str) -> String {
+    format!("confab.node.{node}.{service}")
+}
+
+/// Whether `node` has the shape of a node id (`name#run`, each made of
+/// letters, digits, `-` and `_`), so that it names exactly one subject.
+pub fn is_node_id(node: &str) -> bool {
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    matches!(node.split_once('#'), Some((name, run)) if token(name) && token(run))
 }
 
 /// How long connecting at start may take before start fails.
@@ -155,5 +174,25 @@ impl Bus {
     /// Sends what is queued and closes the connection.
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_name_one_subject() {
+        assert!(is_node_id("host-1_a#Ab-_9z"));
+        for bad in [
+            "", "n1", "#run", "n1#", "n1#a#b", "n.1#run", "n1#*", "n1#>", "n 1#run",
+        ] {
+            assert!(!is_node_id(bad), "{bad:?}");
+        }
+        assert_eq!(
+            service_subject("n1#r", "longpoll"),
+            "confab.node.n1#r.longpoll"
+        );
+        assert_eq!(state_subject("n1#r"), "confab.node.n1#r.state");
     }
 }
