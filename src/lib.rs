@@ -99,6 +99,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         Some(cluster) => Some(cluster.start(on_control(&state), shutdown.clone()).await?),
         None => None,
     };
+    socket::longpoll_route::serve(&state).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data = %state.cfg.data_dir.display(),
