@@ -167,6 +167,11 @@ impl LongPollSessions {
     }
 }
 
+/// This node's LongPoll sessions (kept in the state's slot for them).
+pub(super) fn sessions(state: &AppState) -> &LongPollSessions {
+    state.longpoll.get()
+}
+
 /// A JSON answer with the headers Phoenix's LongPoll sends.
 pub(super) fn answer(call: &Call, body: &Value) -> HttpResponse {
     let mut response = reply::json(200, body);
@@ -323,7 +328,7 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         closed: AtomicBool::new(false),
         max_buffered: state.cfg.outbound_queue_frames,
     });
-    state.longpoll.insert(sid.clone(), shared.clone());
+    sessions(state).insert(sid.clone(), shared.clone());
     let mut session = Session::new(state.clone(), registration, conn, vsn, identity);
     session.binary_frames = false;
     session.ignores = Arc::new(
@@ -361,7 +366,7 @@ impl Drop for Ended {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.ready.notify_waiters();
-        self.state.longpoll.remove(&self.sid);
+        sessions(&self.state).remove(&self.sid);
     }
 }
 
@@ -369,7 +374,7 @@ impl Drop for Ended {
 /// (with `budget`, at most about that many bytes of them), or 204 after
 /// the window.
 pub(super) async fn poll(state: &AppState, sid: &str, token: &str, budget: Option<usize>) -> Value {
-    let Some(session) = state.longpoll.get(sid) else {
+    let Some(session) = sessions(state).get(sid) else {
         return json!({ "status": 410 });
     };
     session.touch();
@@ -399,7 +404,7 @@ pub(super) async fn poll(state: &AppState, sid: &str, token: &str, budget: Optio
 
 /// POST: hands every line to the session and answers once they are handled.
 async fn post(call: &mut Call, state: &AppState, sid: &str) -> Result<HttpResponse> {
-    let Some(session) = state.longpoll.get(sid) else {
+    let Some(session) = sessions(state).get(sid) else {
         return Ok(status(call, 410));
     };
     let ndjson = is_ndjson(call);
@@ -430,7 +435,7 @@ pub(super) async fn post_body(call: &mut Call) -> Result<std::result::Result<Byt
 
 /// The answer to a POST of `body` to session `sid` held here.
 pub(super) async fn post_here(state: &AppState, sid: &str, body: &[u8], ndjson: bool) -> Value {
-    match state.longpoll.get(sid) {
+    match sessions(state).get(sid) {
         Some(session) => deliver(state, &session, body, ndjson).await,
         None => json!({ "status": 410 }),
     }

@@ -139,7 +139,7 @@ async fn forward(
     node: &str,
     request: &Forwarded,
 ) -> HttpResponse {
-    let counts = &state.longpoll.routed;
+    let counts = &longpoll::sessions(state).routed;
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
     let asked = cluster.ask(node, SERVICE, encode(request), FORWARD_TIMEOUT);
     let answer = tokio::select! {
@@ -229,7 +229,7 @@ fn encode_answer(body: &Value) -> Vec<u8> {
 /// The LongPoll lines of `/metrics` (cluster mode).
 pub fn render_metrics(state: &AppState, out: &mut String) {
     use std::fmt::Write as _;
-    let counts = &state.longpoll.routed;
+    let counts = &longpoll::sessions(state).routed;
     let lines = [
         (
             "confab_longpoll_forwarded_total",
