@@ -103,6 +103,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         ),
         None => None,
     };
+    socket::longpoll_route::serve(&state).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data = %state.cfg.data_dir.display(),

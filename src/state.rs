@@ -1,9 +1,10 @@
 //! The shared application state, built once in `serve` and handed to every
 //! connection behind an `Arc`.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,6 @@ use crate::hub::{Hub, Out, Relay};
 use crate::mail::Outbox;
 use crate::metrics::Metrics;
 use crate::search::SearchIndex;
-use crate::socket::longpoll::LongPollSessions;
 use crate::store::Store;
 
 /// Everything a request or socket needs.
@@ -42,8 +42,9 @@ pub struct AppState {
     pub bots: Arc<crate::bots::Bots>,
     /// The full-text index of messages, when enabled.
     pub search: Option<Arc<SearchIndex>>,
-    /// Live LongPoll sessions.
-    pub longpoll: LongPollSessions,
+    /// Live LongPoll sessions, kept by `socket::longpoll` (which alone
+    /// knows their type).
+    pub longpoll: Slot,
     /// This node's part in a cluster (`nats_url` set).
     pub cluster: Option<Arc<Cluster>>,
     /// Cancelled when the server begins shutting down.
@@ -58,6 +59,26 @@ pub struct AppState {
 
 /// Cheap, cloneable handle to the state.
 pub type State = Arc<AppState>;
+
+/// Something a layer above the state keeps in it, made on first use, whose
+/// type the state does not know (so the state imports nothing of that
+/// layer). One slot has one owner and one type.
+#[derive(Default)]
+pub struct Slot(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl Slot {
+    /// The value, made with `T::default()` on first use.
+    ///
+    /// # Panics
+    /// If the slot already holds a value of another type: a slot is read
+    /// by its owner only.
+    pub fn get<T: Any + Send + Sync + Default>(&self) -> &T {
+        self.0
+            .get_or_init(|| Box::new(T::default()))
+            .downcast_ref()
+            .expect("a state slot is read as one type only")
+    }
+}
 
 impl AppState {
     /// Builds the state over an open store: resolves the JWT secret
@@ -100,7 +121,7 @@ impl AppState {
             metrics,
             bots: Arc::default(),
             search: None,
-            longpoll: LongPollSessions::default(),
+            longpoll: Slot::default(),
             cluster: None,
             shutdown,
             sessions: TaskTracker::new(),
@@ -186,5 +207,17 @@ impl AppState {
             // Read by the caller (it is async); see `lib::on_control`.
             Control::BotsChanged => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_makes_its_value_once() {
+        let slot = Slot::default();
+        slot.get::<AtomicU64>().fetch_add(2, Ordering::Relaxed);
+        assert_eq!(slot.get::<AtomicU64>().load(Ordering::Relaxed), 2);
     }
 }

@@ -77,7 +77,8 @@ impl TokenKeys {
     }
 }
 
-/// Claims of a LongPoll session token: which session, whose, until when.
+/// Claims of a LongPoll session token: which session, whose, until when,
+/// and in a cluster which node holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
     /// The user id, as a decimal string.
@@ -86,20 +87,26 @@ pub struct SessionClaims {
     pub sid: String,
     pub exp: u64,
     pub iat: u64,
+    /// The id of the node holding the session (cluster mode only; absent
+    /// on a single node, so its tokens are as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// LongPoll session tokens live as long as Phoenix's (14 days).
 const SESSION_TOKEN_SECS: u64 = 14 * 24 * 3600;
 
 impl TokenKeys {
-    /// A signed token naming LongPoll session `sid` of `user_id`.
-    pub fn issue_session(&self, user_id: u64, sid: &str) -> Result<String> {
+    /// A signed token naming LongPoll session `sid` of `user_id`, held by
+    /// `node` in a cluster.
+    pub fn issue_session(&self, user_id: u64, sid: &str, node: Option<&str>) -> Result<String> {
         let now = clock::now_secs();
         let claims = SessionClaims {
             sub: user_id.to_string(),
             sid: sid.to_string(),
             exp: now + SESSION_TOKEN_SECS,
             iat: now,
+            node: node.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("token signing failed: {e}")))
@@ -164,9 +171,21 @@ mod tests {
     #[test]
     fn session_tokens_are_not_access_tokens() {
         let keys = TokenKeys::new(SECRET, 60);
-        let session = keys.issue_session(5, "abc").unwrap();
+        let session = keys.issue_session(5, "abc", None).unwrap();
         let claims = keys.verify_session(&session).unwrap();
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("5", "abc"));
+        assert_eq!(claims.node, None);
+        // A single node's claims are as they were before nodes were named.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload: serde_json::Value =
+            serde_json::from_slice(&b64.decode(session.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        assert!(payload.get("node").is_none());
+        let held = keys.issue_session(5, "abc", Some("n1#Ab-_")).unwrap();
+        assert_eq!(
+            keys.verify_session(&held).unwrap().node.as_deref(),
+            Some("n1#Ab-_")
+        );
         let (access, _) = keys.issue(5, 0).unwrap();
         assert!(keys.verify_session(&access).is_none());
         let other = TokenKeys::new(b"another secret another secret xx", 60);

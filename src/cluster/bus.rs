@@ -6,7 +6,9 @@
 //!   received once by every node;
 //! - `confab.ctl`: [`super::envelope::Control`] changes;
 //! - `confab.presence`: presence deltas, heartbeats and goodbyes;
-//! - `confab.node.<node>.state`: requests for one node's presence state.
+//! - `confab.node.<node>.state`: requests for one node's presence state;
+//! - `confab.node.<node>.<service>`: other requests to one node (see
+//!   [`super::Cluster::ask`] and [`super::Cluster::serve`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,24 @@ pub const PRESENCE: &str = "confab.presence";
 
 /// The subject on which `node` answers requests for its presence state.
 pub fn state_subject(node: &str) -> String {
-    format!("confab.node.{node}.state")
+    service_subject(node, "state")
+}
+
+/// The subject on which `node` answers requests to `service`.
+pub fn service_subject(node: &str, service: &str) -> String {
+    format!("confab.node.{node}.{service}")
+}
+
+/// Whether `node` has the shape of a node id (`name#run`, each made of
+/// letters, digits, `-` and `_`), so that it names exactly one subject.
+pub fn is_node_id(node: &str) -> bool {
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    matches!(node.split_once('#'), Some((name, run)) if token(name) && token(run))
 }
 
 /// `urls` for logs and errors: a password in a URL (`nats://user:pw@host`)
@@ -198,6 +217,8 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn passwords_and_tokens_are_not_shown() {
         let urls = [
@@ -209,5 +230,20 @@ mod tests {
             super::shown(&urls),
             "nats://10.0.0.5:4222, nats://app:<redacted>@10.0.0.6:4222, nats://<redacted>@10.0.0.7:4222"
         );
+    }
+
+    #[test]
+    fn node_ids_name_one_subject() {
+        assert!(is_node_id("host-1_a#Ab-_9z"));
+        for bad in [
+            "", "n1", "#run", "n1#", "n1#a#b", "n.1#run", "n1#*", "n1#>", "n 1#run",
+        ] {
+            assert!(!is_node_id(bad), "{bad:?}");
+        }
+        assert_eq!(
+            service_subject("n1#r", "longpoll"),
+            "confab.node.n1#r.longpoll"
+        );
+        assert_eq!(state_subject("n1#r"), "confab.node.n1#r.state");
     }
 }

@@ -21,10 +21,12 @@ pub mod presence;
 pub mod sequencer;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +51,25 @@ pub trait Hooks: Send + Sync + 'static {
     fn message(&self, topic_id: u64, event: &str, payload: &str);
     /// Unread counts after another node stored a post.
     fn unread(&self, topic: &str, last_seq: u64, counts: &[(u64, u64)]);
+}
+
+/// Why a request to another node ([`Cluster::ask`]) has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskError {
+    /// The request is larger than the bus carries (its `max_payload`).
+    TooLarge,
+    /// No answer: the node is gone, the bus is down, the node took longer
+    /// than allowed, or the node id is not one.
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::TooLarge => f.write_str("the request is larger than the bus carries"),
+            AskError::NoAnswer(why) => write!(f, "no answer: {why}"),
+        }
+    }
 }
 
 /// This node's part in the cluster.
@@ -123,6 +144,92 @@ impl Cluster {
     /// Whether the bus is connected now.
     pub fn bus_connected(&self) -> bool {
         self.bus.is_connected()
+    }
+
+    /// The largest message the bus carries, in bytes (the NATS server's
+    /// `max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.bus.client().max_payload()
+    }
+
+    /// Sends `bytes` to `service` of `node` (on its subject
+    /// `confab.node.<node>.<service>`) and waits up to `timeout` for the
+    /// answer. A node that is gone answers at once with NATS's "no
+    /// responders"; while the bus is down nothing is sent.
+    pub async fn ask(
+        &self,
+        node: &str,
+        service: &str,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, AskError> {
+        if !bus::is_node_id(node) {
+            return Err(AskError::NoAnswer(format!("{node:?} is not a node id")));
+        }
+        if !self.bus.is_connected() {
+            return Err(AskError::NoAnswer("the bus is down".into()));
+        }
+        let request = async_nats::Request::new()
+            .payload(bytes.into())
+            .timeout(Some(timeout));
+        match self
+            .bus
+            .client()
+            .send_request(bus::service_subject(node, service), request)
+            .await
+        {
+            Ok(message) => Ok(message.payload),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::MaxPayloadExceeded => {
+                Err(AskError::TooLarge)
+            }
+            Err(e) => Err(AskError::NoAnswer(e.to_string())),
+        }
+    }
+
+    /// Answers other nodes' requests to `service` of this node until
+    /// `stop`: each request's bytes go to `answer`, in a task of their own
+    /// (an answer may take long), and what it returns goes back to the
+    /// asker. Returns once the subscription is in place.
+    pub async fn serve<F, Fut>(
+        &self,
+        service: &str,
+        answer: F,
+        stop: CancellationToken,
+    ) -> Result<(), String>
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        let subject = bus::service_subject(&self.node, service);
+        let client = self.bus.client().clone();
+        let mut requests = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+        let _ = client.flush().await;
+        tokio::spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    request = requests.next() => match request {
+                        Some(request) => request,
+                        None => break,
+                    },
+                    () = stop.cancelled() => break,
+                };
+                let Some(reply) = request.reply else {
+                    continue;
+                };
+                let answering = answer(request.payload);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let bytes = answering.await;
+                    if let Err(e) = client.publish(reply, bytes.into()).await {
+                        tracing::debug!(error = %e, "cannot send an answer on the bus");
+                    }
+                });
+            }
+        });
+        Ok(())
     }
 
     /// Applies `control` on every other node (the caller applies it here).

@@ -16,6 +16,7 @@ pub fn serve(call: &Call) -> Result<HttpResponse> {
     let mut text = call.state.metrics.render(&call.state.hub);
     if let Some(cluster) = &call.state.cluster {
         cluster.render_metrics(&mut text);
+        crate::socket::longpoll_route::render_metrics(&call.state, &mut text);
     }
     let mut response = reply::empty(200);
     *response.body_mut() = reply::body(text);

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::frame::Vsn;
+use super::longpoll_route;
 use super::session::{Closing, Session};
 use super::upgrade::origin_allowed;
 use crate::auth;
@@ -87,19 +88,46 @@ impl LongPoll {
         ok
     }
 
-    fn take(&self) -> Vec<String> {
-        self.outbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect()
+    /// The buffered frames, oldest first: all of them, or with `budget`
+    /// as many as fit in that many bytes of JSON (at least one).
+    fn take(&self, budget: Option<usize>) -> Vec<String> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(budget) = budget else {
+            return outbox.drain(..).collect();
+        };
+        let mut used = 0;
+        let count = outbox
+            .iter()
+            .take_while(|frame| {
+                used += json_string_len(frame) + 1;
+                used <= budget
+            })
+            .count()
+            .max(1)
+            .min(outbox.len());
+        outbox.drain(..count).collect()
     }
+}
+
+/// The length of `text` as a JSON string (quotes and escapes included),
+/// as serde_json writes it.
+fn json_string_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 /// The live LongPoll sessions, by session id.
 #[derive(Default)]
 pub struct LongPollSessions {
     sessions: Mutex<HashMap<String, Arc<LongPoll>>>,
+    /// Requests passed to the nodes holding their sessions (cluster mode).
+    pub(super) routed: super::longpoll_route::Counts,
 }
 
 impl LongPollSessions {
@@ -139,17 +167,35 @@ impl LongPollSessions {
     }
 }
 
+/// This node's LongPoll sessions (kept in the state's slot for them).
+pub(super) fn sessions(state: &AppState) -> &LongPollSessions {
+    state.longpoll.get()
+}
+
 /// A JSON answer with the headers Phoenix's LongPoll sends.
-fn answer(call: &Call, body: &Value) -> HttpResponse {
+pub(super) fn answer(call: &Call, body: &Value) -> HttpResponse {
     let mut response = reply::json(200, body);
+    longpoll_headers(call, &mut response);
+    response
+}
+
+/// [`answer`] with a body already serialized (by the node holding the
+/// session).
+pub(super) fn answer_serialized(call: &Call, json: Bytes) -> HttpResponse {
+    let mut response = reply::empty(200);
+    *response.body_mut() = reply::body(json);
+    longpoll_headers(call, &mut response);
+    response
+}
+
+fn longpoll_headers(call: &Call, response: &mut HttpResponse) {
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    cors(call, &mut response);
-    response
+    cors(call, response);
 }
 
 fn cors(call: &Call, response: &mut HttpResponse) {
@@ -163,7 +209,7 @@ fn cors(call: &Call, response: &mut HttpResponse) {
     }
 }
 
-fn status(call: &Call, code: u16) -> HttpResponse {
+pub(super) fn status(call: &Call, code: u16) -> HttpResponse {
     answer(call, &json!({ "status": code }))
 }
 
@@ -209,16 +255,21 @@ pub async fn handle(call: &mut Call) -> Result<HttpResponse> {
         let Some(claims) = claims else {
             return Ok(status(call, 410));
         };
+        if let Some((cluster, node)) = longpoll_route::holder(&state, &claims) {
+            return longpoll_route::post(call, &state, cluster, node, &claims.sid).await;
+        }
         return post(call, &state, &claims.sid).await;
     }
     match claims {
-        Some(claims) => Ok(poll(
-            call,
-            &state,
-            &claims.sid,
-            session_token.as_deref().unwrap_or(""),
-        )
-        .await),
+        Some(claims) => {
+            let token = session_token.as_deref().unwrap_or("");
+            if let Some((cluster, node)) = longpoll_route::holder(&state, &claims) {
+                return Ok(
+                    longpoll_route::poll(call, &state, cluster, node, &claims.sid, token).await,
+                );
+            }
+            Ok(answer(call, &poll(&state, &claims.sid, token, None).await))
+        }
         None => open(call, &state, &params).await,
     }
 }
@@ -266,7 +317,8 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         return Ok(status(call, 500));
     };
     let sid = auth::random_token(18);
-    let token = state.keys.issue_session(identity.user.id, &sid)?;
+    let node = state.cluster.as_ref().map(|cluster| cluster.node());
+    let token = state.keys.issue_session(identity.user.id, &sid, node)?;
     let (inbox, posts) = mpsc::channel(8);
     let shared = Arc::new(LongPoll {
         inbox,
@@ -276,7 +328,7 @@ async fn open(call: &mut Call, state: &State, params: &[(String, String)]) -> Re
         closed: AtomicBool::new(false),
         max_buffered: state.cfg.outbound_queue_frames,
     });
-    state.longpoll.insert(sid.clone(), shared.clone());
+    sessions(state).insert(sid.clone(), shared.clone());
     let mut session = Session::new(state.clone(), registration, conn, vsn, identity);
     session.binary_frames = false;
     session.ignores = Arc::new(
@@ -314,14 +366,16 @@ impl Drop for Ended {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.ready.notify_waiters();
-        self.state.longpoll.remove(&self.sid);
+        sessions(&self.state).remove(&self.sid);
     }
 }
 
-/// GET with a session: the buffered frames, or 204 after the window.
-async fn poll(call: &Call, state: &AppState, sid: &str, token: &str) -> HttpResponse {
-    let Some(session) = state.longpoll.get(sid) else {
-        return status(call, 410);
+/// The answer to a GET for session `sid` held here: its buffered frames
+/// (with `budget`, at most about that many bytes of them), or 204 after
+/// the window.
+pub(super) async fn poll(state: &AppState, sid: &str, token: &str, budget: Option<usize>) -> Value {
+    let Some(session) = sessions(state).get(sid) else {
+        return json!({ "status": 410 });
     };
     session.touch();
     let deadline = tokio::time::Instant::now() + POLL_WINDOW;
@@ -329,58 +383,79 @@ async fn poll(call: &Call, state: &AppState, sid: &str, token: &str) -> HttpResp
         let ready = session.ready.notified();
         tokio::pin!(ready);
         ready.as_mut().enable();
-        let messages = session.take();
+        let messages = session.take(budget);
         if !messages.is_empty() {
             session.touch();
-            return answer(
-                call,
-                &json!({"status": 200, "token": token, "messages": messages}),
-            );
+            return json!({"status": 200, "token": token, "messages": messages});
         }
         if session.closed.load(Ordering::Acquire) {
-            return status(call, 410);
+            return json!({ "status": 410 });
         }
         tokio::select! {
             () = &mut ready => {}
             () = tokio::time::sleep_until(deadline) => {
                 session.touch();
-                return answer(call, &json!({"status": 204, "token": token, "messages": []}));
+                return json!({"status": 204, "token": token, "messages": []});
             }
-            () = state.shutdown.cancelled() => return status(call, 410),
+            () = state.shutdown.cancelled() => return json!({ "status": 410 }),
         }
     }
 }
 
 /// POST: hands every line to the session and answers once they are handled.
 async fn post(call: &mut Call, state: &AppState, sid: &str) -> Result<HttpResponse> {
-    let Some(session) = state.longpoll.get(sid) else {
+    let Some(session) = sessions(state).get(sid) else {
         return Ok(status(call, 410));
     };
-    let ndjson = call
-        .header(CONTENT_TYPE)
-        .is_some_and(|t| t.starts_with("application/x-ndjson"));
-    let body = match call.body_bytes().await {
+    let ndjson = is_ndjson(call);
+    let body = match post_body(call).await? {
         Ok(body) => body,
-        Err(Error::PayloadTooLarge(_)) => {
-            return Ok(answer(
-                call,
-                &json!({"status": 413, "error": "the body is too large"}),
-            ))
-        }
-        Err(e) => return Err(e),
+        Err(too_large) => return Ok(too_large),
     };
-    let frames = match parse_body(&body, ndjson, state.cfg.max_frame_bytes) {
+    Ok(answer(call, &deliver(state, &session, &body, ndjson).await))
+}
+
+/// Whether a POST body is ndjson (one frame per line) rather than one frame.
+pub(super) fn is_ndjson(call: &Call) -> bool {
+    call.header(CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("application/x-ndjson"))
+}
+
+/// A POST's body, or the answer when it is too large.
+pub(super) async fn post_body(call: &mut Call) -> Result<std::result::Result<Bytes, HttpResponse>> {
+    match call.body_bytes().await {
+        Ok(body) => Ok(Ok(body)),
+        Err(Error::PayloadTooLarge(_)) => Ok(Err(answer(
+            call,
+            &json!({"status": 413, "error": "the body is too large"}),
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer to a POST of `body` to session `sid` held here.
+pub(super) async fn post_here(state: &AppState, sid: &str, body: &[u8], ndjson: bool) -> Value {
+    match sessions(state).get(sid) {
+        Some(session) => deliver(state, &session, body, ndjson).await,
+        None => json!({ "status": 410 }),
+    }
+}
+
+/// Hands every frame of a POST body to `session`; answers once they are
+/// handled.
+async fn deliver(state: &AppState, session: &LongPoll, body: &[u8], ndjson: bool) -> Value {
+    let frames = match parse_body(body, ndjson, state.cfg.max_frame_bytes) {
         Ok(frames) => frames,
-        Err(message) => return Ok(answer(call, &json!({"status": 400, "error": message}))),
+        Err(message) => return json!({"status": 400, "error": message}),
     };
     let (done, handled) = oneshot::channel();
     if session.inbox.send(Post { frames, done }).await.is_err() {
-        return Ok(status(call, 410));
+        return json!({ "status": 410 });
     }
     match tokio::time::timeout(POLL_WINDOW, handled).await {
-        Ok(Ok(())) => Ok(status(call, 200)),
-        Ok(Err(_)) => Ok(status(call, 410)),
-        Err(_) => Ok(status(call, 408)),
+        Ok(Ok(())) => json!({ "status": 200 }),
+        Ok(Err(_)) => json!({ "status": 410 }),
+        Err(_) => json!({ "status": 408 }),
     }
 }
 
@@ -514,5 +589,49 @@ mod tests {
         assert!(parse_body(b"not base64!\n", true, 1024).is_err());
         let many = "[]\n".repeat(MAX_LINES + 1);
         assert!(parse_body(many.as_bytes(), true, 1024).is_err());
+    }
+
+    #[test]
+    fn json_string_len_is_what_serde_json_writes() {
+        for text in [
+            "",
+            "plain",
+            "[\"1\",null,{\"a\":\"\\\\\"}]",
+            "é\u{1F600}/",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+        ] {
+            assert_eq!(
+                json_string_len(text),
+                serde_json::to_string(text).unwrap().len(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_budget_takes_the_oldest_frames_that_fit() {
+        let (inbox, _posts) = mpsc::channel(1);
+        let session = LongPoll {
+            inbox,
+            outbox: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            last_poll: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+            max_buffered: 100,
+        };
+        let fill = |frames: &[&str]| {
+            let mut outbox = session.outbox.lock().unwrap();
+            outbox.extend(frames.iter().map(|f| f.to_string()));
+        };
+        fill(&["aaaa", "bbbb", "cccc"]);
+        // Each takes 4 + 2 quotes + 1 comma = 7 bytes.
+        assert_eq!(session.take(Some(14)), ["aaaa", "bbbb"]);
+        assert_eq!(session.take(Some(13)), ["cccc"]);
+        assert!(session.take(Some(100)).is_empty());
+        // One frame larger than the budget still goes, alone.
+        fill(&["a long frame", "x"]);
+        assert_eq!(session.take(Some(3)), ["a long frame"]);
+        fill(&["y"]);
+        assert_eq!(session.take(None), ["x", "y"]);
     }
 }

@@ -1,11 +1,12 @@
 //! The Phoenix Channels socket: frame codec, handshake, per-socket session,
 //! frame routing, channel events, the push rate limit, and the WebSocket
-//! framing itself.
+//! framing itself; LongPoll, and its routing between the nodes of a cluster.
 
 pub mod events;
 pub mod frame;
 pub mod limits;
 pub mod longpoll;
+pub mod longpoll_route;
 pub mod reply_order;
 pub mod router;
 pub mod session;
