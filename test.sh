@@ -57,8 +57,8 @@ fi
 
 # On PostgreSQL: every integration test binary but those that test framing
 # or parsing only (the store plays no part) and those that run PostgreSQL
-# themselves.
-PG_SKIP=" websocket_conformance websocket_framing websocket_deflate fuzz_regressions login_flood cluster_longpoll "
+# themselves (postgres_*, and cluster_* with their own cluster).
+PG_SKIP=" websocket_conformance websocket_framing websocket_deflate fuzz_regressions login_flood cluster_faults cluster_longpoll "
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust-pg "* ]]; then
   pg_tests=()
   for file in tests/*.rs; do

@@ -13,6 +13,15 @@
 //! sequencer; one from another node goes through the sequencer only.
 //! Acks never wait for the bus: a post is acked after its commit, and a
 //! node that missed its broadcast reads it from the database.
+//!
+//! A node learns that it missed something from a later seq (a gap) or
+//! from its own reconnect (a sweep). A broadcast lost on the way *out* of
+//! a node (written into a connection whose server then died or hung, or
+//! still in the client's buffer when it reconnected) shows neither to the
+//! others if nothing follows it on that topic. So after reconnecting a
+//! node sends again the newest message broadcast of each topic it sent
+//! shortly before or while the bus was down: a receiver that has it drops
+//! it as a duplicate, one that lacks it (or more) sees the gap and reads.
 
 pub mod bus;
 pub mod envelope;
@@ -20,11 +29,12 @@ pub mod events;
 pub mod presence;
 pub mod sequencer;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -41,6 +51,10 @@ use sequencer::Sequencer;
 
 /// How long a node waits for another's presence state.
 const STATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long before the bus went down a broadcast sent may have been lost
+/// with the connection: the client notices a dead connection within about
+/// three ping intervals; the rest is margin.
+const RESEND_WINDOW: Duration = Duration::from_secs(30);
 
 /// What a node does with what other nodes announce.
 pub trait Hooks: Send + Sync + 'static {
@@ -82,6 +96,12 @@ pub struct Cluster {
     heartbeat: Duration,
     down_after: u32,
     links: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Link>>>,
+    /// The newest message broadcast this node sent per topic, and when:
+    /// sent again after a reconnect (see the module documentation).
+    sent: Mutex<HashMap<String, (Instant, Arc<Broadcast>)>>,
+    /// Whether the bus has been up since the last resend; only then are
+    /// old entries of `sent` forgotten.
+    steady: AtomicBool,
 }
 
 /// A node name made safe for NATS subjects.
@@ -130,6 +150,8 @@ impl Cluster {
             heartbeat: Duration::from_millis(cfg.cluster_heartbeat_ms),
             down_after: cfg.cluster_down_after,
             links: tokio::sync::Mutex::new(Some(links)),
+            sent: Mutex::default(),
+            steady: AtomicBool::new(true),
         });
         hub.set_outlet(cluster.clone());
         tracing::info!(node = %cluster.node, nats = %bus::shown(&cfg.nats_url), "joined the cluster bus");
@@ -297,6 +319,7 @@ impl Cluster {
                     self.send_delta();
                     self.send_presence(&self.presence.heartbeat());
                     self.presence.expire(silence);
+                    self.forget_sent();
                 }
                 () = stop.cancelled() => break,
             }
@@ -391,19 +414,54 @@ impl Cluster {
     }
 
     /// After the bus comes back: every lane reads what it may have missed,
-    /// and the others hear this node's presence digest at once.
+    /// the others get again what this node may have lost on the way out,
+    /// and they hear this node's presence digest at once.
     async fn watch_links(self: Arc<Self>, mut links: tokio::sync::mpsc::UnboundedReceiver<Link>) {
-        let mut was_down = false;
+        let mut down_since: Option<Instant> = None;
         while let Some(link) = links.recv().await {
             match link {
-                Link::Down => was_down = true,
-                Link::Up if was_down => {
-                    was_down = false;
-                    self.sequencer.sweep();
-                    self.send_presence(&self.presence.heartbeat());
+                Link::Down => {
+                    self.steady.store(false, Ordering::Relaxed);
+                    down_since.get_or_insert_with(Instant::now);
                 }
-                Link::Up => {}
+                Link::Up => {
+                    if let Some(since) = down_since.take() {
+                        self.sequencer.sweep();
+                        self.resend(since.checked_sub(RESEND_WINDOW).unwrap_or(since));
+                        self.send_presence(&self.presence.heartbeat());
+                    }
+                    self.steady.store(true, Ordering::Relaxed);
+                }
             }
+        }
+    }
+
+    /// Sends again the newest message broadcast of each topic that this
+    /// node sent at or after `since`.
+    fn resend(&self, since: Instant) {
+        let recent: Vec<Arc<Broadcast>> = lock(&self.sent)
+            .values()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, broadcast)| broadcast.clone())
+            .collect();
+        if !recent.is_empty() {
+            tracing::info!(
+                topics = recent.len(),
+                "bus back: sending the newest messages again"
+            );
+        }
+        for broadcast in recent {
+            self.bus.send(bus::BROADCASTS, wire_bytes(&broadcast));
+        }
+    }
+
+    /// Forgets sent broadcasts too old to be resent, while the bus is up.
+    fn forget_sent(&self) {
+        if !self.steady.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(cutoff) = Instant::now().checked_sub(RESEND_WINDOW) {
+            lock(&self.sent).retain(|_, (at, _)| *at >= cutoff);
         }
     }
 
@@ -494,21 +552,38 @@ fn remote_broadcast(wire: WireBroadcast) -> Option<Broadcast> {
     Some(broadcast)
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `broadcast` encoded for the bus.
+fn wire_bytes(broadcast: &Broadcast) -> Vec<u8> {
+    let wire = WireBroadcast {
+        topic: broadcast.topic().to_owned(),
+        event: broadcast.event().to_owned(),
+        payload: broadcast.payload().to_owned(),
+        seq: broadcast.seq,
+        author: broadcast.author,
+        topic_id: broadcast.topic_id,
+        binary: broadcast.binary_frame().map(|b| b.to_vec()),
+    };
+    envelope::encode(&Envelope::Broadcast(wire))
+}
+
 impl Outlet for Cluster {
     fn publish(&self, broadcast: Arc<Broadcast>) {
-        let wire = WireBroadcast {
-            topic: broadcast.topic().to_owned(),
-            event: broadcast.event().to_owned(),
-            payload: broadcast.payload().to_owned(),
-            seq: broadcast.seq,
-            author: broadcast.author,
-            topic_id: broadcast.topic_id,
-            binary: broadcast.binary_frame().map(|b| b.to_vec()),
-        };
-        self.bus.send(
-            bus::BROADCASTS,
-            envelope::encode(&Envelope::Broadcast(wire)),
-        );
+        self.bus.send(bus::BROADCASTS, wire_bytes(&broadcast));
+        if let Some(seq) = broadcast.seq {
+            let now = Instant::now();
+            let mut sent = lock(&self.sent);
+            match sent.get_mut(broadcast.topic()) {
+                Some(entry) if entry.1.seq.is_some_and(|s| s > seq) => {}
+                Some(entry) => *entry = (now, broadcast.clone()),
+                None => {
+                    sent.insert(broadcast.topic().to_owned(), (now, broadcast.clone()));
+                }
+            }
+        }
         self.sequencer.offer(broadcast);
     }
 

@@ -29,6 +29,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
+pub mod nats;
 pub mod phx;
 pub mod postgres;
 pub mod receiver;

@@ -138,9 +138,10 @@ fn run(mut command: Command, what: &str) -> Output {
 type Launch = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// Spawns `command` on the launcher thread, with `PR_SET_PDEATHSIG` set to
-/// SIGQUIT (PostgreSQL's immediate shutdown) so the child dies with the
-/// test binary.
-fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
+/// `signal` so the child dies with the test binary (PostgreSQL gets SIGQUIT,
+/// its immediate shutdown; other servers of the tests, e.g. `nats-server`,
+/// may use the same launcher with SIGKILL).
+pub fn spawn_tied_to_process(mut command: Command, signal: libc::c_int) -> std::io::Result<Child> {
     static LAUNCHER: OnceLock<Mutex<mpsc::Sender<Launch>>> = OnceLock::new();
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec and only
@@ -148,7 +149,7 @@ fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
     // uid change, which would otherwise clear the death signal.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT as libc::c_ulong) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The test binary died before the death signal was armed.
@@ -161,14 +162,14 @@ fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
     let launcher = LAUNCHER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Launch>();
         thread::Builder::new()
-            .name("postgres-launcher".into())
+            .name("server-launcher".into())
             .spawn(move || {
                 // Lives as long as the process: LAUNCHER keeps the sender.
                 for (mut command, reply) in rx {
                     let _ = reply.send(command.spawn());
                 }
             })
-            .expect("spawn the PostgreSQL launcher thread");
+            .expect("spawn the launcher thread");
         Mutex::new(tx)
     });
     let (reply, child) = mpsc::channel();
@@ -259,8 +260,8 @@ impl PgServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child =
-            spawn_tied_to_process(command).unwrap_or_else(|e| panic!("cannot run postgres: {e}"));
+        let mut child = spawn_tied_to_process(command, libc::SIGQUIT)
+            .unwrap_or_else(|e| panic!("cannot run postgres: {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, log) = mpsc::channel();
         thread::spawn(move || {
