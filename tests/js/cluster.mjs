@@ -197,6 +197,16 @@ class NatsServer {
     }
   }
 
+  /** Freezes the server (SIGSTOP): what its clients send waits in their connections. */
+  pause() {
+    this.proc.kill("SIGSTOP");
+  }
+
+  /** Lets a paused server run again (SIGCONT). */
+  resume() {
+    this.proc.kill("SIGCONT");
+  }
+
   async stop() {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
