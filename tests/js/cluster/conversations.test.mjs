@@ -65,13 +65,18 @@ describe("cluster: conversations and personal topics", () => {
     const { channel: c2b } = await channelOn(2, u2, topic);
     const seen = [c1, c2, c2b].map((c) => collect(c, "new_msg"));
 
+    // Each post's `unread` is awaited before the next post: events on
+    // user:<id> raised by different nodes have no order between them.
     assert.equal(await send(c1, "hello from node 1"), 1);
+    assert.deepEqual(await p2.unread.count(1), [{ topic, last_seq: 1, unread: 1 }]);
     const viaRest = await node(2).expect(201, "POST", `/api/conversations/${id}/messages`, {
       token: u2.token,
       body: { body: "hello over REST on node 3" },
     });
     assert.equal(viaRest.message.seq, 2);
+    assert.deepEqual(await p1.unread.count(1), [{ topic, last_seq: 2, unread: 1 }]);
     assert.equal(await send(c2, "hello from node 2"), 3);
+    assert.deepEqual((await p1.unread.count(2))[1], { topic, last_seq: 3, unread: 2 });
     for (const [n, got] of seen.entries()) {
       const items = await got.count(3);
       assert.deepEqual(
@@ -85,13 +90,6 @@ describe("cluster: conversations and personal topics", () => {
       );
     }
 
-    // Unread: u2 was told of seq 1 (node 2), u1 of seqs 2 and 3 (node 1);
-    // nobody of their own posts.
-    assert.deepEqual(await p2.unread.count(1), [{ topic, last_seq: 1, unread: 1 }]);
-    assert.deepEqual(await p1.unread.count(2), [
-      { topic, last_seq: 2, unread: 1 },
-      { topic, last_seq: 3, unread: 2 },
-    ]);
     // u1 reads on node 3: the personal topic on node 1 hears it.
     const { channel: reader } = await channelOn(2, u1, topic);
     assert.deepEqual(await push(reader, "read", { seq: 3 }), { status: "ok", response: { seq: 3 } });
@@ -101,7 +99,7 @@ describe("cluster: conversations and personal topics", () => {
     assert.equal(p2.unread.items.length, 1, "u2's own posts raised nothing");
     assert.equal(p1.conversation_created.items.length + p2.conversation_created.items.length, 2, "one event each");
 
-    // Both parties present on the topic, u1 once (node 1, then node 3) and u2 twice (nodes 2 and 3).
+    // Both parties present with every socket: u1 on nodes 1 and 3, u2 on nodes 2 and 3.
     await watch.until(
       (v) => v[String(u1.user.id)]?.length === 2 && v[String(u2.user.id)]?.length === 2,
       5000,
