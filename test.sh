@@ -77,7 +77,7 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" js-pg "* ]]; then
 fi
 
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" js-cluster "* ]]; then
-  if command -v nats-server >/dev/null; then
+  if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
     run_suite "phoenix client conformance across cluster nodes" bash -c 'cd tests/js && npm run --silent test:cluster'
   else
     echo "!! nats-server is missing: install Debian's nats-server to run the cluster tests" >&2

@@ -26,6 +26,7 @@
 
 import { execFile, spawn, spawnSync } from "node:child_process";
 import { after, before } from "node:test";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { Server, unique } from "./harness.mjs";
@@ -37,6 +38,11 @@ const NATS_READY_MS = 10000;
 const CLUSTER_READY_MS = 15000;
 
 const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
+/** Debian installs nats-server in /usr/sbin, which is not on every user's PATH. */
+const NATS_SERVER =
+  spawnSync("nats-server", ["--version"], { stdio: "ignore" }).status === 0 || !existsSync("/usr/sbin/nats-server")
+    ? "nats-server"
+    : "/usr/sbin/nats-server";
 
 /** Every child process of this module still running; killed when this process exits. */
 const children = new Set();
@@ -154,7 +160,7 @@ class NatsServer {
       "--cluster_name", "confab-test",
       "-m", String(this.ports.monitor),
     ];
-    const proc = spawnTied("nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawnTied(NATS_SERVER, args, { stdio: ["ignore", "pipe", "pipe"] });
     this.proc = proc;
     track(proc);
     proc.exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
