@@ -5,7 +5,9 @@
 # tests of the web UI when Chromium is installed; then the Rust integration
 # tests and the phoenix-client tests again with confab on PostgreSQL (a
 # private server per test binary, or per suite, started and stopped by the
-# harness).
+# harness); then the phoenix-client scenarios with clients on different
+# nodes of a cluster (three nodes, one PostgreSQL, three routed nats-server
+# processes, all started and stopped by the harness).
 #
 #   ./test.sh            everything
 #   ./test.sh rust       only the Rust tests
@@ -13,6 +15,7 @@
 #   ./test.sh browser    only the browser tests
 #   ./test.sh rust-pg    only the Rust integration tests on PostgreSQL
 #   ./test.sh js-pg      only the phoenix-client tests on PostgreSQL
+#   ./test.sh js-cluster only the phoenix-client tests across cluster nodes
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,7 +34,7 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" rust "* ]]; then
 fi
 
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" js "* ]] || [[ " $ONLY " == *" browser "* ]] \
-  || [[ " $ONLY " == *" js-pg "* ]]; then
+  || [[ " $ONLY " == *" js-pg "* ]] || [[ " $ONLY " == *" js-cluster "* ]]; then
   if ! command -v node >/dev/null; then
     echo "node is not installed: the phoenix-client and browser tests need Node.js 20+" >&2
     exit 1
@@ -71,6 +74,15 @@ fi
 
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" js-pg "* ]]; then
   run_suite "phoenix client conformance on PostgreSQL" bash -c 'cd tests/js && npm run --silent test:pg'
+fi
+
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" js-cluster "* ]]; then
+  if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
+    run_suite "phoenix client conformance across cluster nodes" bash -c 'cd tests/js && npm run --silent test:cluster'
+  else
+    echo "!! nats-server is missing: install Debian's nats-server to run the cluster tests" >&2
+    failed=$((failed + 1))
+  fi
 fi
 
 echo "suites: $passed passed, $failed failed"

@@ -12,7 +12,7 @@
 // Synchronisation is always event driven: helpers resolve when a frame,
 // reply or event arrives. Timeouts are failure deadlines only.
 
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { after, before } from "node:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -36,6 +36,9 @@ const FAST_ENV = {
   // One test user often holds several sockets.
   CONFAB_MAX_SOCKETS_PER_USER: "50",
 };
+
+/** Whether `setpriv --pdeathsig` is there to tie a child's life to this process. */
+const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
 
 /** The PostgreSQL server of `npm run test:pg`, or null (the embedded store). */
 const POSTGRES = process.env.CONFAB_TEST_PG_URL
@@ -238,11 +241,17 @@ export function suiteServer(options, users = 0, ready = () => {}) {
   return server;
 }
 
-/** A running (or stopped) confab server process with a private data directory. */
+/**
+ * A running (or stopped) confab server process with a private data
+ * directory. With `dieWithParent`, the process is started through
+ * `setpriv --pdeathsig KILL` (where available), so it dies with this
+ * process even if this process is killed.
+ */
 export class Server {
-  constructor({ env = {}, name = "confab" } = {}) {
+  constructor({ env = {}, name = "confab", dieWithParent = false } = {}) {
     this.extraEnv = env;
     this.name = name;
+    this.dieWithParent = dieWithParent && HAS_SETPRIV;
     this.proc = null;
     this.port = null;
     this.dataDir = null;
@@ -298,7 +307,9 @@ export class Server {
     if (this.databaseUrl) env.CONFAB_DATABASE_URL = this.databaseUrl;
     this.starts += 1;
     this.log(`start #${this.starts}: ${BINARY} serve --listen ${listen} --data ${this.dataDir}`);
-    const proc = spawn(BINARY, ["serve", "--listen", listen, "--data", this.dataDir], {
+    const args = ["serve", "--listen", listen, "--data", this.dataDir];
+    const [program, argv] = this.dieWithParent ? ["setpriv", ["--pdeathsig", "KILL", "--", BINARY, ...args]] : [BINARY, args];
+    const proc = spawn(program, argv, {
       cwd: this.dataDir,
       env,
       stdio: ["ignore", "pipe", "pipe"],

@@ -15,12 +15,16 @@
 // 65534 (nobody) and the server runs as that user. The postmaster is
 // started through `setpriv --pdeathsig` where available, so it dies with
 // this process even if this process is killed.
+//
+// `startPostgres()` does the same for a caller in this process (the
+// cluster harness, cluster.mjs, when no server was handed down).
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 const NOBODY = 65534;
 const SUPERUSER = "postgres";
@@ -126,12 +130,12 @@ async function stop(child) {
   clearTimeout(timer);
 }
 
-async function main() {
-  const command = process.argv.slice(2);
-  if (command.length === 0) {
-    console.error("usage: node postgres.mjs COMMAND [ARGS...]");
-    process.exit(2);
-  }
+/**
+ * Starts a private PostgreSQL server; resolves with `{url, bin, stop}`:
+ * `url` is the server without a database (superuser, trust auth), `bin`
+ * where `createdb` is, `stop()` a fast shutdown that removes the directory.
+ */
+export async function startPostgres() {
   const bin = binDir();
   const dir = mkdtempSync(path.join(tmpdir(), "confab-pg-"));
   const cleanupDir = () => rmSync(dir, { recursive: true, force: true });
@@ -159,10 +163,28 @@ async function main() {
       }
     }
   }
+  return {
+    url: `postgres://${SUPERUSER}@127.0.0.1:${port}`,
+    bin,
+    child: server,
+    async stop() {
+      await stop(server);
+      cleanupDir();
+    },
+  };
+}
+
+async function main() {
+  const command = process.argv.slice(2);
+  if (command.length === 0) {
+    console.error("usage: node postgres.mjs COMMAND [ARGS...]");
+    process.exit(2);
+  }
+  const postgres = await startPostgres();
   const env = {
     ...process.env,
-    CONFAB_TEST_PG_URL: `postgres://${SUPERUSER}@127.0.0.1:${port}`,
-    CONFAB_TEST_PG_BIN: bin,
+    CONFAB_TEST_PG_URL: postgres.url,
+    CONFAB_TEST_PG_BIN: postgres.bin,
   };
   const child = spawn(command[0], command.slice(1), { env, stdio: "inherit" });
   const forward = (signal) => child.kill(signal);
@@ -175,12 +197,13 @@ async function main() {
       resolve([1, null]);
     });
   });
-  await stop(server);
-  cleanupDir();
+  await postgres.stop();
   process.exitCode = code ?? (signal ? 1 : 0);
 }
 
-main().catch((e) => {
-  console.error(e.message);
-  process.exitCode = 1;
-});
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e) => {
+    console.error(e.message);
+    process.exitCode = 1;
+  });
+}
