@@ -86,9 +86,21 @@ impl Mode {
 /// Options shared by every mode.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// WebSocket endpoint; `vsn=2.0.0` is added to the query unless present
-    #[arg(long, default_value = "ws://127.0.0.1:4000/socket/websocket")]
-    pub url: String,
+    /// WebSocket endpoint; `vsn=2.0.0` is added to the query unless present.
+    /// Several (repeat the option or separate with commas, e.g. the nodes of
+    /// a cluster): sockets are spread over them round robin, and the report
+    /// counts the connections each one received
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:4000/socket/websocket"
+    )]
+    pub urls: Vec<String>,
+    /// fanout and reconnect-storm: publisher sockets connect round robin to
+    /// these URLs instead of the --url list (repeatable or comma-separated)
+    #[arg(long = "publisher-url", value_name = "URL", value_delimiter = ',')]
+    pub publisher_urls: Vec<String>,
     /// Token sent as the `token` connect param (repeat for several users;
     /// socket i uses token i mod count)
     #[arg(long = "token", value_name = "T")]
@@ -103,7 +115,8 @@ pub struct Common {
     /// Password of the registered accounts
     #[arg(long, default_value = "loadgen-password")]
     pub password: String,
-    /// HTTP base URL for registration and --create-rooms (default: from --url)
+    /// HTTP base URL for registration and --create-rooms (default: from the
+    /// first --url)
     #[arg(long, value_name = "URL")]
     pub http: Option<String>,
     /// Offer permessage-deflate (RFC 7692) in the handshake, and inflate
@@ -164,6 +177,16 @@ pub struct Common {
 }
 
 impl Common {
+    /// The --url list as given, comma-separated (one URL: that URL).
+    pub fn url_label(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// The first --url: set-up requests (registration, rooms) go there.
+    pub fn first_url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
+
     /// The topic of index `i` (pattern index `i mod rooms`).
     pub fn topic_for(&self, i: usize) -> String {
         match &self.topic_pattern {
@@ -338,5 +361,29 @@ mod tests {
         assert_eq!(c.topic_count(), 3);
         let cli = Cli::parse_from(["confab-load", "rtt"]);
         assert_eq!(cli.mode.common().topic_for(7), "room:bench");
+    }
+
+    #[test]
+    fn several_urls() {
+        let cli = Cli::parse_from(["confab-load", "rtt"]);
+        let c = cli.mode.common();
+        assert_eq!(c.urls, ["ws://127.0.0.1:4000/socket/websocket"]);
+        assert_eq!(c.url_label(), "ws://127.0.0.1:4000/socket/websocket");
+        assert!(c.publisher_urls.is_empty());
+        let cli = Cli::parse_from([
+            "confab-load",
+            "fanout",
+            "--url",
+            "ws://a:1/s,ws://b:2/s",
+            "--url",
+            "ws://c:3/s",
+            "--publisher-url",
+            "ws://a:1/s",
+        ]);
+        let c = cli.mode.common();
+        assert_eq!(c.urls, ["ws://a:1/s", "ws://b:2/s", "ws://c:3/s"]);
+        assert_eq!(c.first_url(), "ws://a:1/s");
+        assert_eq!(c.url_label(), "ws://a:1/s,ws://b:2/s,ws://c:3/s");
+        assert_eq!(c.publisher_urls, ["ws://a:1/s"]);
     }
 }

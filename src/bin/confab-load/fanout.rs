@@ -113,7 +113,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
             tokio::spawn(async move {
                 let opened = {
                     let _permit = ctx.permits.acquire().await.ok();
-                    open_and_join(&ctx, s + j, &topic_json).await
+                    open_and_join(&ctx, ctx.publisher_target(j), s + j, &topic_json).await
                 };
                 settled.fetch_add(1, Relaxed);
                 let (conn, join_ref) = match opened {
@@ -293,7 +293,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "topic": topic, "subscribers": s, "publishers": p,
+            "url": c.url_label(), "topic": topic, "subscribers": s, "publishers": p,
             "rate": args.rate, "body_bytes": args.body_bytes,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
             "drain_s": args.drain.as_secs_f64(),
@@ -337,10 +337,11 @@ async fn wait_settled(counter: &AtomicUsize, n: usize, what: &str) {
 
 async fn open_and_join(
     ctx: &Ctx,
+    target: &client::Target,
     i: usize,
     topic_json: &str,
 ) -> Result<(client::Conn, u64), String> {
-    let mut conn = client::open(&ctx.target, ctx.token(i), i)
+    let mut conn = client::open(target, ctx.token(i), i)
         .await
         .map_err(|e| e.class())?;
     let (join_ref, _) = conn
@@ -363,7 +364,7 @@ async fn subscriber(
     };
     let opened = {
         let _permit = ctx.permits.acquire().await.ok();
-        open_and_join(&ctx, i, &client::topic_json(&topic)).await
+        open_and_join(&ctx, ctx.target(i), i, &client::topic_json(&topic)).await
     };
     shared.settled.fetch_add(1, Relaxed);
     let mut conn = match opened {
