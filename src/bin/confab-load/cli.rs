@@ -168,6 +168,11 @@ pub struct Common {
     /// Sample this process's CPU (utime+stime) and RSS from /proc
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Also report the CPU of process PID, with its live children and the
+    /// children it has reaped (e.g. a database server and its backends),
+    /// over the measured window, under NAME (repeatable)
+    #[arg(long = "watch", value_name = "NAME=PID", value_parser = parse_watch)]
+    pub watch: Vec<(String, u32)>,
     /// Hard limit for the whole run (default: warmup + duration + a mode-specific slack)
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -307,6 +312,21 @@ pub struct StormArgs {
     pub drain: Duration,
 }
 
+/// Parses `NAME=PID` of `--watch`.
+fn parse_watch(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: {pid:?} is not a process id"))?;
+    if name.is_empty() {
+        return Err(format!("{text:?}: the name is empty"));
+    }
+    Ok((name.to_string(), pid))
+}
+
 /// Parses `250ms`, `1.5s`, `2m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -364,12 +384,12 @@ mod tests {
     }
 
     #[test]
-    fn several_urls() {
+    fn several_urls_and_watched_processes() {
         let cli = Cli::parse_from(["confab-load", "rtt"]);
         let c = cli.mode.common();
         assert_eq!(c.urls, ["ws://127.0.0.1:4000/socket/websocket"]);
         assert_eq!(c.url_label(), "ws://127.0.0.1:4000/socket/websocket");
-        assert!(c.publisher_urls.is_empty());
+        assert!(c.publisher_urls.is_empty() && c.watch.is_empty());
         let cli = Cli::parse_from([
             "confab-load",
             "fanout",
@@ -379,11 +399,19 @@ mod tests {
             "ws://c:3/s",
             "--publisher-url",
             "ws://a:1/s",
+            "--watch",
+            "pg=42",
+            "--watch",
+            "node 2=7",
         ]);
         let c = cli.mode.common();
         assert_eq!(c.urls, ["ws://a:1/s", "ws://b:2/s", "ws://c:3/s"]);
         assert_eq!(c.first_url(), "ws://a:1/s");
         assert_eq!(c.url_label(), "ws://a:1/s,ws://b:2/s,ws://c:3/s");
         assert_eq!(c.publisher_urls, ["ws://a:1/s"]);
+        assert_eq!(c.watch, [("pg".to_string(), 42), ("node 2".to_string(), 7)]);
+        assert!(parse_watch("x").is_err());
+        assert!(parse_watch("=3").is_err());
+        assert!(parse_watch("a=b").is_err());
     }
 }

@@ -167,7 +167,7 @@ async fn run(mode: Mode) -> u8 {
         .map_or(0, |d| d.as_secs());
     let common = mode.common().clone();
     let name = mode.name();
-    let meter = Meter::start(common.server_pid);
+    let meter = Meter::start(common.server_pid, common.watch.clone());
     let hard_limit = common
         .timeout
         .unwrap_or(common.warmup + common.duration + mode.slack());
