@@ -244,6 +244,12 @@ pub struct FanoutArgs {
     /// After publishing stops, wait at most this long for deliveries
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Read this Prometheus endpoint (`http://host:port`, `/metrics` unless
+    /// a path is given) at the start and end of the measured window and
+    /// report the increase of every counter (`*_total`, and `*_count` and
+    /// `*_sum` of histograms) (repeatable)
+    #[arg(long = "scrape", value_name = "URL")]
+    pub scrape: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -403,6 +409,8 @@ mod tests {
             "pg=42",
             "--watch",
             "node 2=7",
+            "--scrape",
+            "http://a:1",
         ]);
         let c = cli.mode.common();
         assert_eq!(c.urls, ["ws://a:1/s", "ws://b:2/s", "ws://c:3/s"]);
@@ -410,6 +418,10 @@ mod tests {
         assert_eq!(c.url_label(), "ws://a:1/s,ws://b:2/s,ws://c:3/s");
         assert_eq!(c.publisher_urls, ["ws://a:1/s"]);
         assert_eq!(c.watch, [("pg".to_string(), 42), ("node 2".to_string(), 7)]);
+        let Mode::Fanout(args) = &cli.mode else {
+            panic!("not fanout")
+        };
+        assert_eq!(args.scrape, ["http://a:1"]);
         assert!(parse_watch("x").is_err());
         assert!(parse_watch("=3").is_err());
         assert!(parse_watch("a=b").is_err());

@@ -27,6 +27,7 @@ mod publisher;
 mod report;
 mod rtt;
 mod scan;
+mod scrape;
 mod seen;
 mod stats;
 mod storm;
