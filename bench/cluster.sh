@@ -21,6 +21,10 @@
 #              node 1, at each rate: a local against a cross-node delivery
 #   standalone the same fan-out against one confab without a bus on its own
 #              fresh database in the same PostgreSQL (reference)
+#   members    subscribers over 3 nodes at 100 msg/s in a room whose
+#              MEMBERS [50] accounts (member-0 the owner and publisher) are
+#              all members: each post also tells every other member their
+#              unread count on user:<id>
 #   outage     subscribers over 3 nodes at OUTAGE_RATE [50] msg/s for
 #              OUTAGE_DURATION [30s]; OUTAGE_AT [10] s into the window every
 #              nats-server is killed, and started again OUTAGE_S [5] s later
@@ -64,7 +68,8 @@ OUTAGE_S="${OUTAGE_S:-5}"
 BUS_IDLE_S="${BUS_IDLE_S:-10}"
 LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
 NATS_SERVER="${NATS_SERVER:-nats-server}"
-ALL_SCENARIOS=(spread crossnode standalone outage)
+MEMBERS="${MEMBERS:-50}"
+ALL_SCENARIOS=(spread crossnode standalone members outage)
 
 JSON_FILE="$OUT_DIR/$STAMP-cluster.json"
 LOG_FILE="$OUT_DIR/$STAMP-cluster.log"
@@ -211,10 +216,16 @@ ws_url() { echo "ws://127.0.0.1:$1/socket/websocket"; }
 metrics_of() { curl -fsS "http://127.0.0.1:$1/metrics"; }
 counter() { awk -v n="$1" '$1 == n { print $2 }'; }
 
-# Background bus traffic with no load: heartbeats and presence, per node.
+# cpu_ticks PID: utime + stime so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# Background bus traffic and CPU with no load: heartbeats, presence, timers.
 {
-  declare -a pub_before recv_before
+  declare -a pub_before recv_before cpu_before nats_before
+  pg_before="$(pg_cpu_seconds)"
+  for i in "${!NATS_PIDS[@]}"; do nats_before[$i]="$(cpu_ticks "${NATS_PIDS[$i]}")"; done
   for i in "${!NODE_PORTS[@]}"; do
+    cpu_before[$i]="$(cpu_ticks "${NODE_PIDS[$i]}")"
     m="$(metrics_of "${NODE_PORTS[$i]}")"
     pub_before[$i]="$(counter confab_bus_published_total <<<"$m")"
     recv_before[$i]="$(counter confab_bus_received_total <<<"$m")"
@@ -224,9 +235,17 @@ counter() { awk -v n="$1" '$1 == n { print $2 }'; }
     m="$(metrics_of "${NODE_PORTS[$i]}")"
     pub=$(( $(counter confab_bus_published_total <<<"$m") - pub_before[i] ))
     recv=$(( $(counter confab_bus_received_total <<<"$m") - recv_before[i] ))
-    echo "{\"idle_bus\": {\"node\": $((i + 1)), \"seconds\": $BUS_IDLE_S, \"published\": $pub, \"received\": $recv}}" >>"$JSON_FILE"
-    log "node $((i + 1)) idle for $BUS_IDLE_S s: $pub bus messages published, $recv received"
+    cpu_s="$(python3 -c "print(($(cpu_ticks "${NODE_PIDS[$i]}") - ${cpu_before[i]}) / $(getconf CLK_TCK))")"
+    echo "{\"idle_bus\": {\"node\": $((i + 1)), \"seconds\": $BUS_IDLE_S, \"published\": $pub, \"received\": $recv, \"cpu_s\": $cpu_s}}" >>"$JSON_FILE"
+    log "node $((i + 1)) idle for $BUS_IDLE_S s: $pub bus messages published, $recv received, $cpu_s s CPU"
   done
+  nats_ticks=0
+  for i in "${!NATS_PIDS[@]}"; do
+    nats_ticks=$(( nats_ticks + $(cpu_ticks "${NATS_PIDS[$i]}") - nats_before[i] ))
+  done
+  idle_line="$(python3 -c "print('{\"idle_cpu\": {\"seconds\": $BUS_IDLE_S, \"nats_cpu_s\": %s, \"postgres_cpu_s\": %s}}' % (round($nats_ticks / $(getconf CLK_TCK), 2), round($(pg_cpu_seconds) - $pg_before, 2)))")"
+  echo "$idle_line" >>"$JSON_FILE"
+  log "idle: $idle_line"
 }
 
 RUN_NO=0
@@ -254,9 +273,9 @@ fanout() {
   local server_pid="${NODE_PIDS[0]}"
   [[ "$label" == standalone* ]] && server_pid="$SOLO_PID"
   local args=(fanout --subscribers "$FANOUT_SUBS" --publishers 1 --rate "$rate"
-    --topic "room:cluster-$RUN_NO" --duration "$duration" --warmup "$WARMUP"
+    --topic "${TOPIC:-room:cluster-$RUN_NO}" --duration "$duration" --warmup "$WARMUP"
     --label "$label" "$@" --server-pid "$server_pid" --threads "$LOADGEN_THREADS"
-    --register-prefix loadgen --users 4 --create-rooms)
+    --register-prefix "${PREFIX:-loadgen}" --users "${USERS:-4}" --create-rooms)
   local watch
   mapfile -t watch < <(if [[ "$label" == standalone* ]]; then
       printf -- '--watch\nnode=%s\n--scrape\nhttp://127.0.0.1:%s/metrics\n--watch\npostgres=%s\n' \
@@ -342,6 +361,49 @@ run_standalone_round() {
   done
 }
 
+# make_members ROOM: registers member-0 .. member-(MEMBERS-1) on node 1,
+# member-0 creates ROOM and adds every other one as a member.
+make_members() {
+  python3 - "http://127.0.0.1:${NODE_PORTS[0]}" "$1" "$MEMBERS" <<'PY'
+import json, sys, urllib.request, urllib.error
+base, room, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def call(path, body, token=None):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
+def token(name):
+    cred = {"username": name, "password": "loadgen-password"}
+    status, body = call("/api/register", cred)
+    if status not in (200, 201):
+        status, body = call("/api/login", cred)
+    return body["token"]
+owner = token("member-0")
+for i in range(1, n):
+    token(f"member-{i}")
+status, _ = call("/api/rooms", {"name": room}, owner)
+assert status in (200, 201, 409, 422), status
+for i in range(1, n):
+    status, _ = call(f"/api/rooms/{room}/members", {"username": f"member-{i}"}, owner)
+    assert status == 204, status
+PY
+}
+
+run_members_round() {
+  local room="members-$ROUND"
+  make_members "$room"
+  # Publisher token index FANOUT_SUBS: member-0 (the owner) when MEMBERS
+  # divides FANOUT_SUBS.
+  TOPIC="room:$room" PREFIX=member USERS="$MEMBERS" \
+    fanout "members$MEMBERS-3-r100" 100 "$DURATION" --url "$(urls_of $(seq 1 "$NODES"))"
+}
+
 run_outage() {
   local warmup_s
   warmup_s="$(python3 -c "import re,sys; t=sys.argv[1]; print(float(t[:-2])/1000 if t.endswith('ms') else float(t.rstrip('s')))" "$WARMUP")"
@@ -378,6 +440,7 @@ for ROUND in $(seq 1 "$REPEAT"); do
       spread) run_spread_round ;;
       crossnode) run_crossnode_round ;;
       standalone) run_standalone_round ;;
+      members) run_members_round ;;
     esac
   done
 done

@@ -78,14 +78,19 @@ def scraped(run, node_index):
 
 
 def main(path):
-    runs, idle = [], {}
+    runs, idle, idle_cpu = [], {}, []
     with open(path) as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             obj = json.loads(line)
+            if "idle_cpu" in obj:
+                idle_cpu.append(obj["idle_cpu"])
+                continue
             if "idle_bus" in obj:
+                idle_cpu.append({"node": obj["idle_bus"]["node"], "seconds": obj["idle_bus"]["seconds"],
+                                 "cpu_s": obj["idle_bus"].get("cpu_s")})
                 b = obj["idle_bus"]
                 idle[b["node"]] = (b["published"] / b["seconds"], b["received"] / b["seconds"])
                 continue
@@ -175,6 +180,11 @@ def main(path):
         print(f"| {label} |" + "".join(cols) + f" {fmt(fills)} ({fmt(fill_msgs)}) | {fmt(dups)} |"
               + f" {fmt(median([commits(r) for r in rs]))}, {fmt(median([per_commit(r) for r in rs]), 2)} |")
 
+    print()
+    print("Idle (no load, before the runs): " + "; ".join(
+        (f"node {c['node']} {c['cpu_s']} s CPU" if "node" in c
+         else f"NATS {c['nats_cpu_s']} s, PostgreSQL {c['postgres_cpu_s']} s CPU")
+        + f" in {c['seconds']} s" for c in idle_cpu) + ".")
     print()
     for label, rs in groups.items():
         for r in rs:
