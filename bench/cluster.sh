@@ -12,7 +12,10 @@
 # server i. Everything is stopped at the end, on failure and on Ctrl-C.
 #
 # Scenarios (each fan-out run uses a fresh room, FANOUT_SUBS [1000]
-# subscribers and one publisher, 100-byte bodies):
+# subscribers and one publisher, 100-byte bodies; accounts loadgen-0..3, the
+# room's owner loadgen-0, the publisher loadgen-(FANOUT_SUBS mod 4): keep
+# FANOUT_SUBS a multiple of 4, or each post also sends the owner an unread
+# count over the bus, see members):
 #   spread     subscribers spread round robin over the first 1, 2, 3 nodes,
 #              the publisher on node 1, at each of FANOUT_RATES ["100 300"]
 #              msg/s; 1,000 x 100 over 3 nodes is the 100,000 deliveries/s
@@ -43,7 +46,8 @@
 # and the tables (medians per configuration) in bench/out/<stamp>-cluster.md.
 #
 # Knobs: DURATION [10s], WARMUP [2s], REPEAT, NODES, FANOUT_SUBS,
-# FANOUT_RATES, OUTAGE_*, LOADGEN_THREADS [1], SKIP_BUILD=1, SERVER, OUT_DIR,
+# FANOUT_RATES, MEMBERS, OUTAGE_*, BUS_IDLE_S, LOADGEN_THREADS [1], SKIP_BUILD=1,
+# SERVER, OUT_DIR,
 # NATS_SERVER [nats-server], CONFAB_CLUSTER_HEARTBEAT_MS (the server's
 # default, 1000). Server settings as in bench/lib.sh.
 
@@ -117,14 +121,14 @@ start_nats() {
     --server_name "bench-nats$((i + 1))" --cluster_name confab-bench \
     --cluster "nats://127.0.0.1:${NATS_ROUTE_PORTS[$i]}" --routes "$routes" \
     -l "$RUN_DIR/nats$((i + 1)).log" &
-  NATS_PIDS[$i]=$!
+  NATS_PIDS[i]=$!
 }
 
 # wait_nats_routes: every nats-server answers and has a route to each other one.
 wait_nats_routes() {
-  local i n tries
+  local i n
   for i in $(seq 0 $((NATS_COUNT - 1))); do
-    for tries in $(seq 1 200); do
+    for _ in $(seq 1 200); do
       n="$(curl -fsS "http://127.0.0.1:${NATS_MON_PORTS[$i]}/routez" 2>/dev/null \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["num_routes"])' 2>/dev/null || echo 0)"
       (( n >= NATS_COUNT - 1 )) && break
@@ -164,13 +168,13 @@ wait_ready() {
 # server I.
 start_node() {
   local i="$1"
-  NODE_DIRS[$i]="$(mktemp -d -t confab-node.XXXXXX)"
-  NODE_PORTS[$i]="$(free_port)"
+  NODE_DIRS[i]="$(mktemp -d -t confab-node.XXXXXX)"
+  NODE_PORTS[i]="$(free_port)"
   CONFAB_NATS_URL="nats://127.0.0.1:${NATS_PORTS[$((i % NATS_COUNT))]}" \
   CONFAB_NODE_NAME="node$((i + 1))" \
     "$SERVER" --data "${NODE_DIRS[$i]}" --listen "127.0.0.1:${NODE_PORTS[$i]}" \
     >>"$RUN_DIR/node$((i + 1)).log" 2>&1 &
-  NODE_PIDS[$i]=$!
+  NODE_PIDS[i]=$!
   wait_ready "${NODE_PIDS[$i]}" "${NODE_PORTS[$i]}" "node $((i + 1))"
   log "node $((i + 1)): pid ${NODE_PIDS[$i]}, port ${NODE_PORTS[$i]}, nats ${NATS_PORTS[$((i % NATS_COUNT))]}"
 }
@@ -202,15 +206,17 @@ export CONFAB_JWT_SECRET="${CONFAB_JWT_SECRET:-$(head -c 32 /dev/urandom | od -A
 pg_fresh_database
 CLUSTER_DB_URL="$CONFAB_DATABASE_URL"
 for i in $(seq 0 $((NATS_COUNT - 1))); do
-  NATS_PORTS[$i]="$(free_port)"
-  NATS_ROUTE_PORTS[$i]="$(free_port)"
-  NATS_MON_PORTS[$i]="$(free_port)"
+  NATS_PORTS[i]="$(free_port)"
+  NATS_ROUTE_PORTS[i]="$(free_port)"
+  NATS_MON_PORTS[i]="$(free_port)"
 done
 for i in $(seq 0 $((NATS_COUNT - 1))); do start_nats "$i"; done
 wait_nats_routes
 log "nats-server $("$NATS_SERVER" --version | awk '{print $NF}') x $NATS_COUNT, client ports ${NATS_PORTS[*]}, routes formed"
 # Node 1 first: it migrates the fresh database.
 for i in $(seq 0 $((NODES - 1))); do start_node "$i"; done
+
+(( FANOUT_SUBS % 4 == 0 )) || log "FANOUT_SUBS is not a multiple of 4: the publisher is not the room's owner, and each post also sends the owner an unread count over the bus"
 
 ws_url() { echo "ws://127.0.0.1:$1/socket/websocket"; }
 metrics_of() { curl -fsS "http://127.0.0.1:$1/metrics"; }
@@ -223,12 +229,12 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 {
   declare -a pub_before recv_before cpu_before nats_before
   pg_before="$(pg_cpu_seconds)"
-  for i in "${!NATS_PIDS[@]}"; do nats_before[$i]="$(cpu_ticks "${NATS_PIDS[$i]}")"; done
+  for i in "${!NATS_PIDS[@]}"; do nats_before[i]="$(cpu_ticks "${NATS_PIDS[$i]}")"; done
   for i in "${!NODE_PORTS[@]}"; do
-    cpu_before[$i]="$(cpu_ticks "${NODE_PIDS[$i]}")"
+    cpu_before[i]="$(cpu_ticks "${NODE_PIDS[$i]}")"
     m="$(metrics_of "${NODE_PORTS[$i]}")"
-    pub_before[$i]="$(counter confab_bus_published_total <<<"$m")"
-    recv_before[$i]="$(counter confab_bus_received_total <<<"$m")"
+    pub_before[i]="$(counter confab_bus_published_total <<<"$m")"
+    recv_before[i]="$(counter confab_bus_received_total <<<"$m")"
   done
   sleep "$BUS_IDLE_S"
   for i in "${!NODE_PORTS[@]}"; do
@@ -322,10 +328,11 @@ urls_of() {
 }
 
 run_spread_round() {
-  local rate k nodes
+  local rate k
+  local -a nodes
   for rate in $FANOUT_RATES; do
     for k in $(seq 1 "$NODES"); do
-      nodes=($(seq 1 "$k"))
+      mapfile -t nodes < <(seq 1 "$k")
       # The publisher is socket 0 of --url's round robin: node 1.
       fanout "spread-$k-r$rate" "$rate" "$DURATION" --url "$(urls_of "${nodes[@]}")"
     done
