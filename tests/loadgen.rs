@@ -96,6 +96,37 @@ fn fanout_delivers_every_message_to_every_subscriber_once() {
 }
 
 #[test]
+fn sockets_spread_round_robin_over_several_urls() {
+    let server = server();
+    // Two spellings of the one server: the generator counts each URL's
+    // connections apart. Publishers go to --publisher-url only.
+    let a = format!("ws://{}/socket/websocket?spread=a", server.addr());
+    let report = loadgen(
+        &server,
+        &format!(
+            "fanout --subscribers 10 --publishers 2 --rate 20 --topic room:lg-spread \
+             --duration 1s --warmup 0s --register-prefix lgspread --users 2 --create-rooms \
+             --url {a} --publisher-url {a}"
+        ),
+    );
+    let r = &report["results"];
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(r["subscribers_joined"], 10, "{report}");
+    assert_eq!(r["lost"], 0, "{report}");
+    let spread = r["sockets_per_url"].as_array().expect("sockets_per_url");
+    assert_eq!(spread.len(), 2, "{report}");
+    assert_eq!(spread[0]["url"], a.as_str(), "{report}");
+    // Subscribers 0, 2, 4, 6, 8 and both publishers on the first URL.
+    assert_eq!(spread[0]["sockets"], 7, "{report}");
+    assert_eq!(spread[1]["sockets"], 5, "{report}");
+    assert_eq!(
+        report["params"]["url"],
+        format!("{a},ws://{}/socket/websocket", server.addr()),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_reconnect_storm_recovers_every_client_without_gaps() {
     let server = server();
     let report = loadgen(

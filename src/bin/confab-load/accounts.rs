@@ -8,11 +8,12 @@ use serde_json::json;
 use crate::cli::Common;
 use crate::http::HttpBase;
 
-/// The HTTP base for set-up requests (`--http` or derived from `--url`).
+/// The HTTP base for set-up requests (`--http` or derived from the first
+/// `--url`: with several, they share one database and one secret).
 async fn http_base(common: &Common) -> Result<HttpBase, String> {
     let url = match &common.http {
         Some(url) => url.clone(),
-        None => HttpBase::url_for_ws(&common.url)?,
+        None => HttpBase::url_for_ws(common.first_url())?,
     };
     HttpBase::parse(&url).await
 }

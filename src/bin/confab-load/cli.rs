@@ -86,9 +86,21 @@ impl Mode {
 /// Options shared by every mode.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// WebSocket endpoint; `vsn=2.0.0` is added to the query unless present
-    #[arg(long, default_value = "ws://127.0.0.1:4000/socket/websocket")]
-    pub url: String,
+    /// WebSocket endpoint; `vsn=2.0.0` is added to the query unless present.
+    /// Several (repeat the option or separate with commas, e.g. the nodes of
+    /// a cluster): sockets are spread over them round robin, and the report
+    /// counts the connections each one received
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:4000/socket/websocket"
+    )]
+    pub urls: Vec<String>,
+    /// fanout and reconnect-storm: publisher sockets connect round robin to
+    /// these URLs instead of the --url list (repeatable or comma-separated)
+    #[arg(long = "publisher-url", value_name = "URL", value_delimiter = ',')]
+    pub publisher_urls: Vec<String>,
     /// Token sent as the `token` connect param (repeat for several users;
     /// socket i uses token i mod count)
     #[arg(long = "token", value_name = "T")]
@@ -103,7 +115,8 @@ pub struct Common {
     /// Password of the registered accounts
     #[arg(long, default_value = "loadgen-password")]
     pub password: String,
-    /// HTTP base URL for registration and --create-rooms (default: from --url)
+    /// HTTP base URL for registration and --create-rooms (default: from the
+    /// first --url)
     #[arg(long, value_name = "URL")]
     pub http: Option<String>,
     /// Offer permessage-deflate (RFC 7692) in the handshake, and inflate
@@ -155,6 +168,11 @@ pub struct Common {
     /// Sample this process's CPU (utime+stime) and RSS from /proc
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Also report the CPU of process PID, with its live children and the
+    /// children it has reaped (e.g. a database server and its backends),
+    /// over the measured window, under NAME (repeatable)
+    #[arg(long = "watch", value_name = "NAME=PID", value_parser = parse_watch)]
+    pub watch: Vec<(String, u32)>,
     /// Hard limit for the whole run (default: warmup + duration + a mode-specific slack)
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -164,6 +182,16 @@ pub struct Common {
 }
 
 impl Common {
+    /// The --url list as given, comma-separated (one URL: that URL).
+    pub fn url_label(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// The first --url: set-up requests (registration, rooms) go there.
+    pub fn first_url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
+
     /// The topic of index `i` (pattern index `i mod rooms`).
     pub fn topic_for(&self, i: usize) -> String {
         match &self.topic_pattern {
@@ -216,6 +244,12 @@ pub struct FanoutArgs {
     /// After publishing stops, wait at most this long for deliveries
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Read this Prometheus endpoint (`http://host:port`, `/metrics` unless
+    /// a path is given) at the start and end of the measured window and
+    /// report the increase of every counter (`*_total`, and `*_count` and
+    /// `*_sum` of histograms) (repeatable)
+    #[arg(long = "scrape", value_name = "URL")]
+    pub scrape: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -284,6 +318,21 @@ pub struct StormArgs {
     pub drain: Duration,
 }
 
+/// Parses `NAME=PID` of `--watch`.
+fn parse_watch(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: {pid:?} is not a process id"))?;
+    if name.is_empty() {
+        return Err(format!("{text:?}: the name is empty"));
+    }
+    Ok((name.to_string(), pid))
+}
+
 /// Parses `250ms`, `1.5s`, `2m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -338,5 +387,43 @@ mod tests {
         assert_eq!(c.topic_count(), 3);
         let cli = Cli::parse_from(["confab-load", "rtt"]);
         assert_eq!(cli.mode.common().topic_for(7), "room:bench");
+    }
+
+    #[test]
+    fn several_urls_and_watched_processes() {
+        let cli = Cli::parse_from(["confab-load", "rtt"]);
+        let c = cli.mode.common();
+        assert_eq!(c.urls, ["ws://127.0.0.1:4000/socket/websocket"]);
+        assert_eq!(c.url_label(), "ws://127.0.0.1:4000/socket/websocket");
+        assert!(c.publisher_urls.is_empty() && c.watch.is_empty());
+        let cli = Cli::parse_from([
+            "confab-load",
+            "fanout",
+            "--url",
+            "ws://a:1/s,ws://b:2/s",
+            "--url",
+            "ws://c:3/s",
+            "--publisher-url",
+            "ws://a:1/s",
+            "--watch",
+            "pg=42",
+            "--watch",
+            "node 2=7",
+            "--scrape",
+            "http://a:1",
+        ]);
+        let c = cli.mode.common();
+        assert_eq!(c.urls, ["ws://a:1/s", "ws://b:2/s", "ws://c:3/s"]);
+        assert_eq!(c.first_url(), "ws://a:1/s");
+        assert_eq!(c.url_label(), "ws://a:1/s,ws://b:2/s,ws://c:3/s");
+        assert_eq!(c.publisher_urls, ["ws://a:1/s"]);
+        assert_eq!(c.watch, [("pg".to_string(), 42), ("node 2".to_string(), 7)]);
+        let Mode::Fanout(args) = &cli.mode else {
+            panic!("not fanout")
+        };
+        assert_eq!(args.scrape, ["http://a:1"]);
+        assert!(parse_watch("x").is_err());
+        assert!(parse_watch("=3").is_err());
+        assert!(parse_watch("a=b").is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -35,15 +36,19 @@ pub struct Target {
     pub op_timeout: Duration,
     /// Offer permessage-deflate.
     deflate: bool,
+    /// The URL as given.
+    pub url: String,
+    /// Connections opened to this target so far (shared by clones).
+    pub opened: Arc<AtomicU64>,
 }
 
 impl Target {
-    /// Resolves `--url` and prepares the query (`vsn=2.0.0` unless given, `--param`s).
-    pub async fn new(common: &Common) -> Result<Target, String> {
-        let rest = common
-            .url
+    /// Resolves `url` (one of `--url`) and prepares the query (`vsn=2.0.0`
+    /// unless given, `--param`s).
+    pub async fn new(url: &str, common: &Common) -> Result<Target, String> {
+        let rest = url
             .strip_prefix("ws://")
-            .ok_or_else(|| format!("{}: only ws:// URLs are supported", common.url))?;
+            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
         let authority = rest.split(['/', '?']).next().unwrap_or(rest);
         let with_port = if authority
             .rsplit_once(':')
@@ -55,9 +60,10 @@ impl Target {
         };
         let addr = tokio::net::lookup_host(&with_port)
             .await
-            .map_err(|e| format!("{}: {e}", common.url))?
+            .map_err(|e| format!("{url}: {e}"))?
             .next()
-            .ok_or_else(|| format!("{}: no address", common.url))?;
+            .ok_or_else(|| format!("{url}: no address"))?;
+        let given = url;
         let mut url = rest[authority.len()..].to_string();
         if !url.starts_with('/') {
             url.insert(0, '/');
@@ -86,6 +92,8 @@ impl Target {
             source_ips: if loopback_v4 { common.source_ips } else { 0 },
             op_timeout: common.op_timeout,
             deflate: common.deflate,
+            url: given.to_string(),
+            opened: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -228,9 +236,11 @@ pub async fn open(
         )
         .await
     };
-    tokio::time::timeout(target.op_timeout, attempt)
+    let conn = tokio::time::timeout(target.op_timeout, attempt)
         .await
-        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|_| ConnectError::Timeout)??;
+    target.opened.fetch_add(1, Relaxed);
+    Ok(conn)
 }
 
 impl Conn {

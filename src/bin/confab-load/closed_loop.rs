@@ -326,7 +326,7 @@ async fn open(
     topic_json: &str,
     join: bool,
 ) -> Result<(Conn, Option<u64>), String> {
-    let mut conn = client::open(&ctx.target, ctx.token(j), j)
+    let mut conn = client::open(ctx.target(j), ctx.token(j), j)
         .await
         .map_err(|e| e.class())?;
     if !join {

@@ -178,7 +178,7 @@ pub async fn run(ctx: Arc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "sockets": n, "topics_per_socket": k,
+            "url": c.url_label(), "sockets": n, "topics_per_socket": k,
             "topic": c.topic, "topic_pattern": c.topic_pattern, "rooms": c.rooms,
             "connect_rate": args.connect_rate, "connect_concurrency": c.connect_concurrency,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
@@ -219,7 +219,7 @@ async fn socket(
     let c = &ctx.common;
     let permit = ctx.permits.acquire().await.ok();
     let t = Instant::now();
-    let mut conn = match client::open(&ctx.target, ctx.token(i), i).await {
+    let mut conn = match client::open(ctx.target(i), ctx.token(i), i).await {
         Ok(conn) => conn,
         Err(e) => {
             out.connect_error = Some(e.class());

@@ -24,6 +24,7 @@ use crate::clock::{instant_at, micros, now_us};
 use crate::publisher::{self, PaceShared, Plan, PubOutcome};
 use crate::report::Report;
 use crate::scan;
+use crate::scrape;
 use crate::seen::{Insert, SeqSet};
 use crate::stats::{per_sec, Histogram, Tally};
 use crate::Ctx;
@@ -45,7 +46,12 @@ struct SubOutcome {
     open_error: Option<String>,
     /// Per publisher, the counters delivered.
     seen: Vec<SeqSet>,
+    /// Per publisher, the highest counter delivered so far.
+    highest: Vec<Option<u64>>,
     duplicates: u64,
+    /// Deliveries of a counter below one this subscriber already got from
+    /// the same publisher (its pushes are stored in push order).
+    out_of_order: u64,
     /// `new_msg` frames without a valid stamp of this run.
     foreign: u64,
     ended: Option<String>,
@@ -113,7 +119,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
             tokio::spawn(async move {
                 let opened = {
                     let _permit = ctx.permits.acquire().await.ok();
-                    open_and_join(&ctx, s + j, &topic_json).await
+                    open_and_join(&ctx, ctx.publisher_target(j), s + j, &topic_json).await
                 };
                 settled.fetch_add(1, Relaxed);
                 let (conn, join_ref) = match opened {
@@ -165,8 +171,10 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
     );
     tokio::time::sleep_until(instant_at(win_start)).await;
     ctx.meter.begin_window();
+    let scraped_before = scrape::read_all(&args.scrape).await;
     tokio::time::sleep_until(instant_at(win_end)).await;
     ctx.meter.end_window();
+    let scraped_after = scrape::read_all(&args.scrape).await;
 
     let mut pub_outcomes = Vec::with_capacity(p);
     for task in pubs {
@@ -191,6 +199,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
     // Loss and duplicates.
     let (mut lost, mut lost_on_ended, mut duplicates, mut foreign, mut unacked_delivered) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut out_of_order = 0u64;
     let mut open_errors = Tally::default();
     let mut ended = Tally::default();
     let mut joined = 0;
@@ -201,6 +210,7 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
         }
         joined += usize::from(sub.joined);
         duplicates += sub.duplicates;
+        out_of_order += sub.out_of_order;
         foreign += sub.foreign;
         let mut missing = 0;
         for (j, out) in pub_outcomes.iter().enumerate() {
@@ -270,8 +280,13 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
     if duplicates > 0 {
         problems.push(format!("{duplicates} duplicate deliveries"));
     }
-    let violation = lost > 0 || duplicates > 0;
-    let lines = vec![
+    if out_of_order > 0 {
+        problems.push(format!(
+            "{out_of_order} deliveries came after a later message of the same publisher"
+        ));
+    }
+    let violation = lost > 0 || duplicates > 0 || out_of_order > 0;
+    let mut lines = vec![
         format!(
             "fanout: {joined}/{s} subscribers joined in {subscribe_s:.2} s, {p} publisher(s), target {} msg/s",
             args.rate
@@ -290,35 +305,57 @@ pub async fn run(ctx: Arc<Ctx>, args: FanoutArgs) -> Result<Report, String> {
         format!("ack latency:        {}", shared.pace.ack.line()),
         format!("publisher lateness: {}", shared.pace.lag.line()),
     ];
+    let scraped = scrape::deltas(&args.scrape, &scraped_before, &scraped_after);
+    if let Some(rows) = scraped.as_array() {
+        for row in rows {
+            let grown = match row["increase"].as_object() {
+                Some(counters) => counters
+                    .iter()
+                    .map(|(name, d)| format!("{name} +{d}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => "not read".into(),
+            };
+            lines.push(format!(
+                "{} in the window: {grown}",
+                row["url"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    let mut results = json!({
+        "subscribers_joined": joined,
+        "subscribe_s": subscribe_s,
+        "subscriber_open_errors": open_errors.to_json(),
+        "published": sent,
+        "acked_per_s": per_sec(acked_in_window, window_us),
+        "publish_errors": pub_errors.to_json(),
+        "unacked": unacked,
+        "delivered_per_s": per_sec(delivered_in_window, window_us),
+        "delivered_in_window": delivered_in_window,
+        "latency": shared.latency.summary(),
+        "ack_latency": shared.pace.ack.summary(),
+        "publisher_lateness": shared.pace.lag.summary(),
+        "lost": lost,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "subscribers_disconnected": ended.to_json(),
+        "lost_on_disconnected": lost_on_ended,
+        "delivered_unacked": unacked_delivered,
+        "foreign_messages": foreign,
+    });
+    if !args.scrape.is_empty() {
+        results["scraped"] = scraped;
+    }
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "topic": topic, "subscribers": s, "publishers": p,
+            "url": c.url_label(), "topic": topic, "subscribers": s, "publishers": p,
             "rate": args.rate, "body_bytes": args.body_bytes,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
             "drain_s": args.drain.as_secs_f64(),
             "threads": c.threads, "users": ctx.tokens.len(),
         }),
-        results: json!({
-            "subscribers_joined": joined,
-            "subscribe_s": subscribe_s,
-            "subscriber_open_errors": open_errors.to_json(),
-            "published": sent,
-            "acked_per_s": per_sec(acked_in_window, window_us),
-            "publish_errors": pub_errors.to_json(),
-            "unacked": unacked,
-            "delivered_per_s": per_sec(delivered_in_window, window_us),
-            "delivered_in_window": delivered_in_window,
-            "latency": shared.latency.summary(),
-            "ack_latency": shared.pace.ack.summary(),
-            "publisher_lateness": shared.pace.lag.summary(),
-            "lost": lost,
-            "duplicates": duplicates,
-            "subscribers_disconnected": ended.to_json(),
-            "lost_on_disconnected": lost_on_ended,
-            "delivered_unacked": unacked_delivered,
-            "foreign_messages": foreign,
-        }),
+        results,
         problems,
         violation,
     })
@@ -337,10 +374,11 @@ async fn wait_settled(counter: &AtomicUsize, n: usize, what: &str) {
 
 async fn open_and_join(
     ctx: &Ctx,
+    target: &client::Target,
     i: usize,
     topic_json: &str,
 ) -> Result<(client::Conn, u64), String> {
-    let mut conn = client::open(&ctx.target, ctx.token(i), i)
+    let mut conn = client::open(target, ctx.token(i), i)
         .await
         .map_err(|e| e.class())?;
     let (join_ref, _) = conn
@@ -359,11 +397,12 @@ async fn subscriber(
 ) -> SubOutcome {
     let mut out = SubOutcome {
         seen: vec![SeqSet::new(0); shared.publishers],
+        highest: vec![None; shared.publishers],
         ..SubOutcome::default()
     };
     let opened = {
         let _permit = ctx.permits.acquire().await.ok();
-        open_and_join(&ctx, i, &client::topic_json(&topic)).await
+        open_and_join(&ctx, ctx.target(i), i, &client::topic_json(&topic)).await
     };
     shared.settled.fetch_add(1, Relaxed);
     let mut conn = match opened {
@@ -435,6 +474,12 @@ fn on_frame(text: &str, shared: &Shared, out: &mut SubOutcome) {
     }
     if stamp.t >= start && stamp.t < end {
         shared.latency.record(now.saturating_sub(stamp.t));
+    }
+    let highest = &mut out.highest[stamp.p as usize];
+    if highest.is_some_and(|h| stamp.n < h) {
+        out.out_of_order += 1;
+    } else {
+        *highest = Some(stamp.n);
     }
     match out.seen[stamp.p as usize].insert(stamp.n) {
         Insert::New => {}

@@ -66,6 +66,25 @@ impl HttpBase {
         bearer: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        let raw = self.exchange(method, path, bearer, body).await?;
+        parse_response(&raw)
+    }
+
+    /// `GET path`; returns the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String), String> {
+        let raw = self.exchange("GET", path, None, None).await?;
+        let (status, body) = split_response(&raw)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Sends one request and reads the whole response.
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, String> {
         let exchange = async {
             let mut stream = TcpStream::connect(self.addr)
                 .await
@@ -94,7 +113,7 @@ impl HttpBase {
                 .read_to_end(&mut raw)
                 .await
                 .map_err(|e| e.to_string())?;
-            parse_response(&raw)
+            Ok(raw)
         };
         tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
@@ -103,6 +122,13 @@ impl HttpBase {
 }
 
 fn parse_response(raw: &[u8]) -> Result<(u16, Value), String> {
+    let (status, body) = split_response(raw)?;
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+/// The status and the (de-chunked) body of a response.
+fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -121,8 +147,7 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Value), String> {
     if chunked {
         body = dechunk(&body);
     }
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok((status, body))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

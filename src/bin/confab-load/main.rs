@@ -27,6 +27,7 @@ mod publisher;
 mod report;
 mod rtt;
 mod scan;
+mod scrape;
 mod seen;
 mod stats;
 mod storm;
@@ -47,7 +48,11 @@ use report::Report;
 /// What every mode gets.
 pub struct Ctx {
     pub common: Common,
-    pub target: Target,
+    /// The `--url` targets; socket i of a kind connects to target i mod n.
+    pub targets: Vec<Target>,
+    /// Where publisher sockets of fanout and reconnect-storm connect
+    /// (`--publisher-url`, else the `--url` targets).
+    pub publisher_targets: Vec<Target>,
     /// Tokens, used round robin by socket index; empty = no token param.
     pub tokens: Vec<String>,
     pub meter: Arc<Meter>,
@@ -59,6 +64,75 @@ impl Ctx {
     /// The token for socket `i`.
     pub fn token(&self, i: usize) -> Option<&str> {
         client::token_for(&self.tokens, i)
+    }
+
+    /// The target of socket `i` (round robin over `--url`).
+    pub fn target(&self, i: usize) -> &Target {
+        &self.targets[i % self.targets.len()]
+    }
+
+    /// The target of publisher `j` (round robin over `--publisher-url`, or
+    /// over `--url` when none is given).
+    pub fn publisher_target(&self, j: usize) -> &Target {
+        &self.publisher_targets[j % self.publisher_targets.len()]
+    }
+}
+
+/// The targets of `urls`, one per distinct URL in `known` (a URL given
+/// twice, or as both --url and --publisher-url, shares its counter).
+async fn targets_for(
+    urls: &[String],
+    common: &Common,
+    known: &mut Vec<Target>,
+) -> Result<Vec<Target>, String> {
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        let target = match known.iter().find(|t| t.url == *url) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Target::new(url, common).await?;
+                known.push(t.clone());
+                t
+            }
+        };
+        out.push(target);
+    }
+    Ok(out)
+}
+
+/// With several URLs: a summary line and `sockets_per_url` (connections
+/// opened to each, reconnections included) in the results.
+fn add_spread(report: &mut Report, known: &[Target]) {
+    if known.len() < 2 {
+        return;
+    }
+    let counts: Vec<(String, u64)> = known
+        .iter()
+        .map(|t| {
+            (
+                t.url.clone(),
+                t.opened.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+        .collect();
+    report.lines.push(format!(
+        "connections per URL: {}",
+        counts
+            .iter()
+            .map(|(url, n)| format!("{url} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if let Some(results) = report.results.as_object_mut() {
+        results.insert(
+            "sockets_per_url".into(),
+            serde_json::Value::Array(
+                counts
+                    .into_iter()
+                    .map(|(url, n)| serde_json::json!({"url": url, "sockets": n}))
+                    .collect(),
+            ),
+        );
     }
 }
 
@@ -94,12 +168,21 @@ async fn run(mode: Mode) -> u8 {
         .map_or(0, |d| d.as_secs());
     let common = mode.common().clone();
     let name = mode.name();
-    let meter = Meter::start(common.server_pid);
+    let meter = Meter::start(common.server_pid, common.watch.clone());
     let hard_limit = common
         .timeout
         .unwrap_or(common.warmup + common.duration + mode.slack());
     let work = async {
-        let target = Target::new(&common).await?;
+        if common.urls.is_empty() {
+            return Err("no --url given".to_string());
+        }
+        let mut known = Vec::new();
+        let targets = targets_for(&common.urls, &common, &mut known).await?;
+        let publisher_targets = if common.publisher_urls.is_empty() {
+            targets.clone()
+        } else {
+            targets_for(&common.publisher_urls, &common, &mut known).await?
+        };
         let tokens = accounts::tokens(&common).await?;
         if common.create_rooms {
             let created =
@@ -110,17 +193,20 @@ async fn run(mode: Mode) -> u8 {
         let ctx = Arc::new(Ctx {
             permits: Arc::new(Semaphore::new(common.connect_concurrency.max(1))),
             common: common.clone(),
-            target,
+            targets,
+            publisher_targets,
             tokens,
             meter: meter.clone(),
         });
-        match mode {
+        let mut report = match mode {
             Mode::Connect(args) => connect::run(ctx, args).await,
             Mode::Fanout(args) => fanout::run(ctx, args).await,
             Mode::Publish(args) => publish::run(ctx, args).await,
             Mode::Rtt(args) => rtt::run(ctx, args).await,
             Mode::ReconnectStorm(args) => storm::run(ctx, args).await,
-        }
+        }?;
+        add_spread(&mut report, &known);
+        Ok(report)
     };
     let outcome: Result<Result<Report, String>, _> = tokio::time::timeout(hard_limit, work).await;
     let label = common.label.as_deref();

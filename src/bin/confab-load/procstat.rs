@@ -9,7 +9,9 @@
 //! (100 % = one core busy). It also takes the whole machine's split of CPU
 //! time (user, system, idle, steal) over the window from `/proc/stat`: on
 //! a shared virtual machine, time stolen by the hypervisor is capacity
-//! neither process had.
+//! neither process had. `--watch NAME=PID` adds more processes (with
+//! their children, e.g. a database server's backends) whose CPU over the
+//! window is reported under `watched`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -69,6 +71,43 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
         threads: value("Threads:").unwrap_or(0),
         write_syscalls,
     })
+}
+
+/// CPU ticks of `pid` and its children: its own utime + stime, the cutime +
+/// cstime of children it has reaped, and utime + stime of each live child
+/// (a process whose parent is `pid`). `None` when `pid` is gone.
+pub fn tree_ticks(pid: u32) -> Option<u64> {
+    let fields = |stat: &str| -> Option<Vec<u64>> {
+        let rest = &stat[stat.rfind(')')? + 1..];
+        Some(
+            rest.split_whitespace()
+                .map(|f| f.parse::<i64>().map_or(0, |v| v.max(0) as u64))
+                .collect(),
+        )
+    };
+    // fields[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
+    let own = fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let mut total: u64 = own.get(11..15)?.iter().sum();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if child == pid {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            if let Some(f) = fields(&stat) {
+                if f.get(1) == Some(&u64::from(pid)) {
+                    total += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+                }
+            }
+        }
+    }
+    Some(total)
 }
 
 /// The machine's CPU time so far, in clock ticks summed over all cores:
@@ -162,7 +201,7 @@ pub fn tcp_counters() -> Option<[u64; 3]> {
     ])
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Mark {
     at: Instant,
     me: Option<Sample>,
@@ -171,11 +210,14 @@ struct Mark {
     frames: u64,
     tcp: Option<[u64; 3]>,
     machine: Option<[u64; 4]>,
+    /// [`tree_ticks`] of each watched process.
+    watched: Vec<Option<u64>>,
 }
 
 impl Mark {
-    fn now(server_pid: Option<u32>) -> Mark {
+    fn now(server_pid: Option<u32>, watch: &[(String, u32)]) -> Mark {
         Mark {
+            watched: watch.iter().map(|(_, pid)| tree_ticks(*pid)).collect(),
             at: Instant::now(),
             me: sample(None),
             server: server_pid.and_then(|pid| sample(Some(pid))),
@@ -189,6 +231,7 @@ impl Mark {
 /// Samples this process and the server over a run.
 pub struct Meter {
     server_pid: Option<u32>,
+    watch: Vec<(String, u32)>,
     start: Mark,
     begin: Mutex<Option<Mark>>,
     end: Mutex<Option<Mark>>,
@@ -198,10 +241,11 @@ pub struct Meter {
 
 impl Meter {
     /// Takes the start-up sample and starts the 200 ms RSS sampler.
-    pub fn start(server_pid: Option<u32>) -> Arc<Meter> {
+    pub fn start(server_pid: Option<u32>, watch: Vec<(String, u32)>) -> Arc<Meter> {
         let meter = Arc::new(Meter {
             server_pid,
-            start: Mark::now(server_pid),
+            start: Mark::now(server_pid, &watch),
+            watch,
             begin: Mutex::new(None),
             end: Mutex::new(None),
             me_peak_rss: AtomicU64::new(0),
@@ -231,18 +275,23 @@ impl Meter {
 
     /// Marks the start of the measured window.
     pub fn begin_window(&self) {
-        *self.begin.lock().unwrap() = Some(Mark::now(self.server_pid));
+        *self.begin.lock().unwrap() = Some(Mark::now(self.server_pid, &self.watch));
     }
 
     /// Marks the end of the measured window.
     pub fn end_window(&self) {
         self.peaks();
-        *self.end.lock().unwrap() = Some(Mark::now(self.server_pid));
+        *self.end.lock().unwrap() = Some(Mark::now(self.server_pid, &self.watch));
     }
 
     fn window(&self) -> Option<(Mark, Mark)> {
-        let begin = (*self.begin.lock().unwrap())?;
-        let end = (*self.end.lock().unwrap()).unwrap_or_else(|| Mark::now(self.server_pid));
+        let begin = self.begin.lock().unwrap().clone()?;
+        let end = self
+            .end
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Mark::now(self.server_pid, &self.watch));
         Some((begin, end))
     }
 
@@ -250,8 +299,10 @@ impl Meter {
     /// {"whole_run": {...}, "window": {...}}}` and problems noticed.
     pub fn figures(&self) -> (Value, Vec<String>) {
         let mut problems = Vec::new();
-        let last = Mark::now(self.server_pid);
-        let (begin, end) = self.window().unwrap_or((self.start, last));
+        let last = Mark::now(self.server_pid, &self.watch);
+        let (begin, end) = self
+            .window()
+            .unwrap_or_else(|| (self.start.clone(), last.clone()));
         let wall = end.at.duration_since(begin.at).as_secs_f64().max(1e-9);
         let share = |a: Option<Sample>, b: Option<Sample>| match (a, b) {
             (Some(a), Some(b)) => json!(round1(100.0 * cpu_secs(a, b) / wall)),
@@ -273,9 +324,9 @@ impl Meter {
         // Frames this generator received per write call of the server: how
         // many frames the server packs into one write, when this generator
         // is its only client (the server also writes its log and store).
-        let writes_at = |m: Mark| m.server.and_then(|s| s.write_syscalls);
-        let server_writes = writes_at(begin)
-            .zip(writes_at(end))
+        let writes_at = |m: &Mark| m.server.and_then(|s| s.write_syscalls);
+        let server_writes = writes_at(&begin)
+            .zip(writes_at(&end))
             .map(|(a, b)| b.saturating_sub(a));
         let frames_per_write = match server_writes {
             Some(w) if w > 0 => json!(round1(frames as f64 / w as f64)),
@@ -334,8 +385,32 @@ impl Meter {
             ));
         }
         let machine = machine_split(begin.machine, end.machine);
+        let mut watched = Vec::with_capacity(self.watch.len());
+        for (i, (name, pid)) in self.watch.iter().enumerate() {
+            let at = |m: &Mark| m.watched.get(i).copied().flatten();
+            let cpu_s = at(&begin)
+                .zip(at(&end))
+                .map(|(a, b)| b.saturating_sub(a) as f64 / ticks_per_sec());
+            if at(&last).is_none() {
+                problems.push(format!(
+                    "watched process {name} ({pid}) is gone at the end of the run"
+                ));
+            }
+            watched.push(json!({
+                "name": name,
+                "pid": pid,
+                "cpu_s": cpu_s.map(|s| (s * 100.0).round() / 100.0),
+                "cpu_pct": cpu_s.map(|s| round1(100.0 * s / wall)),
+                "alive_at_end": at(&last).is_some(),
+            }));
+        }
+        let watched = if watched.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(watched)
+        };
         (
-            json!({"loadgen": loadgen, "server": server, "kernel_tcp": kernel, "machine_cpu": machine}),
+            json!({"loadgen": loadgen, "server": server, "kernel_tcp": kernel, "machine_cpu": machine, "watched": watched}),
             problems,
         )
     }
@@ -364,6 +439,9 @@ mod tests {
         assert!(machine_cpu().is_some());
         assert!(sample(Some(u32::MAX - 1)).is_none());
         assert!(tcp_counters().is_some());
+        let me = std::process::id();
+        assert!(tree_ticks(me).is_some());
+        assert!(tree_ticks(u32::MAX - 1).is_none());
     }
 
     #[test]

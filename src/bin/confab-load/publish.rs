@@ -88,7 +88,7 @@ pub async fn run(ctx: Arc<Ctx>, args: PublishArgs) -> Result<Report, String> {
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "concurrency": args.concurrency, "inflight": args.inflight,
+            "url": c.url_label(), "concurrency": args.concurrency, "inflight": args.inflight,
             "rate_per_publisher": args.rate,
             "body_bytes": args.body_bytes, "count": args.count,
             "topic": c.topic, "topic_pattern": c.topic_pattern, "rooms": c.rooms,

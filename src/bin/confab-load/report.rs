@@ -60,6 +60,23 @@ pub fn emit(
             );
         }
     }
+    if let Some(watched) = processes["watched"].as_array() {
+        let parts: Vec<String> = watched
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} {}% ({} s)",
+                    w["name"].as_str().unwrap_or("?"),
+                    w["cpu_pct"],
+                    w["cpu_s"]
+                )
+            })
+            .collect();
+        println!(
+            "watched: cpu in the window, % of one core: {}",
+            parts.join(", ")
+        );
+    }
     let m = &processes["machine_cpu"];
     if !m.is_null() {
         println!(
@@ -74,7 +91,7 @@ pub fn emit(
             println!("PROBLEM: {p}");
         }
     }
-    let line = json!({
+    let mut line = json!({
         "mode": mode,
         "label": label,
         "ok": ok,
@@ -88,6 +105,9 @@ pub fn emit(
         "kernel_tcp": processes["kernel_tcp"],
         "machine_cpu": processes["machine_cpu"],
     });
+    if !processes["watched"].is_null() {
+        line["watched"] = processes["watched"].clone();
+    }
     println!("{line}");
     if report.violation {
         3

@@ -77,7 +77,7 @@ pub async fn run(ctx: Arc<Ctx>, args: RttArgs) -> Result<Report, String> {
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "concurrency": args.concurrency, "rate_per_socket": args.rate,
+            "url": c.url_label(), "concurrency": args.concurrency, "rate_per_socket": args.rate,
             "count": args.count, "topic": args.rtt_topic, "event": args.rtt_event,
             "duration_s": c.duration.as_secs_f64(), "warmup_s": c.warmup.as_secs_f64(),
             "threads": c.threads,

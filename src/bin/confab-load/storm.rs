@@ -152,7 +152,7 @@ pub async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<Report, String> {
     let mut conns = Vec::new();
     for t in 0..topics {
         let topic_json = client::topic_json(&c.topic_for(t));
-        let mut conn = client::open(&ctx.target, ctx.token(n + t), n + t)
+        let mut conn = client::open(ctx.publisher_target(t), ctx.token(n + t), n + t)
             .await
             .map_err(|e| format!("publisher {t} cannot connect: {e}"))?;
         let (join_ref, _) = conn
@@ -364,7 +364,7 @@ pub async fn run(ctx: Arc<Ctx>, args: StormArgs) -> Result<Report, String> {
     Ok(Report {
         lines,
         params: json!({
-            "url": c.url, "clients": n, "topics": topics, "topic": c.topic,
+            "url": c.url_label(), "clients": n, "topics": topics, "topic": c.topic,
             "topic_pattern": c.topic_pattern, "rate": args.rate, "body_bytes": args.body_bytes,
             "warmup_s": c.warmup.as_secs_f64(), "duration_s": c.duration.as_secs_f64(),
             "reconnect_timeout_s": args.reconnect_timeout.as_secs_f64(),
@@ -505,7 +505,7 @@ async fn first_join(
     i: usize,
     topic_json: &str,
 ) -> Result<(Conn, u64, Option<String>), String> {
-    let mut conn = client::open(&ctx.target, ctx.token(i), i)
+    let mut conn = client::open(ctx.target(i), ctx.token(i), i)
         .await
         .map_err(|e| e.class())?;
     let (_, reply) = conn
@@ -523,7 +523,7 @@ async fn first_join(
 async fn rejoin(ctx: &Ctx, i: usize, out: &mut Outcome) -> Result<Conn, String> {
     let mut conn = {
         let _permit = ctx.permits.acquire().await.ok();
-        client::open(&ctx.target, ctx.token(i), i)
+        client::open(ctx.target(i), ctx.token(i), i)
             .await
             .map_err(|e| e.class())?
     };
