@@ -2132,7 +2132,8 @@ mod tests {
         assert_eq!(closest_key("data-dir"), Some("data_dir"));
         assert_eq!(closest_key("LOG_LEVEL"), Some("log_level"));
         assert_eq!(closest_key("database_ur"), Some("database_url"));
-        assert_eq!(closest_key("nats_url"), None);
+        assert_eq!(closest_key("nats_ur"), Some("nats_url"));
+        assert_eq!(closest_key("kafka_brokers"), None);
     }
 
     #[test]

@@ -273,6 +273,7 @@ pub async fn change(
                     // Ignoring a user hides their edits and deletions too.
                     broadcast.author = Some(stored.record.user_id);
                     broadcast.topic_id = Some(stored.topic_id);
+                    broadcast.refers_to = Some(stored.seq);
                     hub.publish(Arc::new(broadcast));
                     mentions::notify(
                         &hub,

@@ -71,7 +71,10 @@ pub async fn toggle(
                         "user_id": user_id,
                         "on": on,
                     });
-                    hub.publish(Arc::new(Broadcast::new(topic, "reaction", &payload)));
+                    let mut broadcast = Broadcast::new(topic, "reaction", &payload);
+                    broadcast.topic_id = Some(topic_id);
+                    broadcast.refers_to = Some(seq);
+                    hub.publish(Arc::new(broadcast));
                     Reacted::Toggled { on }
                 });
                 let _ = tx.send(out);

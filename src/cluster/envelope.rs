@@ -38,6 +38,8 @@ pub struct WireBroadcast {
     pub author: Option<u64>,
     /// The topic's id, for message events.
     pub topic_id: Option<u64>,
+    /// The message an event is about.
+    pub refers_to: Option<u64>,
     /// A V2 binary broadcast frame, for binary pushes.
     pub binary: Option<Vec<u8>>,
 }
@@ -162,6 +164,7 @@ mod tests {
             seq: Some(3),
             author: Some(7),
             topic_id: Some(2),
+            refers_to: None,
             binary: None,
         });
         let bytes = encode(&envelope);

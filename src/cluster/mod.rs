@@ -427,6 +427,15 @@ impl Cluster {
                 Link::Up => {
                     if let Some(since) = down_since.take() {
                         self.sequencer.sweep();
+                        // The client reports the connection before its
+                        // subscriptions are renewed: a message committed in
+                        // between is read by a second sweep a moment later.
+                        let later = self.clone();
+                        tokio::spawn(async move {
+                            let _ = later.bus.client().flush().await;
+                            tokio::time::sleep(later.heartbeat).await;
+                            later.sequencer.sweep();
+                        });
                         self.resend(since.checked_sub(RESEND_WINDOW).unwrap_or(since));
                         self.send_presence(&self.presence.heartbeat());
                     }
@@ -549,6 +558,7 @@ fn remote_broadcast(wire: WireBroadcast) -> Option<Broadcast> {
     broadcast.seq = wire.seq;
     broadcast.author = wire.author;
     broadcast.topic_id = wire.topic_id;
+    broadcast.refers_to = wire.refers_to;
     Some(broadcast)
 }
 
@@ -565,6 +575,7 @@ fn wire_bytes(broadcast: &Broadcast) -> Vec<u8> {
         seq: broadcast.seq,
         author: broadcast.author,
         topic_id: broadcast.topic_id,
+        refers_to: broadcast.refers_to,
         binary: broadcast.binary_frame().map(|b| b.to_vec()),
     };
     envelope::encode(&Envelope::Broadcast(wire))

@@ -44,6 +44,10 @@ struct Lane {
     filling: bool,
     /// Broadcasts waiting behind the fill or the base, in arrival order.
     held: VecDeque<Arc<Broadcast>>,
+    /// `next` when the lane last read ahead for an edit, delete or
+    /// reaction of a message it had not delivered (it reads once per
+    /// position, so a message missing from the database cannot loop).
+    refer_fill_at: Option<u64>,
 }
 
 impl Lane {
@@ -53,6 +57,7 @@ impl Lane {
             next: None,
             filling: false,
             held: VecDeque::new(),
+            refer_fill_at: None,
         }
     }
 }
@@ -125,7 +130,8 @@ impl Sequencer {
             if lane.topic_id.is_none() {
                 lane.topic_id = broadcast.topic_id;
             }
-            if lane.filling || (lane.next.is_none() && broadcast.seq.is_some()) {
+            let ordered = broadcast.seq.is_some() || broadcast.refers_to.is_some();
+            if lane.filling || (lane.next.is_none() && ordered) {
                 lane.held.push_back(broadcast);
                 if lane.next.is_none() && lane.held.len() > HELD_WITHOUT_BASE {
                     let first = lane.held.iter().find_map(|b| b.seq).unwrap_or(1);
@@ -208,50 +214,142 @@ impl Sequencer {
     /// Delivers or holds one broadcast on a lane that is not filling and
     /// has its base.
     fn pass(&self, lane: &mut Lane, broadcast: Arc<Broadcast>) -> Next {
-        let (Some(seq), Some(next)) = (broadcast.seq, lane.next) else {
+        let Some(next) = lane.next else {
             self.hub.deliver(broadcast);
             return Next::Done;
         };
-        if seq < next {
-            crate::metrics::Metrics::inc(&self.counts.duplicates);
+        match (broadcast.seq, broadcast.refers_to) {
+            (Some(seq), _) if seq < next => {
+                crate::metrics::Metrics::inc(&self.counts.duplicates);
+                Next::Done
+            }
+            (Some(seq), _) if seq == next => {
+                lane.next = Some(next + 1);
+                self.hub.deliver(broadcast);
+                Next::Done
+            }
+            (Some(seq), _) => {
+                lane.held.push_back(broadcast);
+                match lane.topic_id {
+                    Some(topic_id) => {
+                        lane.filling = true;
+                        Next::Fill {
+                            topic_id,
+                            after: next - 1,
+                        }
+                    }
+                    // A lane always has its topic id once it has a base (the
+                    // join gives both); without one the gap cannot be read.
+                    None => {
+                        lane.next = Some(seq);
+                        self.drain_held(lane)
+                    }
+                }
+            }
+            // An edit, delete or reaction of a message not delivered here
+            // yet: read up to it first, so it never arrives before it.
+            (None, Some(message)) if message >= next => match lane.topic_id {
+                Some(topic_id) if lane.refer_fill_at != Some(next) => {
+                    lane.refer_fill_at = Some(next);
+                    lane.held.push_back(broadcast);
+                    lane.filling = true;
+                    Next::Fill {
+                        topic_id,
+                        after: next - 1,
+                    }
+                }
+                _ => {
+                    self.hub.deliver(broadcast);
+                    Next::Done
+                }
+            },
+            _ => {
+                self.hub.deliver(broadcast);
+                Next::Done
+            }
+        }
+    }
+
+    /// Passes what a lane holds, in order, until it is empty or another gap
+    /// shows. Edits, deletes and reactions of messages not delivered yet
+    /// wait for them (other broadcasts pass them); if they still wait at
+    /// the end, the lane reads ahead once more, and past that (the message
+    /// is not in the database) they are delivered as they are.
+    fn drain_held(&self, lane: &mut Lane) -> Next {
+        lane.filling = false;
+        let mut waiting: VecDeque<Arc<Broadcast>> = VecDeque::new();
+        while let Some(broadcast) = lane.held.pop_front() {
+            let Some(next) = lane.next else {
+                lane.held.push_front(broadcast);
+                break;
+            };
+            match (broadcast.seq, broadcast.refers_to) {
+                (Some(seq), _) if seq > next => {
+                    let Some(topic_id) = lane.topic_id else {
+                        lane.next = Some(seq);
+                        lane.held.push_front(broadcast);
+                        continue;
+                    };
+                    lane.held.push_front(broadcast);
+                    while let Some(earlier) = waiting.pop_back() {
+                        lane.held.push_front(earlier);
+                    }
+                    lane.filling = true;
+                    return Next::Fill {
+                        topic_id,
+                        after: next - 1,
+                    };
+                }
+                (Some(seq), _) if seq < next => {
+                    crate::metrics::Metrics::inc(&self.counts.duplicates);
+                }
+                (Some(_), _) => {
+                    lane.next = Some(next + 1);
+                    self.hub.deliver(broadcast);
+                    self.release(&mut waiting, next + 1);
+                }
+                (None, Some(message)) if message >= next => waiting.push_back(broadcast),
+                _ => {
+                    self.hub.deliver(broadcast);
+                }
+            }
+        }
+        if waiting.is_empty() {
             return Next::Done;
         }
-        if seq == next {
-            lane.next = Some(next + 1);
-            self.hub.deliver(broadcast);
-            return Next::Done;
-        }
-        lane.held.push_back(broadcast);
-        match lane.topic_id {
-            Some(topic_id) => {
+        match (lane.topic_id, lane.next) {
+            (Some(topic_id), Some(next)) if lane.refer_fill_at != Some(next) => {
+                lane.refer_fill_at = Some(next);
+                lane.held = waiting;
                 lane.filling = true;
                 Next::Fill {
                     topic_id,
                     after: next - 1,
                 }
             }
-            // A lane always has its topic id once it has a base (the join
-            // gives both); without one the gap cannot be read.
-            None => {
-                lane.next = Some(seq);
-                self.drain_held(lane)
+            _ => {
+                for broadcast in waiting {
+                    self.hub.deliver(broadcast);
+                }
+                Next::Done
             }
         }
     }
 
-    /// Passes what a lane holds, until it is empty or another gap shows.
-    fn drain_held(&self, lane: &mut Lane) -> Next {
-        lane.filling = false;
-        while let Some(broadcast) = lane.held.pop_front() {
-            if let next @ Next::Fill { .. } = self.pass(lane, broadcast) {
-                // `pass` held it again, at the back; it belongs in front.
-                if let Some(back) = lane.held.pop_back() {
-                    lane.held.push_front(back);
-                }
-                return next;
+    /// Delivers, in order, what waits for a message below `next`.
+    fn release(&self, waiting: &mut VecDeque<Arc<Broadcast>>, next: u64) {
+        if waiting.is_empty() {
+            return;
+        }
+        let mut still = VecDeque::with_capacity(waiting.len());
+        for broadcast in waiting.drain(..) {
+            if broadcast.refers_to.is_some_and(|message| message >= next) {
+                still.push_back(broadcast);
+            } else {
+                self.hub.deliver(broadcast);
             }
         }
-        Next::Done
+        *waiting = still;
     }
 
     fn follow(self: &Arc<Self>, topic: Arc<str>, next: Next) {

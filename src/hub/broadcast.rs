@@ -29,6 +29,10 @@ pub struct Broadcast {
     /// The topic's id, for message events (`new_msg`, `msg_updated`,
     /// `msg_deleted`): other nodes of a cluster read gaps and index by it.
     pub topic_id: Option<u64>,
+    /// The message an event is about (`msg_updated`, `msg_deleted`,
+    /// `reaction`): a node of a cluster delivers it only after that
+    /// message.
+    pub refers_to: Option<u64>,
     /// A connection that must not receive it (broadcast-from).
     pub exclude_conn: Option<u64>,
     /// A V2 binary broadcast frame (kind 2) instead of a text frame; only
@@ -93,6 +97,7 @@ impl Broadcast {
             seq: None,
             author: None,
             topic_id: None,
+            refers_to: None,
             exclude_conn: None,
             binary: None,
             deflated: Default::default(),

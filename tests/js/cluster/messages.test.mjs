@@ -222,8 +222,8 @@ describe("cluster: messages", () => {
     assert.equal(posted.response.seq, 1);
     assert.equal(edited.status, "ok", JSON.stringify(edited));
     assert.deepEqual(reacted, { status: "ok", response: { on: true } });
-    // Events from different nodes have no order between them (see the todo
-    // test below): each step waits until every node has the one before.
+    // Each step waits until every node has the one before (the order of
+    // events is tested on its own below).
     const everywhere = (n) => Promise.all(watchers.map((w) => w.count(n)));
     await everywhere(3);
     // From node 2: a reaction, then the author deletes on node 1.
@@ -266,17 +266,14 @@ describe("cluster: messages", () => {
     }
   });
 
-  // Known to fail: broadcasts without a seq of their own (msg_updated,
-  // msg_deleted, reaction) pass a node's sequencer at once, even when the
-  // message they refer to has not reached that node yet. When the
-  // message's node is slower on the bus than the node of the edit or
-  // reaction, a client on a third node gets the edit first (phoenix
-  // clients drop it: no such message yet), then the message with its old
-  // body, and keeps showing the old text. On one node this cannot happen
-  // (the edit is broadcast after the message).
+  // Edits, deletes and reactions carry the seq of their message: a node's
+  // sequencer holds them until it has delivered that message, reading it
+  // from the database if the bus is slow or lost it. When the message's
+  // node is slower on the bus than the node of the edit, a client on a
+  // third node must still get the message first (phoenix clients drop an
+  // edit of a message they do not have).
   test(
     "an edit and a reaction made on node 2 reach node 3 after their message from node 1, even when node 1's bus path is slow",
-    { todo: "the sequencer lets msg_updated/reaction overtake the new_msg they refer to" },
     async () => {
       const room = (await node(0).createRoom(alice.token)).name;
       const topic = `room:${room}`;
