@@ -10,19 +10,20 @@ pub fn healthz() -> HttpResponse {
 }
 
 /// 200 `ready` when the store answers, 503 otherwise or while shutting down.
-/// A node of a cluster adds the bus state (`ready; bus up` or `ready; bus
-/// down`): without the bus it still stores and serves, and its sockets
-/// still get every message, later (read from the database).
+/// A node of a cluster adds the bus state (`ready; bus up`, else `not
+/// ready; bus up` or `not ready; bus down`) and is not ready while the bus
+/// is unreachable either: a load balancer then sends new clients to nodes
+/// that have it. Open sockets stay, and their posts are still stored and
+/// acknowledged; other nodes' sockets get them from the database later.
 pub async fn readyz(call: &Call) -> HttpResponse {
-    let ready = !call.state.shutdown.is_cancelled() && call.state.store.ready().await;
+    let store_ready = !call.state.shutdown.is_cancelled() && call.state.store.ready().await;
     let bus = call.state.cluster.as_ref().map(|c| c.bus_connected());
-    let text = match (ready, bus) {
-        (true, None) => "ready",
-        (true, Some(true)) => "ready; bus up",
-        (true, Some(false)) => "ready; bus down",
-        (false, None) => "not ready",
-        (false, Some(true)) => "not ready; bus up",
-        (false, Some(false)) => "not ready; bus down",
+    let (status, text) = match (store_ready, bus) {
+        (true, None) => (200, "ready"),
+        (false, None) => (503, "not ready"),
+        (true, Some(true)) => (200, "ready; bus up"),
+        (false, Some(true)) => (503, "not ready; bus up"),
+        (_, Some(false)) => (503, "not ready; bus down"),
     };
-    reply::text(if ready { 200 } else { 503 }, text)
+    reply::text(status, text)
 }
